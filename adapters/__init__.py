@@ -1,0 +1,2 @@
+"""corral.adapters: what a program calls — the thread facade, the trio facade and the
+``corral`` command."""

@@ -1,0 +1,86 @@
+"""What the thread and trio facades share: routing the kernel's effects to the parked
+callers and subscriptions of one session."""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+from corral.kernel import (
+    Cancelled,
+    Closed,
+    Delivered,
+    Event,
+    Kernel,
+    Notified,
+    Unsubscribed,
+)
+
+__all__ = ["EffectRouter"]
+
+P = TypeVar("P")  # how a parked caller is woken
+S = TypeVar("S")  # a subscription
+
+
+class EffectRouter(Generic[P, S]):
+    """Owns one kernel session and routes its effects.
+
+    Subclasses say how to wake a parked caller (``_wake``) and how to hand an event to a
+    subscription (``_publish``, ``_end``).
+    """
+
+    def __init__(self) -> None:
+        self._kernel = Kernel()
+        self._session = self._kernel.open_session()
+        self._parked: dict[int, P] = {}
+        self._subscriptions: dict[int, S] = {}
+        self._closed = False
+
+    def _wake(self, parked: P, event: Event | None, error: BaseException | None) -> None:
+        raise NotImplementedError
+
+    def _publish(self, subscription: S, event: Event) -> None:
+        raise NotImplementedError
+
+    def _end(self, subscription: S, reason: str) -> None:
+        raise NotImplementedError
+
+    def _dispatch(self) -> None:
+        """Deliver every queued effect, in the kernel's order."""
+        for effect in self._kernel.take_effects():
+            if type(effect) is Notified:
+                self._publish(self._subscriptions[effect.subscription], effect.event)
+            elif type(effect) is Delivered:
+                self._wake(self._parked.pop(effect.waiter), effect.event, None)
+            elif type(effect) is Cancelled:
+                self._wake(self._parked.pop(effect.waiter), None, effect.error)
+            elif type(effect) is Unsubscribed:
+                self._end(self._subscriptions.pop(effect.subscription), effect.reason)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise Closed("this corral is closed")
+
+    def _shut(self) -> None:
+        """Close the session; wake every parked caller with Closed and end every
+        subscription."""
+        self._closed = True
+        self._kernel.close_session(self._session)
+        self._dispatch()
+        parked, self._parked = self._parked, {}
+        for p in parked.values():
+            self._wake(p, None, Closed("the corral was closed while waiting"))
+        subscriptions, self._subscriptions = self._subscriptions, {}
+        for s in subscriptions.values():
+            self._end(s, "the corral was closed")
+
+    def _give_back(self, event: Event) -> None:
+        """Return an item served to a caller that was interrupted before taking it.
+
+        Rare (a KeyboardInterrupt while parked), but an item is never swallowed: it goes
+        back to the front of its list, or back under its key.
+        """
+        if event.name == "wnp_next":
+            self._kernel.push_front(event.container, event.value, event.metadata)
+        else:
+            self._kernel.set(event.container, event.key, event.value, event.metadata)
+        self._dispatch()

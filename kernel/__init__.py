@@ -1,0 +1,53 @@
+"""corral.kernel: the deterministic, sans-IO coordination state machine.
+
+It depends on nothing but the standard library, attrs and sortedcontainers, and never
+reads a clock, does I/O, starts a thread or draws a random number.
+"""
+
+from ._errors import (
+    AlreadyExists,
+    Closed,
+    CorralError,
+    Empty,
+    InvalidArgument,
+    LeaseLost,
+    LimitExceeded,
+    NotFound,
+    WrongKind,
+)
+from ._kernel import Kernel
+from ._model import (
+    Cancelled,
+    ContainerStatistics,
+    Delivered,
+    Effect,
+    Event,
+    Kind,
+    Notified,
+    Record,
+    Unsubscribed,
+    Waiting,
+)
+
+__all__ = [
+    "AlreadyExists",
+    "Cancelled",
+    "Closed",
+    "ContainerStatistics",
+    "CorralError",
+    "Delivered",
+    "Effect",
+    "Empty",
+    "Event",
+    "InvalidArgument",
+    "Kernel",
+    "Kind",
+    "LeaseLost",
+    "LimitExceeded",
+    "NotFound",
+    "Notified",
+    "Record",
+    "Unsubscribed",
+    "Waiting",
+    "WrongKind",
+]

@@ -1,0 +1,314 @@
+"""Container kinds: the data, the operations on it, and the hand-off to waiters.
+
+Every operation validates all its arguments before it mutates anything, so a command that
+raises leaves the container as it was.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+
+from ._core import Core, Subscription, check_timeout
+from ._errors import AlreadyExists, Empty, InvalidArgument, NotFound
+from ._model import Event, Kind, Record, Waiting
+from ._sorted import SortedIndex
+from ._waiters import Waiter, WaiterQueue
+
+__all__ = ["Container", "ListContainer", "MapContainer"]
+
+Item = tuple[Any, Any]  # (value, metadata)
+
+
+def _check_int(op: str, name: str, what: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"{op} on {name!r}: {what} must be an int, not {value!r}")
+    return value
+
+
+@attrs.define(eq=False)
+class Container:
+    """What every kind has: a name, string properties and subscribers."""
+
+    name: str
+    core: Core
+    properties: dict[str, str] = attrs.Factory(dict)
+    subscribers: dict[int, Subscription] = attrs.Factory(dict)
+
+    kind: Kind = attrs.field(init=False)
+
+    def waiter_queues(self) -> Iterator[WaiterQueue]:
+        """Every waiter queue of this container (for cancelling and checking)."""
+        return iter(())
+
+    def snapshot(self, start: int) -> list[tuple[str, Record]]:
+        """The events a subscription starting at position ``start`` is sent first."""
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Assert this container's own invariants."""
+
+
+@attrs.define(eq=False)
+class ListContainer(Container):
+    """An ordered list of records; the key is the index. Waiters pop the front."""
+
+    items: deque[Item] = attrs.Factory(deque)
+    waiters: WaiterQueue = attrs.Factory(WaiterQueue)
+    kind: Kind = attrs.field(init=False, default=Kind.LIST)
+
+    def _index(self, op: str, index: Any, *, end_ok: bool = False) -> int:
+        """Normalise ``index`` (negative counts from the end) or raise NotFound."""
+        n = len(self.items)
+        i = _check_int(op, self.name, "index", index)
+        if i < 0:
+            i += n
+        if not 0 <= i < n + end_ok:
+            raise NotFound(f"{op} on {self.name!r}: index {index} is out of range "
+                           f"for {n} records")
+        return i
+
+    def _take(self) -> Event:
+        """Pop the front record for a waiter (subscribers see pop_front)."""
+        value, metadata = self.items.popleft()
+        if self.subscribers:
+            self.core.notify(self, "pop_front", 0, value, metadata)
+        return Event(container=self.name, name="wnp_next", key=0, value=value,
+                     metadata=metadata)
+
+    def _feed(self) -> None:
+        """Serve waiters while there are records: a list with waiters is always empty."""
+        waiters, items = self.waiters, self.items
+        while waiters and items:
+            self.core.serve(waiters.popleft(), self._take())
+
+    def push_back(self, value: Any, metadata: Any) -> None:
+        items = self.items
+        items.append((value, metadata))
+        if self.subscribers:
+            self.core.notify(self, "push_back", len(items) - 1, value, metadata)
+        if self.waiters:
+            self._feed()
+
+    def push_front(self, value: Any, metadata: Any) -> None:
+        self.items.appendleft((value, metadata))
+        if self.subscribers:
+            self.core.notify(self, "push_front", 0, value, metadata)
+        if self.waiters:
+            self._feed()
+
+    def _pop(self, op: str) -> Record:
+        items = self.items
+        if not items:
+            raise Empty(f"{op} on {self.name!r}: the list is empty")
+        if op == "pop_front":
+            key = 0
+            value, metadata = items.popleft()
+        else:
+            value, metadata = items.pop()
+            key = len(items)
+        if self.subscribers:
+            self.core.notify(self, op, key, value, metadata)
+        return Record(key=key, value=value, metadata=metadata)
+
+    def pop_front(self) -> Record:
+        return self._pop("pop_front")
+
+    def pop_back(self) -> Record:
+        return self._pop("pop_back")
+
+    def get(self, index: Any) -> Record:
+        i = self._index("get", index)
+        value, metadata = self.items[i]
+        return Record(key=i, value=value, metadata=metadata)
+
+    def set(self, index: Any, value: Any, metadata: Any) -> None:
+        i = self._index("set", index)
+        self.items[i] = (value, metadata)
+        if self.subscribers:
+            self.core.notify(self, "set", i, value, metadata)
+
+    def insert(self, index: Any, value: Any, metadata: Any) -> None:
+        i = self._index("insert", index, end_ok=True)
+        self.items.insert(i, (value, metadata))
+        if self.subscribers:
+            self.core.notify(self, "insert", i, value, metadata)
+        if self.waiters:
+            self._feed()
+
+    def delete(self, index: Any) -> None:
+        i = self._index("delete", index)
+        value, metadata = self.items[i]
+        del self.items[i]
+        if self.subscribers:
+            self.core.notify(self, "delete", i, value, metadata)
+
+    def count(self) -> int:
+        return len(self.items)
+
+    def query(self, start: Any, end: Any) -> list[Record]:
+        _check_int("query", self.name, "start", start)
+        if end is not None:
+            _check_int("query", self.name, "end", end)
+        first, stop, _ = slice(start, end).indices(len(self.items))
+        items = self.items
+        return [Record(key=i, value=items[i][0], metadata=items[i][1])
+                for i in range(first, stop)]
+
+    def clear(self) -> None:
+        self.items.clear()
+        if self.subscribers:
+            self.core.notify(self, "clear")
+
+    def wait_pop_next(self, session: int, timeout: float | None, now: float
+                      ) -> Event | Waiting:
+        check_timeout("wait_pop_next", self.name, timeout)
+        if self.items:  # a list with records has no waiters: nobody is ahead of us
+            self.core.session(session)
+            return self._take()
+        if timeout == 0:
+            self.core.session(session)
+            raise Empty(f"wait_pop_next on {self.name!r}: the list is empty")
+        return self.core.park(self.waiters, session, "wait_pop_next", self.name, None,
+                              timeout, now)
+
+    def remove_waiter(self, waiter: Waiter) -> None:
+        self.waiters.remove(waiter)
+
+    def waiter_queues(self) -> Iterator[WaiterQueue]:
+        yield self.waiters
+
+    def snapshot(self, start: int) -> list[tuple[str, Record]]:
+        return [("push_back", record) for record in self.query(start, None)]
+
+    def check(self) -> None:
+        assert not (self.waiters and self.items), f"{self.name}: waiters beside records"
+        for waiter in self.waiters:
+            assert waiter.op == "wait_pop_next" and waiter.key is None
+
+
+def _check_key(op: str, name: str, key: Any) -> str:
+    if not isinstance(key, str):
+        raise InvalidArgument(f"{op} on {name!r}: a map key must be a str, not {key!r}")
+    return key
+
+
+@attrs.define(eq=False)
+class MapContainer(Container):
+    """Records by string key, kept in key order. Waiters pop one key."""
+
+    items: SortedIndex[str, Item] = attrs.Factory(SortedIndex)
+    waiters: dict[str, WaiterQueue] = attrs.Factory(dict)
+    kind: Kind = attrs.field(init=False, default=Kind.MAP)
+
+    def _store(self, op: str, key: str, value: Any, metadata: Any) -> None:
+        self.items[key] = (value, metadata)
+        if self.subscribers:
+            self.core.notify(self, op, key, value, metadata)
+        queue = self.waiters.get(key)
+        if queue:
+            waiter = queue.popleft()
+            if not queue:
+                del self.waiters[key]
+            self.core.serve(waiter, self._take(key))
+
+    def _take(self, key: str) -> Event:
+        """Pop ``key`` for a waiter (subscribers see delete)."""
+        value, metadata = self.items.pop(key)
+        if self.subscribers:
+            self.core.notify(self, "delete", key, value, metadata)
+        return Event(container=self.name, name="wnp_key", key=key, value=value,
+                     metadata=metadata)
+
+    def set(self, key: Any, value: Any, metadata: Any) -> None:
+        self._store("set", _check_key("set", self.name, key), value, metadata)
+
+    def insert(self, key: Any, value: Any, metadata: Any) -> None:
+        _check_key("insert", self.name, key)
+        if key in self.items:
+            raise AlreadyExists(f"insert on {self.name!r}: key {key!r} is present")
+        self._store("insert", key, value, metadata)
+
+    def get(self, key: Any) -> Record:
+        """The record at ``key``; an int is a position in key order (as Tio's get)."""
+        if isinstance(key, int) and not isinstance(key, bool):
+            n = len(self.items)
+            i = key + n if key < 0 else key
+            if not 0 <= i < n:
+                raise NotFound(f"get on {self.name!r}: position {key} is out of range "
+                               f"for {n} records")
+            key = self.items.key_at(i)
+        _check_key("get", self.name, key)
+        try:
+            value, metadata = self.items[key]
+        except KeyError:
+            raise NotFound(f"get on {self.name!r}: no key {key!r}") from None
+        return Record(key=key, value=value, metadata=metadata)
+
+    def delete(self, key: Any) -> None:
+        _check_key("delete", self.name, key)
+        try:
+            value, metadata = self.items.pop(key)
+        except KeyError:
+            raise NotFound(f"delete on {self.name!r}: no key {key!r}") from None
+        if self.subscribers:
+            self.core.notify(self, "delete", key, value, metadata)
+
+    def keys(self) -> list[str]:
+        return list(self.items)
+
+    def count(self) -> int:
+        return len(self.items)
+
+    def query(self, start: Any, end: Any) -> list[Record]:
+        _check_int("query", self.name, "start", start)
+        if end is not None:
+            _check_int("query", self.name, "end", end)
+        return [Record(key=k, value=v, metadata=m) for k, (v, m) in self.items.items(start, end)]
+
+    def clear(self) -> None:
+        self.items.clear()
+        if self.subscribers:
+            self.core.notify(self, "clear")
+
+    def wait_pop_key(self, session: int, key: Any, timeout: float | None, now: float
+                     ) -> Event | Waiting:
+        _check_key("wait_pop_key", self.name, key)
+        check_timeout("wait_pop_key", self.name, timeout)
+        if key in self.items:  # a present key has no waiters: nobody is ahead of us
+            self.core.session(session)
+            return self._take(key)
+        if timeout == 0:
+            self.core.session(session)
+            raise Empty(f"wait_pop_key on {self.name!r}: no key {key!r}")
+        queue = self.waiters.get(key)
+        if queue is None:
+            queue = self.waiters[key] = WaiterQueue()
+        try:
+            return self.core.park(queue, session, "wait_pop_key", self.name, key, timeout,
+                                  now)
+        finally:
+            if not queue:  # parking failed (unknown session): leave no empty queue behind
+                del self.waiters[key]
+
+    def remove_waiter(self, waiter: Waiter) -> None:
+        queue = self.waiters[waiter.key]
+        queue.remove(waiter)
+        if not queue:
+            del self.waiters[waiter.key]
+
+    def waiter_queues(self) -> Iterator[WaiterQueue]:
+        return iter(list(self.waiters.values()))
+
+    def snapshot(self, start: int) -> list[tuple[str, Record]]:
+        return [("set", record) for record in self.query(start, None)]
+
+    def check(self) -> None:
+        for key, queue in self.waiters.items():
+            assert queue, f"{self.name}: empty waiter queue for {key!r} kept"
+            assert key not in self.items, f"{self.name}: waiters on present key {key!r}"
+            for waiter in queue:
+                assert waiter.op == "wait_pop_key" and waiter.key == key

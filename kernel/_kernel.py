@@ -1,0 +1,351 @@
+"""The kernel: one deterministic state machine behind every corral adapter.
+
+Theory of operation
+-------------------
+Callers are *sessions* (``open_session``); every container operation is a method here,
+applied atomically: it validates all its arguments first, so one that raises has changed
+nothing. A container has a name and one kind for its life (``create``); its data and its
+rules live in ``_containers``.
+
+A wait command (``wait_pop_next``, ``wait_pop_key``) either completes at once and returns
+its event, or parks a *waiter* and returns ``Waiting(waiter=id)``. Waiters sit in strict
+FIFO queues per container (per key for maps). The invariant that makes hand-off atomic and
+barging impossible: a list with waiters is empty, and a map key with waiters is absent. So
+whatever adds a record first serves the oldest waiter, inside the same command.
+
+Nothing here talks to anyone. Whatever a command does to *other* parties is queued as an
+effect addressed to a session: ``Delivered`` (a waiter was served), ``Cancelled`` (a
+waiter timed out or lost its container), ``Notified`` (a subscriber's event, in mutation
+order) and ``Unsubscribed``. The adapter drains them with ``take_effects()`` after each
+command, in order. The order is a pure function of the command sequence.
+
+Time is an argument. A wait with a timeout takes ``now`` and arms a timer at
+``now + timeout`` in one index ordered by ``(deadline, seq)``. The adapter arms one real
+timer at ``next_deadline()`` and calls ``advance(now)`` when it fires; the kernel never
+reads a clock and never goes back in time.
+
+Closing a session cancels its waiters and drops its subscriptions silently (nobody is left
+to tell); a cancelled waiter is removed from every index at once and never held an item.
+``_check()`` asserts every cross-index invariant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Union
+
+from ._containers import ListContainer, MapContainer
+from ._core import Core, Session, Subscription
+from ._errors import InvalidArgument, NotFound, WrongKind
+from ._model import ContainerStatistics, Effect, Event, Kind, Notified, Record, Unsubscribed, Waiting
+
+__all__ = ["Kernel"]
+
+_KINDS: dict[Kind, type[ListContainer] | type[MapContainer]] = {
+    Kind.LIST: ListContainer,
+    Kind.MAP: MapContainer,
+}
+
+AnyContainer = Union[ListContainer, MapContainer]
+
+
+class Kernel:
+    """The coordination state machine. Not thread-safe: adapters serialise calls."""
+
+    def __init__(self) -> None:
+        self._core = Core()
+        self._containers: dict[str, AnyContainer] = {}
+
+    # -- sessions ---------------------------------------------------------------------
+
+    def open_session(self) -> int:
+        """Open a session; returns its id."""
+        core = self._core
+        session = Session(core.next_id())
+        core.sessions[session.id] = session
+        return session.id
+
+    def close_session(self, session: int) -> None:
+        """Close a session: its waiters are cancelled and its subscriptions dropped,
+        without effects.
+
+        Raises NotFound if the session is not open.
+        """
+        core = self._core
+        owner = core.session(session)
+        for waiter in list(owner.waiters.values()):
+            self._containers[waiter.container].remove_waiter(waiter)
+            core.forget(waiter)
+        for sub in owner.subscriptions.values():
+            del self._containers[sub.container].subscribers[sub.id]
+        del core.sessions[session]
+
+    # -- containers -------------------------------------------------------------------
+
+    def create(self, name: str, kind: Kind | str) -> Kind:
+        """Create container ``name`` of ``kind``, or open it if it exists with that kind.
+
+        ``kind`` is a :class:`Kind` or its wire name (``"volatile_list"``).
+        Returns the kind. Raises WrongKind if ``name`` exists with another kind,
+        InvalidArgument for an empty or non-string name or an unknown kind.
+        """
+        if not isinstance(name, str) or not name:
+            raise InvalidArgument(f"create: a container name is a non-empty str, not {name!r}")
+        try:
+            kind = Kind(kind)
+        except ValueError:
+            raise InvalidArgument(f"create {name!r}: unknown kind {kind!r}") from None
+        existing = self._containers.get(name)
+        if existing is None:
+            self._containers[name] = _KINDS[kind](name, self._core)
+        elif existing.kind is not kind:
+            raise WrongKind(f"create {name!r} as {kind.value}: it is a {existing.kind.value}")
+        return kind
+
+    def open(self, name: str) -> Kind:
+        """The kind of the existing container ``name``. Raises NotFound."""
+        return self._get(name, "open").kind
+
+    def containers(self) -> dict[str, Kind]:
+        """Every container's name and kind, in creation order."""
+        return {name: c.kind for name, c in self._containers.items()}
+
+    def delete_container(self, name: str) -> None:
+        """Delete container ``name`` with its records.
+
+        Its waiters are cancelled with NotFound and its subscriptions end with an
+        ``Unsubscribed`` effect. Raises NotFound if it does not exist.
+        """
+        container = self._get(name, "delete_container")
+        core = self._core
+        for queue in container.waiter_queues():
+            while queue:
+                core.cancel(queue.popleft(), NotFound(f"container {name!r} was deleted"))
+        for sub in container.subscribers.values():
+            del core.sessions[sub.session].subscriptions[sub.id]
+            core.effects.append(Unsubscribed(session=sub.session, subscription=sub.id,
+                                             reason=f"container {name!r} was deleted"))
+        del self._containers[name]
+
+    def statistics(self, name: str) -> ContainerStatistics:
+        """A snapshot of container ``name``'s sizes. Raises NotFound."""
+        container = self._get(name, "statistics")
+        return ContainerStatistics(
+            kind=container.kind,
+            records=container.count(),
+            waiters=sum(len(queue) for queue in container.waiter_queues()),
+            subscribers=len(container.subscribers),
+        )
+
+    def _get(self, name: str, op: str) -> AnyContainer:
+        try:
+            return self._containers[name]
+        except (KeyError, TypeError):
+            raise NotFound(f"{op}: no container {name!r}") from None
+
+    def _list(self, name: str, op: str) -> ListContainer:
+        container = self._get(name, op)
+        if type(container) is not ListContainer:
+            raise WrongKind(f"{op} on {name!r}: a {container.kind.value} has no {op}")
+        return container
+
+    def _map(self, name: str, op: str) -> MapContainer:
+        container = self._get(name, op)
+        if type(container) is not MapContainer:
+            raise WrongKind(f"{op} on {name!r}: a {container.kind.value} has no {op}")
+        return container
+
+    # -- properties -------------------------------------------------------------------
+
+    def set_property(self, name: str, key: str, value: str) -> None:
+        """Set string property ``key`` of a container. Raises InvalidArgument for non-strings."""
+        container = self._get(name, "set_property")
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise InvalidArgument(f"set_property on {name!r}: key and value must be str, "
+                                  f"not {key!r} and {value!r}")
+        container.properties[key] = value
+
+    def get_property(self, name: str, key: str) -> str:
+        """String property ``key`` of a container. Raises NotFound if it is not set."""
+        container = self._get(name, "get_property")
+        try:
+            return container.properties[key]
+        except (KeyError, TypeError):
+            raise NotFound(f"get_property on {name!r}: no property {key!r}") from None
+
+    # -- operations on lists and maps -------------------------------------------------
+
+    def get(self, name: str, key: Any) -> Record:
+        """The record at ``key``: a list index (negative counts from the end), or a map
+        key (a str) or map position (an int). Raises NotFound."""
+        return self._get(name, "get").get(key)
+
+    def set(self, name: str, key: Any, value: Any, metadata: Any = None) -> None:
+        """Replace the record at list index ``key`` (NotFound if out of range), or set
+        map key ``key`` (insert or replace; serves a waiter on that key)."""
+        self._get(name, "set").set(key, value, metadata)
+
+    def insert(self, name: str, key: Any, value: Any, metadata: Any = None) -> None:
+        """Insert before list index ``key`` (``count`` appends), or add map key ``key``
+        (AlreadyExists if present). Serves waiters."""
+        self._get(name, "insert").insert(key, value, metadata)
+
+    def delete(self, name: str, key: Any) -> None:
+        """Remove the record at ``key``. Raises NotFound."""
+        self._get(name, "delete").delete(key)
+
+    def count(self, name: str) -> int:
+        """How many records the container holds."""
+        return self._get(name, "count").count()
+
+    def query(self, name: str, start: int = 0, end: int | None = None) -> list[Record]:
+        """The records at positions ``[start:end]`` (Python slice rules, clamped); a
+        map's positions are in key order."""
+        return self._get(name, "query").query(start, end)
+
+    def clear(self, name: str) -> None:
+        """Remove every record."""
+        self._get(name, "clear").clear()
+
+    # -- lists ------------------------------------------------------------------------
+
+    def push_back(self, name: str, value: Any, metadata: Any = None) -> None:
+        """Append a record to a list; serves the oldest waiter if any."""
+        self._list(name, "push_back").push_back(value, metadata)
+
+    def push_front(self, name: str, value: Any, metadata: Any = None) -> None:
+        """Prepend a record to a list; serves the oldest waiter if any."""
+        self._list(name, "push_front").push_front(value, metadata)
+
+    def pop_front(self, name: str) -> Record:
+        """Remove and return a list's first record. Raises Empty."""
+        return self._list(name, "pop_front").pop_front()
+
+    def pop_back(self, name: str) -> Record:
+        """Remove and return a list's last record. Raises Empty."""
+        return self._list(name, "pop_back").pop_back()
+
+    def wait_pop_next(self, session: int, name: str, *, timeout: float | None = None,
+                      now: float = 0.0) -> Event | Waiting:
+        """Pop a list's first record for ``session``, now or when one arrives.
+
+        Returns the ``wnp_next`` event if a record was there, else parks a waiter and
+        returns ``Waiting``; its outcome comes later as an effect. ``timeout`` None
+        waits forever; 0 raises Empty at once instead of parking.
+        """
+        return self._list(name, "wait_pop_next").wait_pop_next(session, timeout, now)
+
+    # -- maps -------------------------------------------------------------------------
+
+    def keys(self, name: str) -> list[str]:
+        """A map's keys, in order."""
+        return self._map(name, "keys").keys()
+
+    def wait_pop_key(self, session: int, name: str, key: str, *,
+                     timeout: float | None = None, now: float = 0.0) -> Event | Waiting:
+        """Pop map key ``key`` for ``session``, now or when it is set.
+
+        As :meth:`wait_pop_next`, with waiters queued per key.
+        """
+        return self._map(name, "wait_pop_key").wait_pop_key(session, key, timeout, now)
+
+    # -- waiters, subscriptions, time and effects -------------------------------------
+
+    def cancel_wait(self, session: int, waiter: int) -> bool:
+        """Withdraw a parked waiter without effects.
+
+        Returns False if it is no longer parked (already served, timed out or cancelled);
+        raises NotFound if the session is not open.
+        """
+        core = self._core
+        parked = core.session(session).waiters.get(waiter)
+        if parked is None:
+            return False
+        self._containers[parked.container].remove_waiter(parked)
+        core.forget(parked)
+        return True
+
+    def subscribe(self, session: int, name: str, *, start: int | None = None) -> int:
+        """Subscribe ``session`` to a container's events; returns the subscription id.
+
+        With ``start``, the records from that position on (negative counts from the end)
+        are sent first, as push_back events (lists) or set events (maps, in key order),
+        before any later change.
+        """
+        container = self._get(name, "subscribe")
+        core = self._core
+        owner = core.session(session)
+        snapshot = container.snapshot(start) if start is not None else []
+        sub = Subscription(core.next_id(), session, name)
+        for event_name, record in snapshot:
+            core.effects.append(Notified(
+                session=session, subscription=sub.id,
+                event=Event(container=name, name=event_name, key=record.key,
+                            value=record.value, metadata=record.metadata)))
+        container.subscribers[sub.id] = sub
+        owner.subscriptions[sub.id] = sub
+        return sub.id
+
+    def unsubscribe(self, session: int, subscription: int) -> None:
+        """End a subscription without effects. Raises NotFound if the session has none
+        with that id."""
+        owner = self._core.session(session)
+        sub = owner.subscriptions.pop(subscription, None)
+        if sub is None:
+            raise NotFound(f"unsubscribe: session {session} has no subscription "
+                           f"{subscription!r}")
+        del self._containers[sub.container].subscribers[sub.id]
+
+    def next_deadline(self) -> float | None:
+        """The earliest time at which ``advance`` has something to do, or None."""
+        return self._core.timers.next_deadline()
+
+    def advance(self, now: float) -> None:
+        """Fire every timer due at ``now``: timed-out waiters are cancelled with Empty."""
+        core = self._core
+        now = core.tick(now)
+        while (waiter := core.timers.pop_due(now)) is not None:
+            waiter.timer = None
+            self._containers[waiter.container].remove_waiter(waiter)
+            core.cancel(waiter, core.timed_out(waiter))
+
+    def take_effects(self) -> Sequence[Effect]:
+        """Remove and return the queued effects, oldest first."""
+        core = self._core
+        effects = core.effects
+        if not effects:
+            return ()
+        core.effects = []
+        return effects
+
+    # -- invariants -------------------------------------------------------------------
+
+    def _check(self) -> None:
+        """Assert every cross-index invariant (for tests; O(size of the kernel))."""
+        core = self._core
+        parked: dict[int, Any] = {}
+        for name, container in self._containers.items():
+            assert container.name == name
+            container.check()
+            for queue in container.waiter_queues():
+                for waiter in queue:
+                    assert waiter.container == name
+                    assert waiter.id not in parked, f"waiter {waiter.id} queued twice"
+                    parked[waiter.id] = waiter
+            for sub_id, sub in container.subscribers.items():
+                assert sub_id == sub.id and sub.container == name
+                assert core.sessions[sub.session].subscriptions[sub.id] is sub
+        assert parked.keys() == core.waiters.keys(), "waiter index differs from queues"
+        for waiter_id, waiter in core.waiters.items():
+            assert parked[waiter_id] is waiter
+            assert core.sessions[waiter.session].waiters[waiter_id] is waiter
+        for session in core.sessions.values():
+            for waiter_id in session.waiters:
+                assert waiter_id in core.waiters
+            for sub in session.subscriptions.values():
+                assert self._containers[sub.container].subscribers[sub.id] is sub
+        timed = {waiter.id for waiter in core.waiters.values() if waiter.timer is not None}
+        armed = core.timers.items()
+        assert len(armed) == len(timed), "timer index differs from timed waiters"
+        for key, waiter in armed:
+            assert waiter.timer == key and waiter.id in timed

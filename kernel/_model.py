@@ -1,0 +1,125 @@
+"""Values the kernel hands out: records, events, effects and container kinds."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Union
+
+import attrs
+
+__all__ = [
+    "Cancelled",
+    "ContainerStatistics",
+    "Delivered",
+    "Effect",
+    "Event",
+    "Kind",
+    "Notified",
+    "Record",
+    "Unsubscribed",
+    "Waiting",
+]
+
+
+class Kind(enum.Enum):
+    """A container's kind; the value is its name on the wire."""
+
+    LIST = "volatile_list"  # ordered records addressed by index; wait_pop_next
+    MAP = "volatile_map"  # records addressed by string key, sorted by key; wait_pop_key
+
+
+@attrs.frozen(kw_only=True)
+class ContainerStatistics:
+    """A snapshot of one container: its kind and how many records, waiters and
+    subscribers it has."""
+
+    kind: Kind
+    records: int
+    waiters: int
+    subscribers: int
+
+
+@attrs.frozen(kw_only=True)
+class Record:
+    """One record of a container, as reads return it.
+
+    ``key`` is the index for a list and the string key for a map.
+    """
+
+    key: Any
+    value: Any
+    metadata: Any = None
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """Something that happened to a container, named as Tio names it.
+
+    ``name`` is one of push_back, push_front, pop_front, pop_back, set, insert, delete,
+    clear (for subscribers) or wnp_next, wnp_key (for the waiter that was served).
+    """
+
+    container: str
+    name: str
+    key: Any = None
+    value: Any = None
+    metadata: Any = None
+
+
+@attrs.frozen(kw_only=True)
+class Waiting:
+    """Returned by a wait command that could not complete at once: the waiter is parked.
+
+    Its outcome arrives later as a :class:`Delivered` or :class:`Cancelled` effect with the
+    same ``waiter`` id.
+    """
+
+    waiter: int
+
+
+def _same_error(a: Exception, b: Exception) -> bool:
+    # Exceptions compare by identity; effects compare by value, so replays can be compared.
+    return type(a) is type(b) and a.args == b.args
+
+
+@attrs.frozen(kw_only=True)
+class Delivered:
+    """Effect: the parked waiter ``waiter`` of ``session`` was served ``event``."""
+
+    session: int
+    waiter: int
+    event: Event
+
+
+@attrs.frozen(kw_only=True)
+class Cancelled:
+    """Effect: the parked waiter ended without an item; ``error`` says why.
+
+    :class:`~corral.kernel.Empty` when its timeout fired, :class:`~corral.kernel.NotFound`
+    when its container was deleted.
+    """
+
+    session: int
+    waiter: int
+    error: Exception = attrs.field(eq=attrs.cmp_using(eq=_same_error))
+
+
+@attrs.frozen(kw_only=True)
+class Notified:
+    """Effect: subscription ``subscription`` of ``session`` sees ``event``."""
+
+    session: int
+    subscription: int
+    event: Event
+
+
+@attrs.frozen(kw_only=True)
+class Unsubscribed:
+    """Effect: subscription ``subscription`` of ``session`` ended; ``reason`` says why."""
+
+    session: int
+    subscription: int
+    reason: str
+
+
+Effect = Union[Delivered, Cancelled, Notified, Unsubscribed]
