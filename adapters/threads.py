@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from corral.kernel import Closed, Empty, Event, Kind, Record, Waiting
+from corral.kernel import Closed, ContainerStatistics, Empty, Event, Kind, Record, Waiting
 
 from ._facade import EffectRouter
 
@@ -103,6 +103,11 @@ class _Handle:
 
     def __len__(self) -> int:
         return self.count()
+
+    def statistics(self) -> ContainerStatistics:
+        """A snapshot: kind and how many records, waiters and subscribers it has."""
+        result: ContainerStatistics = self._corral._run(self._kernel.statistics, self.name)
+        return result
 
     def count(self) -> int:
         """How many records it holds."""

@@ -17,7 +17,7 @@ from typing import Any
 import outcome
 import trio
 
-from corral.kernel import Closed, Empty, Event, Kind, Record, Waiting
+from corral.kernel import Closed, ContainerStatistics, Empty, Event, Kind, Record, Waiting
 
 from ._facade import EffectRouter
 
@@ -89,6 +89,12 @@ class _Handle:
         self._corral._check_open()
         return self._kernel.count(self.name)
 
+    async def statistics(self) -> ContainerStatistics:
+        """A snapshot: kind and how many records, waiters and subscribers it has."""
+        result: ContainerStatistics = await self._corral._run(self._kernel.statistics,
+                                                              self.name)
+        return result
+
     async def count(self) -> int:
         """How many records it holds."""
         result: int = await self._corral._run(self._kernel.count, self.name)
@@ -123,7 +129,9 @@ class _Handle:
         With ``start`` (a position; 0 for everything), the records from there on come
         first, as push_back events (lists) or set events (maps).
         """
-        return await self._corral._run(self._corral._subscribe, self.name, start)
+        subscription: Subscription = await self._corral._run(self._corral._subscribe,
+                                                             self.name, start)
+        return subscription
 
 
 class ListHandle(_Handle):
