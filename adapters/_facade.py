@@ -46,6 +46,8 @@ class EffectRouter(Generic[P, S]):
 
     def _dispatch(self) -> None:
         """Deliver every queued effect, in the kernel's order."""
+        if not self._kernel.has_effects():
+            return
         for effect in self._kernel.take_effects():
             if type(effect) is Notified:
                 self._publish(self._subscriptions[effect.subscription], effect.event)

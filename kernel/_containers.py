@@ -54,15 +54,21 @@ class Container:
 
 @attrs.define(eq=False)
 class ListContainer(Container):
-    """An ordered list of records; the key is the index. Waiters pop the front."""
+    """An ordered list of records; the key is the index. Waiters pop the front.
 
-    items: deque[Item] = attrs.Factory(deque)
+    Values and metadata sit in two parallel deques rather than one deque of pairs: a
+    backlog of pairs is a backlog of garbage-collected tuples, and a producer that runs
+    ahead of its consumers then pays for collections that traverse all of them.
+    """
+
+    values: deque[Any] = attrs.Factory(deque)
+    metadata: deque[Any] = attrs.Factory(deque)
     waiters: WaiterQueue = attrs.Factory(WaiterQueue)
     kind: Kind = attrs.field(init=False, default=Kind.LIST)
 
     def _index(self, op: str, index: Any, *, end_ok: bool = False) -> int:
         """Normalise ``index`` (negative counts from the end) or raise NotFound."""
-        n = len(self.items)
+        n = len(self.values)
         i = _check_int(op, self.name, "index", index)
         if i < 0:
             i += n
@@ -73,46 +79,48 @@ class ListContainer(Container):
 
     def _take(self) -> Event:
         """Pop the front record for a waiter (subscribers see pop_front)."""
-        value, metadata = self.items.popleft()
+        value = self.values.popleft()
+        metadata = self.metadata.popleft()
         if self.subscribers:
             self.core.notify(self, "pop_front", 0, value, metadata)
-        return Event(container=self.name, name="wnp_next", key=0, value=value,
-                     metadata=metadata)
+        return Event(self.name, "wnp_next", 0, value, metadata)
 
     def _feed(self) -> None:
         """Serve waiters while there are records: a list with waiters is always empty."""
-        waiters, items = self.waiters, self.items
-        while waiters and items:
+        waiters, values = self.waiters, self.values
+        while waiters and values:
             self.core.serve(waiters.popleft(), self._take())
 
     def push_back(self, value: Any, metadata: Any) -> None:
-        items = self.items
-        items.append((value, metadata))
+        values = self.values
+        values.append(value)
+        self.metadata.append(metadata)
         if self.subscribers:
-            self.core.notify(self, "push_back", len(items) - 1, value, metadata)
+            self.core.notify(self, "push_back", len(values) - 1, value, metadata)
         if self.waiters:
             self._feed()
 
     def push_front(self, value: Any, metadata: Any) -> None:
-        self.items.appendleft((value, metadata))
+        self.values.appendleft(value)
+        self.metadata.appendleft(metadata)
         if self.subscribers:
             self.core.notify(self, "push_front", 0, value, metadata)
         if self.waiters:
             self._feed()
 
     def _pop(self, op: str) -> Record:
-        items = self.items
-        if not items:
+        values = self.values
+        if not values:
             raise Empty(f"{op} on {self.name!r}: the list is empty")
         if op == "pop_front":
             key = 0
-            value, metadata = items.popleft()
+            value, metadata = values.popleft(), self.metadata.popleft()
         else:
-            value, metadata = items.pop()
-            key = len(items)
+            value, metadata = values.pop(), self.metadata.pop()
+            key = len(values)
         if self.subscribers:
             self.core.notify(self, op, key, value, metadata)
-        return Record(key=key, value=value, metadata=metadata)
+        return Record(key, value, metadata)
 
     def pop_front(self) -> Record:
         return self._pop("pop_front")
@@ -122,18 +130,19 @@ class ListContainer(Container):
 
     def get(self, index: Any) -> Record:
         i = self._index("get", index)
-        value, metadata = self.items[i]
-        return Record(key=i, value=value, metadata=metadata)
+        return Record(i, self.values[i], self.metadata[i])
 
     def set(self, index: Any, value: Any, metadata: Any) -> None:
         i = self._index("set", index)
-        self.items[i] = (value, metadata)
+        self.values[i] = value
+        self.metadata[i] = metadata
         if self.subscribers:
             self.core.notify(self, "set", i, value, metadata)
 
     def insert(self, index: Any, value: Any, metadata: Any) -> None:
         i = self._index("insert", index, end_ok=True)
-        self.items.insert(i, (value, metadata))
+        self.values.insert(i, value)
+        self.metadata.insert(i, metadata)
         if self.subscribers:
             self.core.notify(self, "insert", i, value, metadata)
         if self.waiters:
@@ -141,36 +150,37 @@ class ListContainer(Container):
 
     def delete(self, index: Any) -> None:
         i = self._index("delete", index)
-        value, metadata = self.items[i]
-        del self.items[i]
+        value, metadata = self.values[i], self.metadata[i]
+        del self.values[i], self.metadata[i]
         if self.subscribers:
             self.core.notify(self, "delete", i, value, metadata)
 
     def count(self) -> int:
-        return len(self.items)
+        return len(self.values)
 
     def query(self, start: Any, end: Any) -> list[Record]:
         _check_int("query", self.name, "start", start)
         if end is not None:
             _check_int("query", self.name, "end", end)
-        first, stop, _ = slice(start, end).indices(len(self.items))
-        items = self.items
-        return [Record(key=i, value=items[i][0], metadata=items[i][1])
-                for i in range(first, stop)]
+        first, stop, _ = slice(start, end).indices(len(self.values))
+        values, metadata = self.values, self.metadata
+        return [Record(i, values[i], metadata[i]) for i in range(first, stop)]
 
     def clear(self) -> None:
-        self.items.clear()
+        self.values.clear()
+        self.metadata.clear()
         if self.subscribers:
             self.core.notify(self, "clear")
 
     def wait_pop_next(self, session: int, timeout: float | None, now: float
                       ) -> Event | Waiting:
-        check_timeout("wait_pop_next", self.name, timeout)
-        if self.items:  # a list with records has no waiters: nobody is ahead of us
-            self.core.session(session)
+        if timeout is not None:
+            check_timeout("wait_pop_next", self.name, timeout)
+        if session not in self.core.sessions:
+            self.core.session(session)  # raises NotFound
+        if self.values:  # a list with records has no waiters: nobody is ahead of us
             return self._take()
         if timeout == 0:
-            self.core.session(session)
             raise Empty(f"wait_pop_next on {self.name!r}: the list is empty")
         return self.core.park(self.waiters, session, "wait_pop_next", self.name, None,
                               timeout, now)
@@ -185,8 +195,9 @@ class ListContainer(Container):
         return [("push_back", record) for record in self.query(start, None)]
 
     def check(self) -> None:
-        assert not (self.waiters and self.items), f"{self.name}: waiters beside records"
-        for waiter in self.waiters:
+        assert len(self.values) == len(self.metadata), f"{self.name}: deques differ"
+        assert not (self.waiters and self.values), f"{self.name}: waiters beside records"
+        for waiter in self.waiters.values():
             assert waiter.op == "wait_pop_next" and waiter.key is None
 
 
@@ -220,8 +231,7 @@ class MapContainer(Container):
         value, metadata = self.items.pop(key)
         if self.subscribers:
             self.core.notify(self, "delete", key, value, metadata)
-        return Event(container=self.name, name="wnp_key", key=key, value=value,
-                     metadata=metadata)
+        return Event(self.name, "wnp_key", key, value, metadata)
 
     def set(self, key: Any, value: Any, metadata: Any) -> None:
         self._store("set", _check_key("set", self.name, key), value, metadata)
@@ -246,7 +256,7 @@ class MapContainer(Container):
             value, metadata = self.items[key]
         except KeyError:
             raise NotFound(f"get on {self.name!r}: no key {key!r}") from None
-        return Record(key=key, value=value, metadata=metadata)
+        return Record(key, value, metadata)
 
     def delete(self, key: Any) -> None:
         _check_key("delete", self.name, key)
@@ -278,11 +288,10 @@ class MapContainer(Container):
                      ) -> Event | Waiting:
         _check_key("wait_pop_key", self.name, key)
         check_timeout("wait_pop_key", self.name, timeout)
+        self.core.session(session)
         if key in self.items:  # a present key has no waiters: nobody is ahead of us
-            self.core.session(session)
             return self._take(key)
         if timeout == 0:
-            self.core.session(session)
             raise Empty(f"wait_pop_key on {self.name!r}: no key {key!r}")
         queue = self.waiters.get(key)
         if queue is None:
@@ -310,5 +319,5 @@ class MapContainer(Container):
         for key, queue in self.waiters.items():
             assert queue, f"{self.name}: empty waiter queue for {key!r} kept"
             assert key not in self.items, f"{self.name}: waiters on present key {key!r}"
-            for waiter in queue:
+            for waiter in queue.values():
                 assert waiter.op == "wait_pop_key" and waiter.key == key

@@ -104,7 +104,7 @@ class Core:
     def serve(self, waiter: Waiter, event: Event) -> None:
         """Hand ``event`` to a waiter its container queue has already let go."""
         self.forget(waiter)
-        self.effects.append(Delivered(session=waiter.session, waiter=waiter.id, event=event))
+        self.effects.append(Delivered(waiter.session, waiter.id, event))
 
     def cancel(self, waiter: Waiter, error: Exception) -> None:
         """End a waiter its container queue has already let go, telling its session why."""
@@ -114,10 +114,9 @@ class Core:
     def notify(self, container: Container, name: str, key: Any = None, value: Any = None,
                metadata: Any = None) -> None:
         """Fan an event out to the container's subscribers, in subscription order."""
-        event = Event(container=container.name, name=name, key=key, value=value,
-                      metadata=metadata)
+        event = Event(container.name, name, key, value, metadata)
         self.effects.extend(
-            Notified(session=sub.session, subscription=sub.id, event=event)
+            Notified(sub.session, sub.id, event)
             for sub in container.subscribers.values()
         )
 

@@ -144,16 +144,23 @@ class Kernel:
             raise NotFound(f"{op}: no container {name!r}") from None
 
     def _list(self, name: str, op: str) -> ListContainer:
+        # The hand-off commands inline this lookup: a call is a fifth of their cost.
         container = self._get(name, op)
         if type(container) is not ListContainer:
-            raise WrongKind(f"{op} on {name!r}: a {container.kind.value} has no {op}")
+            raise self._not_a(container, op)
         return container
 
     def _map(self, name: str, op: str) -> MapContainer:
         container = self._get(name, op)
         if type(container) is not MapContainer:
-            raise WrongKind(f"{op} on {name!r}: a {container.kind.value} has no {op}")
+            raise self._not_a(container, op)
         return container
+
+    def _not_a(self, container: AnyContainer | None, op: str, name: Any = None) -> Exception:
+        """The error for ``op`` on a missing container or one of the wrong kind."""
+        if container is None:
+            return NotFound(f"{op}: no container {name!r}")
+        return WrongKind(f"{op} on {container.name!r}: a {container.kind.value} has no {op}")
 
     # -- properties -------------------------------------------------------------------
 
@@ -211,7 +218,13 @@ class Kernel:
 
     def push_back(self, name: str, value: Any, metadata: Any = None) -> None:
         """Append a record to a list; serves the oldest waiter if any."""
-        self._list(name, "push_back").push_back(value, metadata)
+        try:
+            container = self._containers.get(name)
+        except TypeError:  # an unhashable name
+            container = None
+        if type(container) is not ListContainer:
+            raise self._not_a(container, "push_back", name)
+        container.push_back(value, metadata)
 
     def push_front(self, name: str, value: Any, metadata: Any = None) -> None:
         """Prepend a record to a list; serves the oldest waiter if any."""
@@ -233,7 +246,13 @@ class Kernel:
         returns ``Waiting``; its outcome comes later as an effect. ``timeout`` None
         waits forever; 0 raises Empty at once instead of parking.
         """
-        return self._list(name, "wait_pop_next").wait_pop_next(session, timeout, now)
+        try:
+            container = self._containers.get(name)
+        except TypeError:
+            container = None
+        if type(container) is not ListContainer:
+            raise self._not_a(container, "wait_pop_next", name)
+        return container.wait_pop_next(session, timeout, now)
 
     # -- maps -------------------------------------------------------------------------
 
@@ -280,8 +299,7 @@ class Kernel:
         for event_name, record in snapshot:
             core.effects.append(Notified(
                 session=session, subscription=sub.id,
-                event=Event(container=name, name=event_name, key=record.key,
-                            value=record.value, metadata=record.metadata)))
+                event=Event(name, event_name, record.key, record.value, record.metadata)))
         container.subscribers[sub.id] = sub
         owner.subscriptions[sub.id] = sub
         return sub.id
@@ -309,6 +327,10 @@ class Kernel:
             self._containers[waiter.container].remove_waiter(waiter)
             core.cancel(waiter, core.timed_out(waiter))
 
+    def has_effects(self) -> bool:
+        """Whether ``take_effects`` has anything to return."""
+        return bool(self._core.effects)
+
     def take_effects(self) -> Sequence[Effect]:
         """Remove and return the queued effects, oldest first."""
         core = self._core
@@ -328,7 +350,7 @@ class Kernel:
             assert container.name == name
             container.check()
             for queue in container.waiter_queues():
-                for waiter in queue:
+                for waiter in queue.values():
                     assert waiter.container == name
                     assert waiter.id not in parked, f"waiter {waiter.id} queued twice"
                     parked[waiter.id] = waiter

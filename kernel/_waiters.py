@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -23,30 +22,22 @@ class Waiter:
     timer: tuple[float, int] | None = None
 
 
-class WaiterQueue:
-    """Strict FIFO of waiters with O(1) append, pop-first and cancel by id.
+class WaiterQueue(OrderedDict[int, Waiter]):
+    """Strict FIFO of waiters by id, with O(1) append, pop-first and cancel.
 
-    An ordered dict, as trio's ParkingLot: a plain dict would make pop-first degrade
-    after many deletions at its front.
+    An ordered dict, as trio's ParkingLot: a plain dict would make pop-first degrade after
+    many deletions at its front. Subclassing keeps ``len`` and truth tests in C; they run
+    on every push.
     """
 
-    __slots__ = ("_waiters",)
-
-    def __init__(self) -> None:
-        self._waiters: OrderedDict[int, Waiter] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._waiters)
-
-    def __iter__(self) -> Iterator[Waiter]:
-        return iter(self._waiters.values())
+    __slots__ = ()
 
     def append(self, waiter: Waiter) -> None:
-        self._waiters[waiter.id] = waiter
+        self[waiter.id] = waiter
 
     def popleft(self) -> Waiter:
         """Remove and return the first waiter (the queue must not be empty)."""
-        return self._waiters.popitem(last=False)[1]
+        return self.popitem(last=False)[1]
 
     def remove(self, waiter: Waiter) -> None:
-        del self._waiters[waiter.id]
+        del self[waiter.id]
