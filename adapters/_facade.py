@@ -46,7 +46,7 @@ class EffectRouter(Generic[P, S]):
 
     def _dispatch(self) -> None:
         """Deliver every queued effect, in the kernel's order."""
-        if not self._kernel.has_effects():
+        if not self._kernel.effects:
             return
         for effect in self._kernel.take_effects():
             if type(effect) is Notified:

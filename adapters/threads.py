@@ -158,7 +158,7 @@ class ListHandle(_Handle):
             if corral._closed:
                 corral._check_open()
             self._kernel.push_back(self.name, value, metadata)
-            if self._kernel.has_effects():
+            if self._kernel.effects:
                 corral._dispatch()
 
     def push_front(self, value: Any, metadata: Any = None) -> None:
@@ -201,10 +201,10 @@ class ListHandle(_Handle):
             result = self._kernel.wait_pop_next(
                 corral._session, self.name, timeout=timeout,
                 now=corral._clock() if timeout else 0.0)
-            if type(result) is Event:
-                if self._kernel.has_effects():
+            if type(result) is tuple:
+                if self._kernel.effects:
                     corral._dispatch()
-                return result.value
+                return result[0]
             assert type(result) is Waiting
             parked = corral._park(result.waiter, timeout)
         return corral._unpark(parked, result.waiter).value
@@ -222,7 +222,7 @@ class MapHandle(_Handle):
             if corral._closed:
                 corral._check_open()
             self._kernel.set(self.name, key, value, metadata)
-            if self._kernel.has_effects():
+            if self._kernel.effects:
                 corral._dispatch()
 
     def insert(self, key: str, value: Any, metadata: Any = None) -> None:
@@ -252,10 +252,10 @@ class MapHandle(_Handle):
             result = self._kernel.wait_pop_key(
                 corral._session, self.name, key, timeout=timeout,
                 now=corral._clock() if timeout else 0.0)
-            if type(result) is Event:
-                if self._kernel.has_effects():
+            if type(result) is tuple:
+                if self._kernel.effects:
                     corral._dispatch()
-                return result.value
+                return result[0]
             assert type(result) is Waiting
             parked = corral._park(result.waiter, timeout)
         return corral._unpark(parked, result.waiter).value
@@ -313,7 +313,7 @@ class Corral(EffectRouter[_Parked, Subscription]):
             if self._closed:
                 self._check_open()
             result = command(*args)
-            if self._kernel.has_effects():
+            if self._kernel.effects:
                 self._dispatch()
             return result
 

@@ -14,7 +14,7 @@ import attrs
 
 from ._core import Core, Subscription, check_timeout
 from ._errors import AlreadyExists, Empty, InvalidArgument, NotFound
-from ._model import Event, Kind, Record, Waiting
+from ._model import Event, Kind, Popped, Record, Waiting
 from ._sorted import SortedIndex
 from ._waiters import Waiter, WaiterQueue
 
@@ -173,13 +173,18 @@ class ListContainer(Container):
             self.core.notify(self, "clear")
 
     def wait_pop_next(self, session: int, timeout: float | None, now: float
-                      ) -> Event | Waiting:
+                      ) -> Popped | Waiting:
         if timeout is not None:
             check_timeout("wait_pop_next", self.name, timeout)
         if session not in self.core.sessions:
             self.core.session(session)  # raises NotFound
-        if self.values:  # a list with records has no waiters: nobody is ahead of us
-            return self._take()
+        values = self.values
+        if values:  # a list with records has no waiters: nobody is ahead of us
+            value = values.popleft()
+            metadata = self.metadata.popleft()
+            if self.subscribers:
+                self.core.notify(self, "pop_front", 0, value, metadata)
+            return (value, metadata)
         if timeout == 0:
             raise Empty(f"wait_pop_next on {self.name!r}: the list is empty")
         return self.core.park(self.waiters, session, "wait_pop_next", self.name, None,
@@ -285,12 +290,15 @@ class MapContainer(Container):
             self.core.notify(self, "clear")
 
     def wait_pop_key(self, session: int, key: Any, timeout: float | None, now: float
-                     ) -> Event | Waiting:
+                     ) -> Popped | Waiting:
         _check_key("wait_pop_key", self.name, key)
         check_timeout("wait_pop_key", self.name, timeout)
         self.core.session(session)
         if key in self.items:  # a present key has no waiters: nobody is ahead of us
-            return self._take(key)
+            value, metadata = self.items.pop(key)
+            if self.subscribers:
+                self.core.notify(self, "delete", key, value, metadata)
+            return (value, metadata)
         if timeout == 0:
             raise Empty(f"wait_pop_key on {self.name!r}: no key {key!r}")
         queue = self.waiters.get(key)

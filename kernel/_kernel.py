@@ -8,7 +8,7 @@ nothing. A container has a name and one kind for its life (``create``); its data
 rules live in ``_containers``.
 
 A wait command (``wait_pop_next``, ``wait_pop_key``) either completes at once and returns
-its event, or parks a *waiter* and returns ``Waiting(waiter=id)``. Waiters sit in strict
+the record's ``(value, metadata)``, or parks a *waiter* and returns ``Waiting(waiter=id)``. Waiters sit in strict
 FIFO queues per container (per key for maps). The invariant that makes hand-off atomic and
 barging impossible: a list with waiters is empty, and a map key with waiters is absent. So
 whatever adds a record first serves the oldest waiter, inside the same command.
@@ -37,7 +37,17 @@ from typing import Any, Union
 from ._containers import ListContainer, MapContainer
 from ._core import Core, Session, Subscription
 from ._errors import InvalidArgument, NotFound, WrongKind
-from ._model import ContainerStatistics, Effect, Event, Kind, Notified, Record, Unsubscribed, Waiting
+from ._model import (
+    ContainerStatistics,
+    Effect,
+    Event,
+    Kind,
+    Notified,
+    Popped,
+    Record,
+    Unsubscribed,
+    Waiting,
+)
 
 __all__ = ["Kernel"]
 
@@ -55,6 +65,10 @@ class Kernel:
     def __init__(self) -> None:
         self._core = Core()
         self._containers: dict[str, AnyContainer] = {}
+        #: Effects queued and not yet taken, oldest first. Adapters test it after each
+        #: command (a truth test costs no call) and drain it with take_effects();
+        #: nobody else may change it.
+        self.effects: Sequence[Effect] = self._core.effects
 
     # -- sessions ---------------------------------------------------------------------
 
@@ -239,12 +253,14 @@ class Kernel:
         return self._list(name, "pop_back").pop_back()
 
     def wait_pop_next(self, session: int, name: str, *, timeout: float | None = None,
-                      now: float = 0.0) -> Event | Waiting:
+                      now: float = 0.0) -> Popped | Waiting:
         """Pop a list's first record for ``session``, now or when one arrives.
 
-        Returns the ``wnp_next`` event if a record was there, else parks a waiter and
-        returns ``Waiting``; its outcome comes later as an effect. ``timeout`` None
-        waits forever; 0 raises Empty at once instead of parking.
+        Returns its ``(value, metadata)`` if a record was there (subscribers see
+        pop_front). Otherwise parks a waiter and returns ``Waiting``; its outcome comes
+        later as a ``Delivered`` effect carrying the ``wnp_next`` event, or a
+        ``Cancelled`` one. ``timeout`` None waits forever; 0 raises Empty at once
+        instead of parking. Raises NotFound for an unknown session or container.
         """
         try:
             container = self._containers.get(name)
@@ -261,7 +277,7 @@ class Kernel:
         return self._map(name, "keys").keys()
 
     def wait_pop_key(self, session: int, name: str, key: str, *,
-                     timeout: float | None = None, now: float = 0.0) -> Event | Waiting:
+                     timeout: float | None = None, now: float = 0.0) -> Popped | Waiting:
         """Pop map key ``key`` for ``session``, now or when it is set.
 
         As :meth:`wait_pop_next`, with waiters queued per key.
@@ -327,18 +343,15 @@ class Kernel:
             self._containers[waiter.container].remove_waiter(waiter)
             core.cancel(waiter, core.timed_out(waiter))
 
-    def has_effects(self) -> bool:
-        """Whether ``take_effects`` has anything to return."""
-        return bool(self._core.effects)
-
     def take_effects(self) -> Sequence[Effect]:
         """Remove and return the queued effects, oldest first."""
         core = self._core
         effects = core.effects
         if not effects:
             return ()
-        core.effects = []
-        return effects
+        taken = effects.copy()
+        effects.clear()
+        return taken
 
     # -- invariants -------------------------------------------------------------------
 

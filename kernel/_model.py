@@ -21,6 +21,7 @@ __all__ = [
     "Event",
     "Kind",
     "Notified",
+    "Popped",
     "Record",
     "Unsubscribed",
     "Waiting",
@@ -70,6 +71,14 @@ class Event:
     key: Any = None
     value: Any = None
     metadata: Any = None
+
+
+Popped = tuple[Any, Any]
+"""What a wait command returns when a record was there: its ``(value, metadata)``.
+
+A plain pair rather than an event: the caller knows the container, the key and what it
+asked for, and this is the hottest path in the kernel.
+"""
 
 
 @attrs.frozen(kw_only=True)

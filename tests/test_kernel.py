@@ -66,9 +66,9 @@ def test_wnp_next_transcript(k: Kernel) -> None:
     k.push_back("l", "hello tio")
     k.push_back("l", "xpto")
     assert 2 == k.count("l")
-    assert "hello tio" == k.wait_pop_next(s, "l").value  # type: ignore[union-attr]
+    assert ("hello tio", None) == k.wait_pop_next(s, "l")
     assert 1 == k.count("l")
-    assert "xpto" == k.wait_pop_next(s, "l").value  # type: ignore[union-attr]
+    assert ("xpto", None) == k.wait_pop_next(s, "l")
     waiting = k.wait_pop_next(s, "l")
     assert isinstance(waiting, Waiting)
     assert () == tuple(k.take_effects())
@@ -83,9 +83,8 @@ def test_wnp_key_transcript(k: Kernel) -> None:
     """The seed's wnp_key transcript: a present key pops at once; a waiter is served by
     the set of its key only."""
     s = k.open_session()
-    k.set("m", "rodrigo", "strauss")
-    got = k.wait_pop_key(s, "m", "rodrigo")
-    assert Event(container="m", name="wnp_key", key="rodrigo", value="strauss") == got
+    k.set("m", "rodrigo", "strauss", "meta")
+    assert ("strauss", "meta") == k.wait_pop_key(s, "m", "rodrigo")
     waiting = k.wait_pop_key(s, "m", "rodrigo")
     assert isinstance(waiting, Waiting)
     k.set("m", "linus", "tovards")

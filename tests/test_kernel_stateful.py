@@ -214,19 +214,22 @@ class KernelModel(RuleBasedStateMachine):
 
     # -- lists ------------------------------------------------------------------------
 
-    @rule(name=NAMES, value=VALUES, metadata=METADATA, front=st.booleans())
-    def push(self, name: str, value: int, metadata: Any, front: bool) -> None:
+    @rule(name=NAMES, values=st.lists(VALUES, min_size=1, max_size=3), metadata=METADATA,
+          front=st.booleans())
+    def push(self, name: str, values: list[int], metadata: Any, front: bool) -> None:
+        """Push one to three values (so lists grow long enough for order to matter)."""
         op = "push_front" if front else "push_back"
         error = self.kind_error(name, Kind.LIST)
-        self.call(error, getattr(self.kernel, op), name, value, metadata)
-        if error is None:
-            items = self.records[name]
-            if front:
-                items.insert(0, (value, metadata))
-            else:
-                items.append((value, metadata))
-            self.notify(name, op, 0 if front else len(items) - 1, value, metadata)
-            self.serve_list(name)
+        for value in values:
+            self.call(error, getattr(self.kernel, op), name, value, metadata)
+            if error is None:
+                items = self.records[name]
+                if front:
+                    items.insert(0, (value, metadata))
+                else:
+                    items.append((value, metadata))
+                self.notify(name, op, 0 if front else len(items) - 1, value, metadata)
+                self.serve_list(name)
 
     @rule(name=NAMES, front=st.booleans())
     def pop(self, name: str, front: bool) -> None:
@@ -293,8 +296,7 @@ class KernelModel(RuleBasedStateMachine):
         if items:
             value, metadata = items.pop(0)
             self.notify(name, "pop_front", 0, value, metadata)
-            assert Event(container=name, name="wnp_next", key=0, value=value,
-                         metadata=metadata) == got
+            assert (value, metadata) == got
             return -1
         assert isinstance(got, Waiting)
         deadline = None if timeout is None else self.now + timeout
@@ -359,8 +361,7 @@ class KernelModel(RuleBasedStateMachine):
         if key in records:
             value, metadata = records.pop(key)
             self.notify(name, "delete", key, value, metadata)
-            assert Event(container=name, name="wnp_key", key=key, value=value,
-                         metadata=metadata) == got
+            assert (value, metadata) == got
             return -1
         assert isinstance(got, Waiting)
         deadline = None if timeout is None else self.now + timeout
