@@ -16,7 +16,6 @@ from types import TracebackType
 from typing import Any
 
 import attrs
-
 from corral.kernel import Closed, ContainerStatistics, Empty, Event, Kind, Record, Waiting
 
 from ._facade import EffectRouter

@@ -16,7 +16,6 @@ from typing import Any
 
 import outcome
 import trio
-
 from corral.kernel import Closed, ContainerStatistics, Empty, Event, Kind, Record, Waiting
 
 from ._facade import EffectRouter

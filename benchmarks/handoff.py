@@ -20,70 +20,65 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import trio
-
 from corral.adapters import threads as corral_threads
 from corral.adapters import trio as corral_trio
 
 _DONE = None
 
 
-def threads_queue(n: int) -> float:
-    q: queue.Queue[int | None] = queue.Queue()
+def thread_handoff(push: Callable[[Any], None], take: Callable[[], Any], n: int) -> float:
+    """Seconds for one producer (this thread) to hand ``n`` items to one consumer thread."""
 
     def consume() -> None:
-        get = q.get
-        while get() is not _DONE:
+        while take() is not _DONE:
             pass
 
     consumer = threading.Thread(target=consume)
     start = time.perf_counter()
     consumer.start()
-    put = q.put
     for i in range(n):
-        put(i)
-    put(_DONE)
+        push(i)
+    push(_DONE)
     consumer.join()
     return time.perf_counter() - start
+
+
+async def task_handoff(push: Callable[[Any], Awaitable[None]],
+                       take: Callable[[], Awaitable[Any]], n: int) -> float:
+    """Seconds for one producer (this task) to hand ``n`` items to one consumer task."""
+
+    async def consume() -> None:
+        while await take() is not _DONE:
+            pass
+
+    start = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(consume)
+        for i in range(n):
+            await push(i)
+        await push(_DONE)
+    return time.perf_counter() - start
+
+
+def threads_queue(n: int) -> float:
+    q: queue.Queue[Any] = queue.Queue()
+    return thread_handoff(q.put, q.get, n)
 
 
 def threads_corral(n: int) -> float:
     with corral_threads.Corral() as corral:
         lst = corral.list("handoff")
-
-        def consume() -> None:
-            take = lst.wait_pop_next
-            while take() is not _DONE:
-                pass
-
-        consumer = threading.Thread(target=consume)
-        start = time.perf_counter()
-        consumer.start()
-        push = lst.push_back
-        for i in range(n):
-            push(i)
-        push(_DONE)
-        consumer.join()
-        return time.perf_counter() - start
+        return thread_handoff(lst.push_back, lst.wait_pop_next, n)
 
 
 def trio_channel(n: int) -> float:
     async def main() -> float:
-        send, receive = trio.open_memory_channel[int | None](math.inf)
-
-        async def consume() -> None:
-            while await receive.receive() is not _DONE:
-                pass
-
-        start = time.perf_counter()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(consume)
-            for i in range(n):
-                await send.send(i)
-            await send.send(_DONE)
-        return time.perf_counter() - start
+        send, receive = trio.open_memory_channel[Any](math.inf)
+        return await task_handoff(send.send, receive.receive, n)
 
     return trio.run(main)
 
@@ -92,24 +87,9 @@ def trio_corral(n: int) -> float:
     async def main() -> float:
         async with corral_trio.open_corral() as corral:
             lst = await corral.list("handoff")
-
-            async def consume() -> None:
-                while await lst.wait_pop_next() is not _DONE:
-                    pass
-
-            start = time.perf_counter()
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(consume)
-                for i in range(n):
-                    await lst.push_back(i)
-                await lst.push_back(_DONE)
-            return time.perf_counter() - start
+            return await task_handoff(lst.push_back, lst.wait_pop_next, n)
 
     return trio.run(main)
-
-
-def best_rate(run: Callable[[int], float], n: int, rounds: int) -> float:
-    return max(n / run(n) for _ in range(rounds))
 
 
 def compare(title: str, ours: Callable[[int], float], peer: Callable[[int], float],

@@ -8,10 +8,11 @@ nothing. A container has a name and one kind for its life (``create``); its data
 rules live in ``_containers``.
 
 A wait command (``wait_pop_next``, ``wait_pop_key``) either completes at once and returns
-the record's ``(value, metadata)``, or parks a *waiter* and returns ``Waiting(waiter=id)``. Waiters sit in strict
-FIFO queues per container (per key for maps). The invariant that makes hand-off atomic and
-barging impossible: a list with waiters is empty, and a map key with waiters is absent. So
-whatever adds a record first serves the oldest waiter, inside the same command.
+the record's ``(value, metadata)``, or parks a *waiter* and returns ``Waiting(waiter=id)``.
+Waiters sit in strict FIFO queues per container (per key for maps). The invariant that
+makes hand-off atomic and barging impossible: a list with waiters is empty, and a map key
+with waiters is absent. So whatever adds a record first serves the oldest waiter, inside
+the same command.
 
 Nothing here talks to anyone. Whatever a command does to *other* parties is queued as an
 effect addressed to a session: ``Delivered`` (a waiter was served), ``Cancelled`` (a
@@ -32,7 +33,7 @@ to tell); a cancelled waiter is removed from every index at once and never held 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 from ._containers import ListContainer, MapContainer
 from ._core import Core, Session, Subscription
@@ -56,7 +57,7 @@ _KINDS: dict[Kind, type[ListContainer] | type[MapContainer]] = {
     Kind.MAP: MapContainer,
 }
 
-AnyContainer = Union[ListContainer, MapContainer]
+AnyContainer = ListContainer | MapContainer
 
 
 class Kernel:

@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-
 from corral.adapters.threads import Corral
 
 

@@ -11,6 +11,8 @@ from collections import Counter
 from corral.adapters.cli import main
 from corral.adapters.demo import run_factorial_cluster
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
 
 def test_every_item_processed_exactly_once() -> None:
     """4 consumers share 2000 items; each result appears once and is right."""
@@ -39,8 +41,16 @@ def test_report_goes_to_the_given_stream() -> None:
 
 def test_readme_example_runs(capsys: object) -> None:
     """The README's Python example runs as written and prints what it says."""
-    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
-    example = re.search(r"```python\n(.*?)```", readme, re.S)
-    assert example is not None
-    exec(compile(example.group(1), "README.md", "exec"), {})
+    (example,) = python_blocks(ROOT / "README.md")
+    exec(compile(example, "README.md", "exec"), {})
     assert "9801\n" == capsys.readouterr().out  # type: ignore[attr-defined]
+
+
+def test_kernel_doc_example_runs() -> None:
+    """docs/kernel.md's example runs as written (its asserts are the check)."""
+    (example,) = python_blocks(ROOT / "docs" / "kernel.md")
+    exec(compile(example, "docs/kernel.md", "exec"), {})
+
+
+def python_blocks(path: pathlib.Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", path.read_text(), re.S)

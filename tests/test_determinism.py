@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import hypothesis.strategies as st
-from hypothesis import given, settings
-
 from corral.kernel import CorralError, Kernel
+from hypothesis import given, settings
 
 Command = tuple[str, tuple[Any, ...], dict[str, Any]]
 

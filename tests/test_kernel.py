@@ -7,7 +7,6 @@ import queue
 from typing import Any
 
 import pytest
-
 from corral.kernel import (
     AlreadyExists,
     Cancelled,
@@ -103,7 +102,7 @@ def test_waiters_are_served_first_come_first_served(k: Kernel) -> None:
     for value in "xyz":
         k.push_back("l", value)
     served = [(e.session, e.event.value) for e in k.take_effects()]
-    assert list(zip(sessions, "xyz")) == served
+    assert list(zip(sessions, "xyz", strict=True)) == served
     assert all(isinstance(w, Waiting) for w in waiters)
 
 

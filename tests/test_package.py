@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import ast
-import importlib.util
 import pathlib
 import subprocess
 import sys
 
-import pytest
-
 import corral.kernel
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 

@@ -9,7 +9,6 @@ from collections import Counter
 from typing import Any
 
 import pytest
-
 from conftest import wait_until
 from corral.adapters.threads import Corral
 from corral.kernel import (
