@@ -76,13 +76,20 @@ class EffectRouter(Generic[P, S]):
             self._end(s, "the corral was closed")
 
     def _give_back(self, event: Event) -> None:
-        """Return an item served to a caller that was interrupted before taking it.
+        """Return what was served to a caller interrupted before taking it.
 
-        Rare (a KeyboardInterrupt while parked), but an item is never swallowed: it goes
-        back to the front of its list, or back under its key.
+        Rare (a KeyboardInterrupt while parked), but nothing is swallowed: a list item
+        goes back to the front, a map value back under its key, a queue item back on the
+        queue, a claimed job back to the queue (cancelled). A put that was admitted and a
+        result that was read stay as they are.
         """
+        kernel, name = self._kernel, event.container
         if event.name == "wnp_next":
-            self._kernel.push_front(event.container, event.value, event.metadata)
-        else:
-            self._kernel.set(event.container, event.key, event.value, event.metadata)
+            kernel.push_front(name, event.value, event.metadata)
+        elif event.name == "wnp_key":
+            kernel.set(name, event.key, event.value, event.metadata)
+        elif event.name == "get":
+            kernel.queue_put(self._session, name, event.value, priority=event.key)
+        elif event.name == "claimed":
+            kernel.cancel(name, event.value, reason="the claimer was interrupted")
         self._dispatch()

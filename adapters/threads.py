@@ -16,11 +16,32 @@ from types import TracebackType
 from typing import Any
 
 import attrs
-from corral.kernel import Closed, ContainerStatistics, Empty, Event, Kind, Record, Waiting
+from corral import kernel
+from corral.kernel import (
+    Closed,
+    ContainerStatistics,
+    Empty,
+    Event,
+    JobState,
+    JobStatistics,
+    Kind,
+    Record,
+    Waiting,
+)
 
 from ._facade import EffectRouter
 
-__all__ = ["Corral", "ListHandle", "MapHandle", "Subscription"]
+__all__ = [
+    "Corral",
+    "FeedHandle",
+    "Job",
+    "JobsHandle",
+    "ListHandle",
+    "MapHandle",
+    "QueueHandle",
+    "SortedFeedHandle",
+    "Subscription",
+]
 
 
 @attrs.define(eq=False)
@@ -260,6 +281,210 @@ class MapHandle(_Handle):
         return corral._unpark(parked, result.waiter).value
 
 
+class _ByIdHandle(_Handle):
+    """What feeds and sorted feeds share: items by id."""
+
+    def get(self, id: Any) -> Any:
+        """The item ``id``. Raises NotFound."""
+        record: Record = self._corral._run(self._kernel.get, self.name, id)
+        return record.value
+
+    def retract(self, id: Any) -> None:
+        """Remove item ``id``. Raises NotFound."""
+        self._corral._run(self._kernel.retract, self.name, id)
+
+    def ids(self) -> list[Any]:
+        """Every id, in order."""
+        result: list[Any] = self._corral._run(self._kernel.ids, self.name)
+        return result
+
+    def items(self) -> list[tuple[Any, Any]]:
+        """Every ``(id, item)``, in order."""
+        result: list[tuple[Any, Any]] = self._corral._run(self._kernel.items, self.name)
+        return result
+
+
+class FeedHandle(_ByIdHandle):
+    """A feed: items by string id, oldest first; events publish, edit, retract."""
+
+    _kind = Kind.FEED
+
+    def publish(self, item: Any, id: str | None = None) -> str:
+        """Publish ``item``; returns its id. An existing id is edited and moves last;
+        a bounded feed retracts its oldest items first."""
+        result: str = self._corral._run(self._kernel.publish, self.name, item, id)
+        return result
+
+
+class SortedFeedHandle(_ByIdHandle):
+    """A sorted feed: items by int id in an order set by hand; events publish, edit,
+    position, retract."""
+
+    _kind = Kind.SORTED_FEED
+
+    def append(self, item: Any) -> int:
+        """Add ``item`` last; returns its id."""
+        result: int = self._corral._run(self._kernel.append, self.name, item)
+        return result
+
+    def prepend(self, item: Any) -> int:
+        """Add ``item`` first; returns its id."""
+        result: int = self._corral._run(self._kernel.prepend, self.name, item)
+        return result
+
+    def insert_before(self, rel_id: int, item: Any) -> int:
+        """Add ``item`` just before ``rel_id``; returns its id. Raises NotFound."""
+        result: int = self._corral._run(self._kernel.insert_before, self.name, rel_id, item)
+        return result
+
+    def insert_after(self, rel_id: int, item: Any) -> int:
+        """Add ``item`` just after ``rel_id``; returns its id. Raises NotFound."""
+        result: int = self._corral._run(self._kernel.insert_after, self.name, rel_id, item)
+        return result
+
+    def edit(self, id: int, item: Any) -> None:
+        """Replace item ``id`` in place. Raises NotFound."""
+        self._corral._run(self._kernel.edit, self.name, id, item)
+
+    def move_before(self, rel_id: int, id: int) -> None:
+        """Move ``id`` just before ``rel_id`` (InvalidArgument if they are the same)."""
+        self._corral._run(self._kernel.move_before, self.name, rel_id, id)
+
+    def move_after(self, rel_id: int, id: int) -> None:
+        """Move ``id`` just after ``rel_id`` (InvalidArgument if they are the same)."""
+        self._corral._run(self._kernel.move_after, self.name, rel_id, id)
+
+    def move_first(self, id: int) -> None:
+        """Move ``id`` to the start."""
+        self._corral._run(self._kernel.move_first, self.name, id)
+
+    def move_last(self, id: int) -> None:
+        """Move ``id`` to the end."""
+        self._corral._run(self._kernel.move_last, self.name, id)
+
+
+class QueueHandle(_Handle):
+    """A queue: each item taken once, highest priority first, FIFO within a priority."""
+
+    _kind = Kind.QUEUE
+
+    def put(self, item: Any, priority: int = 0, timeout: float | None = 0.0) -> None:
+        """Add ``item``. A full bounded queue raises LimitExceeded at once (timeout 0),
+        or after waiting ``timeout`` seconds for room (None: as long as it takes)."""
+        corral = self._corral
+        served = corral._wait(self._kernel.queue_put, self.name, item, priority=priority,
+                              timeout=timeout)
+        assert served is None or type(served) is Event
+
+    def get(self, timeout: float | None = None) -> Any:
+        """Take the next item, waiting up to ``timeout`` seconds (None: forever).
+        Raises Empty on timeout."""
+        got = self._corral._wait(self._kernel.queue_get, self.name, timeout=timeout)
+        return got.value if type(got) is Event else got[0]
+
+    def get_nowait(self) -> Any:
+        """Take the next item. Raises Empty if there is none."""
+        return self.get(timeout=0)
+
+
+@attrs.frozen
+class Job(kernel.Job):
+    """A claimed job: ``id``, ``item``, ``attempt`` (1 for the first claim), and the
+    calls that end or extend its claim."""
+
+    _jobs: JobsHandle = attrs.field(eq=False, repr=False)
+
+    def finish(self, result: Any = None, result_ttl: float | None = None) -> None:
+        """Finish with ``result``. Raises LeaseLost if this claim is no longer current."""
+        self._jobs.finish(self, result, result_ttl)
+
+    def cancel(self, delay: float = 0.0, reason: str | None = None) -> None:
+        """Give the job back (ready again after ``delay``). Raises LeaseLost if stale."""
+        self._jobs.cancel(self, delay, reason)
+
+    def stall(self, reason: str | None = None) -> None:
+        """Park the job until retried. Raises LeaseLost if stale."""
+        self._jobs.stall(self, reason)
+
+    def touch(self, lease: float | None = None) -> None:
+        """Extend the claim by ``lease`` seconds from now. Raises LeaseLost if stale."""
+        self._jobs.touch(self, lease)
+
+
+class JobsHandle(_Handle):
+    """A job queue: jobs claimed under a lease until finished, exactly once."""
+
+    _kind = Kind.JOBS
+
+    def _bind(self, job: kernel.Job) -> Job:
+        return Job(job.id, job.item, job.attempt, self)
+
+    def put(self, item: Any, priority: int = 0, delay: float = 0.0, id: str | None = None
+            ) -> str:
+        """Add a job (ready after ``delay`` seconds); returns its id."""
+        result: str = self._corral._run(self._kernel.put, self.name, item,
+                                        priority=priority, delay=delay, id=id,
+                                        now=self._corral._clock())
+        return result
+
+    def claim(self, timeout: float | None = None, lease: float | None = None) -> Job:
+        """Claim the next job, waiting up to ``timeout`` seconds (None: forever), under
+        a lease of ``lease`` seconds (the queue's default if None). Raises Empty."""
+        got = self._corral._wait(self._kernel.claim, self.name, timeout=timeout,
+                                 lease=lease)
+        return self._bind(got.value if type(got) is Event else got)
+
+    def finish(self, job: kernel.Job, result: Any = None, result_ttl: float | None = None
+               ) -> None:
+        """Finish a claimed job with ``result``. Raises LeaseLost if the claim is stale."""
+        self._corral._run(self._kernel.finish, self.name, job, result,
+                          result_ttl=result_ttl, now=self._corral._clock())
+
+    def cancel(self, job: kernel.Job, delay: float = 0.0, reason: str | None = None
+               ) -> None:
+        """Give a claimed job back; it stalls once max_attempts claims have failed."""
+        self._corral._run(self._kernel.cancel, self.name, job, delay=delay, reason=reason,
+                          now=self._corral._clock())
+
+    def stall(self, job: kernel.Job, reason: str | None = None) -> None:
+        """Park a claimed job until it is retried."""
+        self._corral._run(self._kernel.stall, self.name, job, reason)
+
+    def touch(self, job: kernel.Job, lease: float | None = None) -> None:
+        """Extend a claim to ``lease`` seconds from now."""
+        self._corral._run(self._kernel.touch, self.name, job, lease=lease,
+                          now=self._corral._clock())
+
+    def retry(self, id: str) -> None:
+        """Make a stalled job ready again. Raises InvalidArgument if it is not stalled."""
+        self._corral._run(self._kernel.retry, self.name, id, now=self._corral._clock())
+
+    def retract(self, id: str) -> None:
+        """Withdraw a job that has not ended, whatever its state."""
+        self._corral._run(self._kernel.retract, self.name, id)
+
+    def result(self, id: str, timeout: float | None = None) -> Any:
+        """Job ``id``'s result, waiting up to ``timeout`` seconds for it to finish.
+        Raises Empty on timeout, NotFound for a retracted or forgotten job."""
+        got = self._corral._wait(self._kernel.result, self.name, id, timeout=timeout)
+        return got.value if type(got) is Event else got[0]
+
+    def state(self, id: str) -> JobState:
+        """Job ``id``'s state. Raises NotFound once it is forgotten."""
+        result: JobState = self._corral._run(self._kernel.state, self.name, id)
+        return result
+
+    def job_statistics(self) -> JobStatistics:
+        """Jobs per state, waiting claimers and result readers."""
+        result: JobStatistics = self._corral._run(self._kernel.job_statistics, self.name)
+        return result
+
+    def ids(self) -> list[str]:
+        """The ids of the jobs that have not ended."""
+        result: list[str] = self._corral._run(self._kernel.ids, self.name)
+        return result
+
+
 class Corral(EffectRouter[_Parked, Subscription]):
     """An embedded corral for threads. Thread-safe; use it as a context manager.
 
@@ -271,6 +496,7 @@ class Corral(EffectRouter[_Parked, Subscription]):
         self._lock = threading.Lock()
         self._alarm_changed = threading.Condition(self._lock)
         self._alarm: threading.Thread | None = None
+        self._alarm_at: float | None = None  # the deadline the alarm sleeps toward
         self._clock: Callable[[], float] = time.monotonic
 
     def __enter__(self) -> Corral:
@@ -290,6 +516,42 @@ class Corral(EffectRouter[_Parked, Subscription]):
         self._run(self._kernel.create, name, Kind.MAP)
         return MapHandle(self, name)
 
+    def feed(self, name: str, max_length: int | None = None) -> FeedHandle:
+        """The feed ``name``, created if needed, keeping at most ``max_length`` items.
+
+        Raises WrongKind if it is not a feed, InvalidArgument if it exists with
+        another max_length.
+        """
+        self._run(self._kernel.create, name, Kind.FEED, max_length=max_length)
+        return FeedHandle(self, name)
+
+    def sorted_feed(self, name: str) -> SortedFeedHandle:
+        """The sorted feed ``name``, created if needed."""
+        self._run(self._kernel.create, name, Kind.SORTED_FEED)
+        return SortedFeedHandle(self, name)
+
+    def queue(self, name: str, max_length: int | None = None) -> QueueHandle:
+        """The queue ``name``, created if needed, holding at most ``max_length`` items."""
+        self._run(self._kernel.create, name, Kind.QUEUE, max_length=max_length)
+        return QueueHandle(self, name)
+
+    def jobs(self, name: str, lease: float | None = None, max_attempts: int | None = None,
+             *, release_on_close: bool | None = None, result_ttl: float | None = None
+             ) -> JobsHandle:
+        """The job queue ``name``, created if needed.
+
+        ``lease``: seconds a claim lasts unless touched (30). ``max_attempts``: failed
+        claims after which a job stalls (None: no limit). ``release_on_close``: whether
+        closing this corral releases its claims at once (True) or lets them run out.
+        ``result_ttl``: seconds a result is kept (300). None keeps the existing
+        container's setting, or the default; a different explicit value than the
+        existing container's raises InvalidArgument.
+        """
+        self._run(self._kernel.create, name, Kind.JOBS, lease=lease,
+                  max_attempts=max_attempts, release_on_close=release_on_close,
+                  result_ttl=result_ttl)
+        return JobsHandle(self, name)
+
     def delete_container(self, name: str) -> None:
         """Delete a container: its waiters get NotFound, its subscriptions end."""
         self._run(self._kernel.delete_container, name)
@@ -307,21 +569,41 @@ class Corral(EffectRouter[_Parked, Subscription]):
 
     # -- plumbing ---------------------------------------------------------------------
 
-    def _run(self, command: Callable[..., Any], *args: Any) -> Any:
+    def _run(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One kernel command under the lock; route its effects; re-arm the alarm if
+        the command armed an earlier deadline."""
         with self._lock:
             if self._closed:
                 self._check_open()
-            result = command(*args)
+            result = command(*args, **kwargs)
             if self._kernel.effects:
                 self._dispatch()
+            self._rearm()
             return result
+
+    def _wait(self, command: Callable[..., Any], *args: Any, timeout: float | None,
+              **kwargs: Any) -> Any:
+        """A wait command for this session: its immediate result, or else (after
+        parking) the Event that served it."""
+        with self._lock:
+            if self._closed:
+                self._check_open()
+            result = command(self._session, *args, timeout=timeout, now=self._clock(),
+                             **kwargs)
+            if self._kernel.effects:
+                self._dispatch()
+            if type(result) is not Waiting:
+                self._rearm()
+                return result
+            parked = self._park(result.waiter, timeout)
+        return self._unpark(parked, result.waiter)
 
     def _park(self, waiter: int, timeout: float | None) -> _Parked:
         """Prepare to park the calling thread for ``waiter`` (lock held)."""
         parked = self._parked[waiter] = _Parked()
         parked.lock.acquire()
         if timeout is not None:
-            self._arm()
+            self._rearm()
         return parked
 
     def _unpark(self, parked: _Parked, waiter: int) -> Event:
@@ -361,8 +643,13 @@ class Corral(EffectRouter[_Parked, Subscription]):
             self._dispatch()
             return subscription
 
-    def _arm(self) -> None:
-        """Make the alarm thread look at the kernel's next deadline (lock held)."""
+    def _rearm(self) -> None:
+        """If the kernel's next deadline is earlier than the alarm's, wake the alarm
+        (starting it the first time). Lock held."""
+        deadline = self._kernel.next_deadline()
+        if deadline is None or (self._alarm_at is not None and deadline >= self._alarm_at):
+            return
+        self._alarm_at = deadline
         if self._alarm is None:
             self._alarm = threading.Thread(target=self._sound_alarms, name="corral-alarm",
                                            daemon=True)
@@ -373,7 +660,7 @@ class Corral(EffectRouter[_Parked, Subscription]):
     def _sound_alarms(self) -> None:
         with self._lock:
             while not self._closed:
-                deadline = self._kernel.next_deadline()
+                deadline = self._alarm_at = self._kernel.next_deadline()
                 if deadline is None:
                     self._alarm_changed.wait()
                     continue

@@ -14,13 +14,36 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import attrs
 import outcome
 import trio
-from corral.kernel import Closed, ContainerStatistics, Empty, Event, Kind, Record, Waiting
+from corral import kernel
+from corral.kernel import (
+    Closed,
+    ContainerStatistics,
+    Empty,
+    Event,
+    JobState,
+    JobStatistics,
+    Kind,
+    Record,
+    Waiting,
+)
 
 from ._facade import EffectRouter
 
-__all__ = ["Corral", "ListHandle", "MapHandle", "Subscription", "open_corral"]
+__all__ = [
+    "Corral",
+    "FeedHandle",
+    "Job",
+    "JobsHandle",
+    "ListHandle",
+    "MapHandle",
+    "QueueHandle",
+    "SortedFeedHandle",
+    "Subscription",
+    "open_corral",
+]
 
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
 _cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
@@ -251,12 +274,213 @@ class MapHandle(_Handle):
         return (await corral._park(result.waiter, timeout)).value
 
 
+class _ByIdHandle(_Handle):
+    """What feeds and sorted feeds share: items by id."""
+
+    async def get(self, id: Any) -> Any:
+        """The item ``id``. Raises NotFound."""
+        record: Record = await self._corral._run(self._kernel.get, self.name, id)
+        return record.value
+
+    async def retract(self, id: Any) -> None:
+        """Remove item ``id``. Raises NotFound."""
+        await self._corral._run(self._kernel.retract, self.name, id)
+
+    async def ids(self) -> list[Any]:
+        """Every id, in order."""
+        result: list[Any] = await self._corral._run(self._kernel.ids, self.name)
+        return result
+
+    async def items(self) -> list[tuple[Any, Any]]:
+        """Every ``(id, item)``, in order."""
+        result: list[tuple[Any, Any]] = await self._corral._run(self._kernel.items,
+                                                                self.name)
+        return result
+
+
+class FeedHandle(_ByIdHandle):
+    """A feed: items by string id, oldest first; events publish, edit, retract."""
+
+    _kind = Kind.FEED
+
+    async def publish(self, item: Any, id: str | None = None) -> str:
+        """Publish ``item``; returns its id (see the thread facade)."""
+        result: str = await self._corral._run(self._kernel.publish, self.name, item, id)
+        return result
+
+
+class SortedFeedHandle(_ByIdHandle):
+    """A sorted feed: items by int id in an order set by hand."""
+
+    _kind = Kind.SORTED_FEED
+
+    async def append(self, item: Any) -> int:
+        """Add ``item`` last; returns its id."""
+        result: int = await self._corral._run(self._kernel.append, self.name, item)
+        return result
+
+    async def prepend(self, item: Any) -> int:
+        """Add ``item`` first; returns its id."""
+        result: int = await self._corral._run(self._kernel.prepend, self.name, item)
+        return result
+
+    async def insert_before(self, rel_id: int, item: Any) -> int:
+        """Add ``item`` just before ``rel_id``; returns its id."""
+        result: int = await self._corral._run(self._kernel.insert_before, self.name,
+                                              rel_id, item)
+        return result
+
+    async def insert_after(self, rel_id: int, item: Any) -> int:
+        """Add ``item`` just after ``rel_id``; returns its id."""
+        result: int = await self._corral._run(self._kernel.insert_after, self.name,
+                                              rel_id, item)
+        return result
+
+    async def edit(self, id: int, item: Any) -> None:
+        """Replace item ``id`` in place."""
+        await self._corral._run(self._kernel.edit, self.name, id, item)
+
+    async def move_before(self, rel_id: int, id: int) -> None:
+        """Move ``id`` just before ``rel_id``."""
+        await self._corral._run(self._kernel.move_before, self.name, rel_id, id)
+
+    async def move_after(self, rel_id: int, id: int) -> None:
+        """Move ``id`` just after ``rel_id``."""
+        await self._corral._run(self._kernel.move_after, self.name, rel_id, id)
+
+    async def move_first(self, id: int) -> None:
+        """Move ``id`` to the start."""
+        await self._corral._run(self._kernel.move_first, self.name, id)
+
+    async def move_last(self, id: int) -> None:
+        """Move ``id`` to the end."""
+        await self._corral._run(self._kernel.move_last, self.name, id)
+
+
+class QueueHandle(_Handle):
+    """A queue: each item taken once, highest priority first, FIFO within a priority."""
+
+    _kind = Kind.QUEUE
+
+    async def put(self, item: Any, priority: int = 0, timeout: float | None = 0.0) -> None:
+        """Add ``item``; a full bounded queue raises LimitExceeded, at once (timeout 0)
+        or after waiting ``timeout`` seconds for room (None: as long as it takes)."""
+        await self._corral._wait(self._kernel.queue_put, self.name, item, priority=priority,
+                                 timeout=timeout)
+
+    async def get(self, timeout: float | None = None) -> Any:
+        """Take the next item, waiting up to ``timeout`` seconds. Raises Empty."""
+        got = await self._corral._wait(self._kernel.queue_get, self.name, timeout=timeout)
+        return got.value if type(got) is Event else got[0]
+
+    async def get_nowait(self) -> Any:
+        """Take the next item. Raises Empty if there is none."""
+        return await self.get(timeout=0)
+
+
+@attrs.frozen
+class Job(kernel.Job):
+    """A claimed job: ``id``, ``item``, ``attempt``, and the calls that end or extend
+    its claim."""
+
+    _jobs: JobsHandle = attrs.field(eq=False, repr=False)
+
+    async def finish(self, result: Any = None, result_ttl: float | None = None) -> None:
+        """Finish with ``result``. Raises LeaseLost if this claim is no longer current."""
+        await self._jobs.finish(self, result, result_ttl)
+
+    async def cancel(self, delay: float = 0.0, reason: str | None = None) -> None:
+        """Give the job back (ready again after ``delay``). Raises LeaseLost if stale."""
+        await self._jobs.cancel(self, delay, reason)
+
+    async def stall(self, reason: str | None = None) -> None:
+        """Park the job until retried. Raises LeaseLost if stale."""
+        await self._jobs.stall(self, reason)
+
+    async def touch(self, lease: float | None = None) -> None:
+        """Extend the claim by ``lease`` seconds from now. Raises LeaseLost if stale."""
+        await self._jobs.touch(self, lease)
+
+
+class JobsHandle(_Handle):
+    """A job queue: jobs claimed under a lease until finished, exactly once."""
+
+    _kind = Kind.JOBS
+
+    async def put(self, item: Any, priority: int = 0, delay: float = 0.0,
+                  id: str | None = None) -> str:
+        """Add a job (ready after ``delay`` seconds); returns its id."""
+        result: str = await self._corral._run(self._kernel.put, self.name, item,
+                                              priority=priority, delay=delay, id=id,
+                                              now=trio.current_time())
+        return result
+
+    async def claim(self, timeout: float | None = None, lease: float | None = None) -> Job:
+        """Claim the next job, waiting up to ``timeout`` seconds, under a lease of
+        ``lease`` seconds. Raises Empty. Cancelling the call withdraws the claim."""
+        got = await self._corral._wait(self._kernel.claim, self.name, timeout=timeout,
+                                       lease=lease)
+        job = got.value if type(got) is Event else got
+        return Job(job.id, job.item, job.attempt, self)
+
+    async def finish(self, job: kernel.Job, result: Any = None,
+                     result_ttl: float | None = None) -> None:
+        """Finish a claimed job with ``result``. Raises LeaseLost if the claim is stale."""
+        await self._corral._run(self._kernel.finish, self.name, job, result,
+                                result_ttl=result_ttl, now=trio.current_time())
+
+    async def cancel(self, job: kernel.Job, delay: float = 0.0, reason: str | None = None
+                     ) -> None:
+        """Give a claimed job back; it stalls once max_attempts claims have failed."""
+        await self._corral._run(self._kernel.cancel, self.name, job, delay=delay,
+                                reason=reason, now=trio.current_time())
+
+    async def stall(self, job: kernel.Job, reason: str | None = None) -> None:
+        """Park a claimed job until it is retried."""
+        await self._corral._run(self._kernel.stall, self.name, job, reason)
+
+    async def touch(self, job: kernel.Job, lease: float | None = None) -> None:
+        """Extend a claim to ``lease`` seconds from now."""
+        await self._corral._run(self._kernel.touch, self.name, job, lease=lease,
+                                now=trio.current_time())
+
+    async def retry(self, id: str) -> None:
+        """Make a stalled job ready again."""
+        await self._corral._run(self._kernel.retry, self.name, id, now=trio.current_time())
+
+    async def retract(self, id: str) -> None:
+        """Withdraw a job that has not ended."""
+        await self._corral._run(self._kernel.retract, self.name, id)
+
+    async def result(self, id: str, timeout: float | None = None) -> Any:
+        """Job ``id``'s result, waiting up to ``timeout`` seconds for it to finish."""
+        got = await self._corral._wait(self._kernel.result, self.name, id, timeout=timeout)
+        return got.value if type(got) is Event else got[0]
+
+    async def state(self, id: str) -> JobState:
+        """Job ``id``'s state. Raises NotFound once it is forgotten."""
+        result: JobState = await self._corral._run(self._kernel.state, self.name, id)
+        return result
+
+    async def job_statistics(self) -> JobStatistics:
+        """Jobs per state, waiting claimers and result readers."""
+        result: JobStatistics = await self._corral._run(self._kernel.job_statistics,
+                                                        self.name)
+        return result
+
+    async def ids(self) -> list[str]:
+        """The ids of the jobs that have not ended."""
+        result: list[str] = await self._corral._run(self._kernel.ids, self.name)
+        return result
+
+
 class Corral(EffectRouter[trio.lowlevel.Task, Subscription]):
     """An embedded corral for the tasks of one trio run; get one from ``open_corral()``."""
 
     def __init__(self) -> None:
         super().__init__()
         self._alarm_changed = trio.lowlevel.ParkingLot()
+        self._alarm_at: float | None = None  # the deadline the alarm task sleeps toward
 
     async def list(self, name: str) -> ListHandle:
         """The list ``name``, created if needed. Raises WrongKind if it is not a list."""
@@ -267,6 +491,30 @@ class Corral(EffectRouter[trio.lowlevel.Task, Subscription]):
         """The map ``name``, created if needed. Raises WrongKind if it is not a map."""
         await self._run(self._kernel.create, name, Kind.MAP)
         return MapHandle(self, name)
+
+    async def feed(self, name: str, max_length: int | None = None) -> FeedHandle:
+        """The feed ``name``, created if needed, keeping at most ``max_length`` items."""
+        await self._run(self._kernel.create, name, Kind.FEED, max_length=max_length)
+        return FeedHandle(self, name)
+
+    async def sorted_feed(self, name: str) -> SortedFeedHandle:
+        """The sorted feed ``name``, created if needed."""
+        await self._run(self._kernel.create, name, Kind.SORTED_FEED)
+        return SortedFeedHandle(self, name)
+
+    async def queue(self, name: str, max_length: int | None = None) -> QueueHandle:
+        """The queue ``name``, created if needed, holding at most ``max_length`` items."""
+        await self._run(self._kernel.create, name, Kind.QUEUE, max_length=max_length)
+        return QueueHandle(self, name)
+
+    async def jobs(self, name: str, lease: float | None = None,
+                   max_attempts: int | None = None, *, release_on_close: bool | None = None,
+                   result_ttl: float | None = None) -> JobsHandle:
+        """The job queue ``name``, created if needed (options as the thread facade's)."""
+        await self._run(self._kernel.create, name, Kind.JOBS, lease=lease,
+                        max_attempts=max_attempts, release_on_close=release_on_close,
+                        result_ttl=result_ttl)
+        return JobsHandle(self, name)
 
     async def delete_container(self, name: str) -> None:
         """Delete a container: its waiters get NotFound, its subscriptions end."""
@@ -280,22 +528,49 @@ class Corral(EffectRouter[trio.lowlevel.Task, Subscription]):
 
     # -- plumbing ---------------------------------------------------------------------
 
-    async def _run(self, command: Callable[..., Any], *args: Any) -> Any:
+    async def _run(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One kernel command as a checkpoint; route its effects; re-arm the alarm if
+        the command armed an earlier deadline."""
         await _checkpoint_if_cancelled()
         if self._closed:
             self._check_open()
-        result = command(*args)
+        result = command(*args, **kwargs)
         if self._kernel.effects:
             self._dispatch()
+        self._rearm()
         await _cancel_shielded_checkpoint()
         return result
+
+    async def _wait(self, command: Callable[..., Any], *args: Any, timeout: float | None,
+                    **kwargs: Any) -> Any:
+        """A wait command for this session: its immediate result, or else (after
+        parking) the Event that served it."""
+        await _checkpoint_if_cancelled()
+        if self._closed:
+            self._check_open()
+        result = command(self._session, *args, timeout=timeout, now=trio.current_time(),
+                         **kwargs)
+        if self._kernel.effects:
+            self._dispatch()
+        if type(result) is Waiting:
+            return await self._park(result.waiter, timeout)
+        self._rearm()
+        await _cancel_shielded_checkpoint()
+        return result
+
+    def _rearm(self) -> None:
+        """Wake the alarm task if the kernel's next deadline is earlier than its own."""
+        deadline = self._kernel.next_deadline()
+        if deadline is not None and (self._alarm_at is None or deadline < self._alarm_at):
+            self._alarm_at = deadline
+            self._alarm_changed.unpark_all()
 
     async def _park(self, waiter: int, timeout: float | None) -> Event:
         """Park the calling task until ``waiter`` is served or cancelled; cancelling the
         task withdraws the waiter."""
         self._parked[waiter] = trio.lowlevel.current_task()
         if timeout is not None:
-            self._alarm_changed.unpark_all()
+            self._rearm()
 
         def abort(raise_cancel: Any) -> trio.lowlevel.Abort:
             # A served waiter has been rescheduled already, so it is still parked here.
@@ -324,7 +599,7 @@ class Corral(EffectRouter[trio.lowlevel.Task, Subscription]):
 
     async def _sound_alarms(self) -> None:
         while not self._closed:
-            deadline = self._kernel.next_deadline()
+            deadline = self._alarm_at = self._kernel.next_deadline()
             with trio.move_on_at(math.inf if deadline is None else deadline):
                 await self._alarm_changed.park()
                 continue

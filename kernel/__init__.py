@@ -17,11 +17,15 @@ from ._errors import (
 )
 from ._kernel import Kernel
 from ._model import (
+    TERMINAL_STATES,
     Cancelled,
     ContainerStatistics,
     Delivered,
     Effect,
     Event,
+    Job,
+    JobState,
+    JobStatistics,
     Kind,
     Notified,
     Popped,
@@ -41,6 +45,9 @@ __all__ = [
     "Empty",
     "Event",
     "InvalidArgument",
+    "Job",
+    "JobState",
+    "JobStatistics",
     "Kernel",
     "Kind",
     "LeaseLost",
@@ -49,6 +56,7 @@ __all__ = [
     "Notified",
     "Popped",
     "Record",
+    "TERMINAL_STATES",
     "Unsubscribed",
     "Waiting",
     "WrongKind",

@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from ._core import Core, Subscription, check_timeout
-from ._errors import AlreadyExists, Empty, InvalidArgument, NotFound
+from ._errors import AlreadyExists, Empty, InvalidArgument, NotFound, WrongKind
 from ._model import Event, Kind, Popped, Record, Waiting
 from ._sorted import SortedIndex
 from ._waiters import Waiter, WaiterQueue
@@ -43,6 +43,67 @@ class Container:
     def waiter_queues(self) -> Iterator[WaiterQueue]:
         """Every waiter queue of this container (for cancelling and checking)."""
         return iter(())
+
+    def remove_waiter(self, waiter: Waiter) -> None:
+        """Take a waiter out of its queue (its other index entries are the core's)."""
+        raise NotImplementedError
+
+    def fire(self, payload: Any) -> None:
+        """A timer of this container is due: by default, a waiter timed out."""
+        self.remove_waiter(payload)
+        self.core.cancel(payload, self.core.timed_out(payload))
+
+    def count(self) -> int:
+        raise NotImplementedError
+
+    def options(self) -> dict[str, Any]:
+        """The container's configuration, as ``create`` takes it."""
+        return {}
+
+    def configure(self, options: dict[str, Any]) -> None:
+        """Set the configuration of a new container (``options`` are validated)."""
+
+    def unsupported(self, op: str) -> WrongKind:
+        return WrongKind(f"{op} on {self.name!r}: a {self.kind.value} has no {op}")
+
+    # Generic record operations; each kind implements those it has.
+
+    def get(self, key: Any) -> Record:
+        raise self.unsupported("get")
+
+    def set(self, key: Any, value: Any, metadata: Any) -> None:
+        raise self.unsupported("set")
+
+    def insert(self, key: Any, value: Any, metadata: Any) -> None:
+        raise self.unsupported("insert")
+
+    def delete(self, key: Any) -> None:
+        raise self.unsupported("delete")
+
+    def query(self, start: Any, end: Any) -> list[Record]:
+        raise self.unsupported("query")
+
+    def clear(self) -> None:
+        raise self.unsupported("clear")
+
+    def retract(self, id: Any) -> None:
+        raise self.unsupported("retract")
+
+    def ids(self) -> list[Any]:
+        raise self.unsupported("ids")
+
+    def items(self) -> list[tuple[Any, Any]]:
+        raise self.unsupported("items")
+
+    def close_session(self, session: int) -> None:
+        """A session closed: release what it holds here (its waiters are gone already)."""
+
+    def discard(self) -> None:
+        """The container is being deleted: disarm its own timers, release its leases."""
+
+    def check_timer(self, payload: Any) -> None:
+        """Assert that a timer this container armed is still meant."""
+        assert payload.id in self.core.waiters, f"{self.name}: timer of a gone waiter"
 
     def snapshot(self, start: int) -> list[tuple[str, Record]]:
         """The events a subscription starting at position ``start`` is sent first."""
@@ -216,12 +277,12 @@ def _check_key(op: str, name: str, key: Any) -> str:
 class MapContainer(Container):
     """Records by string key, kept in key order. Waiters pop one key."""
 
-    items: SortedIndex[str, Item] = attrs.Factory(SortedIndex)
+    records: SortedIndex[str, Item] = attrs.Factory(SortedIndex)
     waiters: dict[str, WaiterQueue] = attrs.Factory(dict)
     kind: Kind = attrs.field(init=False, default=Kind.MAP)
 
     def _store(self, op: str, key: str, value: Any, metadata: Any) -> None:
-        self.items[key] = (value, metadata)
+        self.records[key] = (value, metadata)
         if self.subscribers:
             self.core.notify(self, op, key, value, metadata)
         queue = self.waiters.get(key)
@@ -233,7 +294,7 @@ class MapContainer(Container):
 
     def _take(self, key: str) -> Event:
         """Pop ``key`` for a waiter (subscribers see delete)."""
-        value, metadata = self.items.pop(key)
+        value, metadata = self.records.pop(key)
         if self.subscribers:
             self.core.notify(self, "delete", key, value, metadata)
         return Event(self.name, "wnp_key", key, value, metadata)
@@ -243,22 +304,22 @@ class MapContainer(Container):
 
     def insert(self, key: Any, value: Any, metadata: Any) -> None:
         _check_key("insert", self.name, key)
-        if key in self.items:
+        if key in self.records:
             raise AlreadyExists(f"insert on {self.name!r}: key {key!r} is present")
         self._store("insert", key, value, metadata)
 
     def get(self, key: Any) -> Record:
         """The record at ``key``; an int is a position in key order (as Tio's get)."""
         if isinstance(key, int) and not isinstance(key, bool):
-            n = len(self.items)
+            n = len(self.records)
             i = key + n if key < 0 else key
             if not 0 <= i < n:
                 raise NotFound(f"get on {self.name!r}: position {key} is out of range "
                                f"for {n} records")
-            key = self.items.key_at(i)
+            key = self.records.key_at(i)
         _check_key("get", self.name, key)
         try:
-            value, metadata = self.items[key]
+            value, metadata = self.records[key]
         except KeyError:
             raise NotFound(f"get on {self.name!r}: no key {key!r}") from None
         return Record(key, value, metadata)
@@ -266,26 +327,26 @@ class MapContainer(Container):
     def delete(self, key: Any) -> None:
         _check_key("delete", self.name, key)
         try:
-            value, metadata = self.items.pop(key)
+            value, metadata = self.records.pop(key)
         except KeyError:
             raise NotFound(f"delete on {self.name!r}: no key {key!r}") from None
         if self.subscribers:
             self.core.notify(self, "delete", key, value, metadata)
 
     def keys(self) -> list[str]:
-        return list(self.items)
+        return list(self.records)
 
     def count(self) -> int:
-        return len(self.items)
+        return len(self.records)
 
     def query(self, start: Any, end: Any) -> list[Record]:
         _check_int("query", self.name, "start", start)
         if end is not None:
             _check_int("query", self.name, "end", end)
-        return [Record(key=k, value=v, metadata=m) for k, (v, m) in self.items.items(start, end)]
+        return [Record(key=k, value=v, metadata=m) for k, (v, m) in self.records.items(start, end)]
 
     def clear(self) -> None:
-        self.items.clear()
+        self.records.clear()
         if self.subscribers:
             self.core.notify(self, "clear")
 
@@ -294,8 +355,8 @@ class MapContainer(Container):
         _check_key("wait_pop_key", self.name, key)
         check_timeout("wait_pop_key", self.name, timeout)
         self.core.session(session)
-        if key in self.items:  # a present key has no waiters: nobody is ahead of us
-            value, metadata = self.items.pop(key)
+        if key in self.records:  # a present key has no waiters: nobody is ahead of us
+            value, metadata = self.records.pop(key)
             if self.subscribers:
                 self.core.notify(self, "delete", key, value, metadata)
             return (value, metadata)
@@ -326,6 +387,6 @@ class MapContainer(Container):
     def check(self) -> None:
         for key, queue in self.waiters.items():
             assert queue, f"{self.name}: empty waiter queue for {key!r} kept"
-            assert key not in self.items, f"{self.name}: waiters on present key {key!r}"
+            assert key not in self.records, f"{self.name}: waiters on present key {key!r}"
             for waiter in queue.values():
                 assert waiter.op == "wait_pop_key" and waiter.key == key

@@ -24,6 +24,7 @@ class Session:
     id: int
     waiters: dict[int, Waiter] = attrs.Factory(dict)
     subscriptions: dict[int, Subscription] = attrs.Factory(dict)
+    leases: dict[tuple[str, str], None] = attrs.Factory(dict)  # (jobs container, job id)
 
 
 @attrs.define(eq=False)
@@ -53,7 +54,7 @@ class Core:
         self.effects: list[Effect] = []
         self.sessions: dict[int, Session] = {}
         self.waiters: dict[int, Waiter] = {}
-        self.timers: Timers[Waiter] = Timers()
+        self.timers: Timers[Any] = Timers()  # payloads have .container and .timer
         self._last_id = 0
 
     def next_id(self) -> int:
@@ -82,10 +83,11 @@ class Core:
         key: Any,
         timeout: float | None,
         now: float,
+        payload: Any = None,
     ) -> Waiting:
         """Queue a waiter; a finite timeout arms its timer. The session must be open."""
         owner = self.session(session)
-        waiter = Waiter(self.next_id(), session, op, container, key)
+        waiter = Waiter(self.next_id(), session, op, container, key, payload)
         if timeout is not None:
             waiter.timer = self.timers.add(self.tick(now) + timeout, waiter)
         queue.append(waiter)

@@ -33,15 +33,20 @@ to tell); a cancelled waiter is removed from every index at once and never held 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from ._containers import ListContainer, MapContainer
+from ._containers import ListContainer, MapContainer, _check_int
 from ._core import Core, Session, Subscription
 from ._errors import InvalidArgument, NotFound, WrongKind
+from ._feeds import FeedContainer, SortedFeedContainer
+from ._jobs import JobsContainer
 from ._model import (
     ContainerStatistics,
     Effect,
     Event,
+    Job,
+    JobState,
+    JobStatistics,
     Kind,
     Notified,
     Popped,
@@ -49,15 +54,24 @@ from ._model import (
     Unsubscribed,
     Waiting,
 )
+from ._queues import QueueContainer
+from ._waiters import Waiter
 
 __all__ = ["Kernel"]
 
-_KINDS: dict[Kind, type[ListContainer] | type[MapContainer]] = {
+C = TypeVar("C")
+
+AnyContainer = (ListContainer | MapContainer | FeedContainer | SortedFeedContainer
+                | QueueContainer | JobsContainer)
+
+_KINDS: dict[Kind, type[AnyContainer]] = {
     Kind.LIST: ListContainer,
     Kind.MAP: MapContainer,
+    Kind.FEED: FeedContainer,
+    Kind.SORTED_FEED: SortedFeedContainer,
+    Kind.QUEUE: QueueContainer,
+    Kind.JOBS: JobsContainer,
 }
-
-AnyContainer = ListContainer | MapContainer
 
 
 class Kernel:
@@ -80,29 +94,44 @@ class Kernel:
         core.sessions[session.id] = session
         return session.id
 
-    def close_session(self, session: int) -> None:
+    def close_session(self, session: int, *, now: float = 0.0) -> None:
         """Close a session: its waiters are cancelled and its subscriptions dropped,
-        without effects.
+        without effects; its job leases are released or left to run out, as each job
+        queue's ``release_on_close`` says.
 
         Raises NotFound if the session is not open.
         """
         core = self._core
         owner = core.session(session)
+        core.tick(now)
         for waiter in list(owner.waiters.values()):
             self._containers[waiter.container].remove_waiter(waiter)
             core.forget(waiter)
         for sub in owner.subscriptions.values():
             del self._containers[sub.container].subscribers[sub.id]
+        owner.subscriptions.clear()
+        for name in dict.fromkeys(name for name, _ in owner.leases):
+            self._containers[name].close_session(session)
         del core.sessions[session]
 
     # -- containers -------------------------------------------------------------------
 
-    def create(self, name: str, kind: Kind | str) -> Kind:
+    def create(self, name: str, kind: Kind | str, *, max_length: int | None = None,
+               lease: float | None = None, max_attempts: int | None = None,
+               release_on_close: bool | None = None, result_ttl: float | None = None
+               ) -> Kind:
         """Create container ``name`` of ``kind``, or open it if it exists with that kind.
 
-        ``kind`` is a :class:`Kind` or its wire name (``"volatile_list"``).
+        ``kind`` is a :class:`Kind` or its wire name (``"volatile_list"``). Options, for
+        the kinds that have them (None: the default, or whatever the container has):
+        ``max_length`` (feed, queue), and for jobs ``lease`` (seconds, 30),
+        ``max_attempts`` (None: unlimited), ``release_on_close`` (True) and
+        ``result_ttl`` (seconds, 300).
+
         Returns the kind. Raises WrongKind if ``name`` exists with another kind,
-        InvalidArgument for an empty or non-string name or an unknown kind.
+        InvalidArgument for an empty or non-string name, an unknown kind, an option the
+        kind does not have, a bad value, or a value that differs from the existing
+        container's.
         """
         if not isinstance(name, str) or not name:
             raise InvalidArgument(f"create: a container name is a non-empty str, not {name!r}")
@@ -110,12 +139,31 @@ class Kernel:
             kind = Kind(kind)
         except ValueError:
             raise InvalidArgument(f"create {name!r}: unknown kind {kind!r}") from None
+        given = {key: value for key, value in (
+            ("max_length", max_length), ("lease", lease), ("max_attempts", max_attempts),
+            ("release_on_close", release_on_close), ("result_ttl", result_ttl),
+        ) if value is not None}
         existing = self._containers.get(name)
-        if existing is None:
-            self._containers[name] = _KINDS[kind](name, self._core)
-        elif existing.kind is not kind:
+        if existing is not None and existing.kind is not kind:
             raise WrongKind(f"create {name!r} as {kind.value}: it is a {existing.kind.value}")
+        container = existing or _KINDS[kind](name, self._core)
+        allowed = container.options()
+        for key in given:
+            if key not in allowed:
+                raise InvalidArgument(f"create {name!r}: a {kind.value} has no option {key}")
+        if existing is None:
+            container.configure(given)
+            self._containers[name] = container
+            return kind
+        differing = {k: v for k, v in given.items() if v != allowed[k]}
+        if differing:
+            raise InvalidArgument(f"create {name!r}: it exists with {allowed}, not "
+                                  f"{differing}")
         return kind
+
+    def options(self, name: str) -> dict[str, Any]:
+        """The configuration container ``name`` was created with. Raises NotFound."""
+        return self._get(name, "options").options()
 
     def open(self, name: str) -> Kind:
         """The kind of the existing container ``name``. Raises NotFound."""
@@ -140,6 +188,7 @@ class Kernel:
             del core.sessions[sub.session].subscriptions[sub.id]
             core.effects.append(Unsubscribed(session=sub.session, subscription=sub.id,
                                              reason=f"container {name!r} was deleted"))
+        container.discard()
         del self._containers[name]
 
     def statistics(self, name: str) -> ContainerStatistics:
@@ -158,18 +207,19 @@ class Kernel:
         except (KeyError, TypeError):
             raise NotFound(f"{op}: no container {name!r}") from None
 
-    def _list(self, name: str, op: str) -> ListContainer:
-        # The hand-off commands inline this lookup: a call is a fifth of their cost.
+    def _of(self, cls: type[C], name: str, op: str) -> C:
+        """Container ``name``, which must be of class ``cls``."""
         container = self._get(name, op)
-        if type(container) is not ListContainer:
+        if type(container) is not cls:
             raise self._not_a(container, op)
         return container
 
+    def _list(self, name: str, op: str) -> ListContainer:
+        # The hand-off commands inline this lookup: a call is a fifth of their cost.
+        return self._of(ListContainer, name, op)
+
     def _map(self, name: str, op: str) -> MapContainer:
-        container = self._get(name, op)
-        if type(container) is not MapContainer:
-            raise self._not_a(container, op)
-        return container
+        return self._of(MapContainer, name, op)
 
     def _not_a(self, container: AnyContainer | None, op: str, name: Any = None) -> Exception:
         """The error for ``op`` on a missing container or one of the wrong kind."""
@@ -285,6 +335,156 @@ class Kernel:
         """
         return self._map(name, "wait_pop_key").wait_pop_key(session, key, timeout, now)
 
+    # -- feeds and sorted feeds -------------------------------------------------------
+
+    def publish(self, name: str, item: Any, id: str | None = None) -> str:
+        """Publish ``item`` to a feed; returns its id (a fresh one if ``id`` is None).
+
+        Publishing an existing id edits it and moves it to the end. With max_length, the
+        oldest others are retracted first so the feed keeps at most max_length items.
+        """
+        return self._of(FeedContainer, name, "publish").publish(item, id)
+
+    def retract(self, name: str, id: Any) -> None:
+        """Remove item or job ``id`` from a feed, sorted feed or job queue. A job is
+        retracted from any live state and remembered as retracted for its result TTL;
+        a finished or retracted job raises InvalidArgument. Raises NotFound."""
+        self._get(name, "retract").retract(id)
+
+    def ids(self, name: str) -> list[Any]:
+        """A feed's or sorted feed's ids in order; a job queue's unfinished job ids."""
+        return self._get(name, "ids").ids()
+
+    def items(self, name: str) -> list[tuple[Any, Any]]:
+        """A feed's or sorted feed's ``(id, item)`` pairs, in order."""
+        return self._get(name, "items").items()
+
+    def append(self, name: str, item: Any) -> int:
+        """Add ``item`` at the end of a sorted feed; returns its new id."""
+        return self._of(SortedFeedContainer, name, "append").append(item)
+
+    def prepend(self, name: str, item: Any) -> int:
+        """Add ``item`` at the start of a sorted feed; returns its new id."""
+        return self._of(SortedFeedContainer, name, "prepend").prepend(item)
+
+    def insert_before(self, name: str, rel_id: int, item: Any) -> int:
+        """Add ``item`` just before ``rel_id`` (NotFound if absent); returns its id."""
+        return self._of(SortedFeedContainer, name, "insert_before").insert_before(rel_id,
+                                                                                  item)
+
+    def insert_after(self, name: str, rel_id: int, item: Any) -> int:
+        """Add ``item`` just after ``rel_id`` (NotFound if absent); returns its id."""
+        return self._of(SortedFeedContainer, name, "insert_after").insert_after(rel_id,
+                                                                                item)
+
+    def edit(self, name: str, id: int, item: Any) -> None:
+        """Replace item ``id`` of a sorted feed in place. Raises NotFound."""
+        self._of(SortedFeedContainer, name, "edit").edit(id, item)
+
+    def move_before(self, name: str, rel_id: int, id: int) -> None:
+        """Move ``id`` just before ``rel_id``. NotFound for a missing id,
+        InvalidArgument for moving an item relative to itself."""
+        self._of(SortedFeedContainer, name, "move_before").move("move_before", id, rel_id)
+
+    def move_after(self, name: str, rel_id: int, id: int) -> None:
+        """Move ``id`` just after ``rel_id`` (as move_before)."""
+        self._of(SortedFeedContainer, name, "move_after").move("move_after", id, rel_id)
+
+    def move_first(self, name: str, id: int) -> None:
+        """Move ``id`` to the start of a sorted feed. Raises NotFound."""
+        self._of(SortedFeedContainer, name, "move_first").move("move_first", id)
+
+    def move_last(self, name: str, id: int) -> None:
+        """Move ``id`` to the end of a sorted feed. Raises NotFound."""
+        self._of(SortedFeedContainer, name, "move_last").move("move_last", id)
+
+    # -- queues -----------------------------------------------------------------------
+
+    def queue_put(self, session: int, name: str, item: Any, *, priority: int = 0,
+                  timeout: float | None = 0.0, now: float = 0.0) -> Waiting | None:
+        """Put ``item`` on a queue; higher priorities are taken first.
+
+        A full bounded queue raises LimitExceeded when ``timeout`` is 0 (the default);
+        otherwise the put parks (``Waiting``) until a get makes room, and a timeout
+        cancels it with LimitExceeded. A waiting getter receives the item at once.
+        """
+        return self._of(QueueContainer, name, "put").put(session, item, priority, timeout,
+                                                        now)
+
+    def queue_get(self, session: int, name: str, *, timeout: float | None = None,
+                  now: float = 0.0) -> Popped | Waiting:
+        """Take a queue's first item: ``(item, None)`` now, or ``Waiting`` (served in
+        FIFO order as items arrive). ``timeout`` as for :meth:`wait_pop_next`."""
+        return self._of(QueueContainer, name, "get").get_next(session, timeout, now)
+
+    # -- jobs -------------------------------------------------------------------------
+
+    def put(self, name: str, item: Any, *, priority: int = 0, delay: float = 0.0,
+            id: str | None = None, now: float = 0.0) -> str:
+        """Add a job; returns its id (fresh if ``id`` is None; AlreadyExists if taken).
+
+        It is ready at once, or after ``delay`` seconds; claims take the highest
+        priority first, then the oldest. A waiting claimer is served at once.
+        """
+        return self._of(JobsContainer, name, "put").put(item, priority, delay, id, now)
+
+    def claim(self, session: int, name: str, *, timeout: float | None = None,
+              lease: float | None = None, now: float = 0.0) -> Job | Waiting:
+        """Claim the next ready job for ``session`` under a lease of ``lease`` seconds
+        (the queue's default if None).
+
+        Returns the ``Job`` token now, or ``Waiting``: claimers are served in FIFO order
+        and the ``Delivered`` event's value is the token. ``timeout`` as for
+        :meth:`wait_pop_next`.
+        """
+        return self._of(JobsContainer, name, "claim").claim(session, timeout, lease, now)
+
+    def finish(self, name: str, job: Job, result: Any = None, *,
+               result_ttl: float | None = None, now: float = 0.0) -> None:
+        """Finish a claimed job with ``result``, kept for ``result_ttl`` seconds (the
+        queue's default if None) and handed to ``result`` readers. Raises LeaseLost if
+        the claim is stale."""
+        self._of(JobsContainer, name, "finish").finish(job, result, result_ttl, now)
+
+    def cancel(self, name: str, job: Job, *, delay: float = 0.0, reason: str | None = None,
+               now: float = 0.0) -> None:
+        """Give a claimed job back: to the back of its priority (after ``delay``
+        seconds), or stalled with ``reason`` once max_attempts claims have failed.
+        Raises LeaseLost if the claim is stale."""
+        self._of(JobsContainer, name, "cancel").cancel(job, delay, reason, now)
+
+    def stall(self, name: str, job: Job, reason: str | None = None) -> None:
+        """Park a claimed job until someone retries it. Raises LeaseLost if stale."""
+        self._of(JobsContainer, name, "stall").stall(job, reason)
+
+    def retry(self, name: str, id: str, *, now: float = 0.0) -> None:
+        """Make a stalled job ready again, with its attempts reset. Raises NotFound, or
+        InvalidArgument if the job is not stalled."""
+        self._of(JobsContainer, name, "retry").retry(id, now)
+
+    def touch(self, name: str, job: Job, *, lease: float | None = None,
+              now: float = 0.0) -> None:
+        """Extend a claim: its deadline becomes ``now + lease``. Raises LeaseLost if the
+        claim is stale."""
+        self._of(JobsContainer, name, "touch").touch(job, lease, now)
+
+    def result(self, session: int, name: str, id: str, *, timeout: float | None = None,
+               now: float = 0.0) -> Popped | Waiting:
+        """A finished job's ``(result, None)`` now, or ``Waiting`` for it to finish.
+
+        Raises NotFound for an unknown, forgotten or retracted job; ``timeout`` as for
+        :meth:`wait_pop_next`.
+        """
+        return self._of(JobsContainer, name, "result").result(session, id, timeout, now)
+
+    def state(self, name: str, id: str) -> JobState:
+        """Job ``id``'s state. Raises NotFound once it is forgotten (or never existed)."""
+        return self._of(JobsContainer, name, "state").state(id)
+
+    def job_statistics(self, name: str) -> JobStatistics:
+        """A snapshot of a job queue: jobs per state, waiting claimers and readers."""
+        return self._of(JobsContainer, name, "job_statistics").statistics()
+
     # -- waiters, subscriptions, time and effects -------------------------------------
 
     def cancel_wait(self, session: int, waiter: int) -> bool:
@@ -311,6 +511,8 @@ class Kernel:
         container = self._get(name, "subscribe")
         core = self._core
         owner = core.session(session)
+        if start is not None:
+            _check_int("subscribe", name, "start", start)
         snapshot = container.snapshot(start) if start is not None else []
         sub = Subscription(core.next_id(), session, name)
         for event_name, record in snapshot:
@@ -336,13 +538,13 @@ class Kernel:
         return self._core.timers.next_deadline()
 
     def advance(self, now: float) -> None:
-        """Fire every timer due at ``now``: timed-out waiters are cancelled with Empty."""
+        """Fire every timer due at ``now``, in (deadline, arming) order: waiters time out
+        with Empty, leases expire, delayed jobs become ready, results are forgotten."""
         core = self._core
         now = core.tick(now)
-        while (waiter := core.timers.pop_due(now)) is not None:
-            waiter.timer = None
-            self._containers[waiter.container].remove_waiter(waiter)
-            core.cancel(waiter, core.timed_out(waiter))
+        while (due := core.timers.pop_due(now)) is not None:
+            due.timer = None
+            self._containers[due.container].fire(due)
 
     def take_effects(self) -> Sequence[Effect]:
         """Remove and return the queued effects, oldest first."""
@@ -381,7 +583,16 @@ class Kernel:
             for sub in session.subscriptions.values():
                 assert self._containers[sub.container].subscribers[sub.id] is sub
         timed = {waiter.id for waiter in core.waiters.values() if waiter.timer is not None}
-        armed = core.timers.items()
-        assert len(armed) == len(timed), "timer index differs from timed waiters"
-        for key, waiter in armed:
-            assert waiter.timer == key and waiter.id in timed
+        armed_waiters = 0
+        for key, payload in core.timers.items():
+            assert payload.timer == key, "timer key differs from its payload's"
+            if isinstance(payload, Waiter):
+                assert payload.id in timed
+                armed_waiters += 1
+            self._containers[payload.container].check_timer(payload)
+        assert armed_waiters == len(timed), "timer index differs from timed waiters"
+        for session_id, session in core.sessions.items():
+            for name, job_id in session.leases:
+                jobs = self._containers[name]
+                assert isinstance(jobs, JobsContainer)
+                assert jobs.jobs[job_id].owner == session_id

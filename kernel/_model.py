@@ -19,7 +19,11 @@ __all__ = [
     "Delivered",
     "Effect",
     "Event",
+    "Job",
+    "JobState",
+    "JobStatistics",
     "Kind",
+    "TERMINAL_STATES",
     "Notified",
     "Popped",
     "Record",
@@ -33,6 +37,50 @@ class Kind(enum.Enum):
 
     LIST = "volatile_list"  # ordered records addressed by index; wait_pop_next
     MAP = "volatile_map"  # records addressed by string key, sorted by key; wait_pop_key
+    FEED = "feed"  # items by id in publish order, optionally bounded; broadcast events
+    SORTED_FEED = "sorted_feed"  # items by int id in an order set by hand
+    QUEUE = "queue"  # items taken once, by priority then FIFO; optionally bounded
+    JOBS = "job"  # items claimed under a lease until finished
+
+
+class JobState(enum.Enum):
+    """Where a job is in its life. Only FINISHED and RETRACTED are terminal."""
+
+    READY = "ready"  # waiting for a claim, by priority then age
+    DELAYED = "delayed"  # becomes ready at a deadline (put or cancel with a delay)
+    CLAIMED = "claimed"  # leased to one claimer until its lease deadline
+    STALLED = "stalled"  # parked until retried (stall, or max_attempts reached)
+    FINISHED = "finished"  # done; its result is kept for the result TTL
+    RETRACTED = "retracted"  # withdrawn; remembered for the result TTL
+
+
+TERMINAL_STATES = frozenset({JobState.FINISHED, JobState.RETRACTED})
+
+
+@attrs.frozen
+class Job:
+    """A claim on a job: the lease token a claimer passes back to finish, cancel, stall
+    or touch it. ``attempt`` counts the claims since the job was put (or retried), so
+    the first claim is attempt 1; a token from an older attempt is stale."""
+
+    id: str
+    item: Any
+    attempt: int
+
+
+@attrs.frozen(kw_only=True)
+class JobStatistics:
+    """A snapshot of a job queue: how many jobs are in each state, and how many claimers
+    and result readers are waiting."""
+
+    ready: int
+    delayed: int
+    claimed: int
+    stalled: int
+    finished: int
+    retracted: int
+    waiters: int
+    result_waiters: int
 
 
 @attrs.frozen(kw_only=True)

@@ -19,6 +19,7 @@ class Waiter:
     op: str
     container: str
     key: Any = None
+    payload: Any = None  # what a waiting writer brings (a queue put's item and priority)
     timer: tuple[float, int] | None = None
 
 

