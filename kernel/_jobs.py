@@ -71,7 +71,7 @@ class JobRecord:
     reason: str | None = None  # why it last failed (cancel, expiry, stall)
     result: Any = None
     timer: tuple[float, int] | None = None  # delay, lease or result-TTL deadline
-    result_waiters: WaiterQueue = attrs.Factory(WaiterQueue)
+    result_waiters: WaiterQueue | None = None  # made by the first result() that waits
 
 
 @attrs.define(eq=False)
@@ -201,13 +201,18 @@ class JobsContainer(Container):
         self._event("stalled", record, reason)
 
     def _end(self, record: JobRecord, state: JobState, result: Any, ttl: float) -> None:
-        """Make a job terminal: it is remembered for ``ttl`` seconds, then forgotten."""
+        """Make a job terminal: it is remembered for ``ttl`` seconds (0: not at all),
+        then forgotten."""
         self._unlease(record)
         if record.state is JobState.READY:
             self.ready.pop(record.order)
         record.state = state
         record.result = result
-        self._arm(record, self.core.now + ttl)
+        if ttl > 0:
+            self._arm(record, self.core.now + ttl)
+        else:
+            self._disarm(record)
+            del self.jobs[record.id]
         while record.result_waiters:
             waiter = record.result_waiters.popleft()
             if state is JobState.FINISHED:
@@ -313,6 +318,8 @@ class JobsContainer(Container):
             raise NotFound(f"result on {self.name!r}: job {id} was retracted")
         if timeout == 0:
             raise Empty(f"result on {self.name!r}: job {id} is {record.state.value}")
+        if record.result_waiters is None:
+            record.result_waiters = WaiterQueue()
         return self.core.park(record.result_waiters, session, "result", self.name, id,
                               timeout, now)
 
@@ -328,7 +335,7 @@ class JobsContainer(Container):
             claimed=counts[JobState.CLAIMED], stalled=counts[JobState.STALLED],
             finished=counts[JobState.FINISHED], retracted=counts[JobState.RETRACTED],
             waiters=len(self.claimers),
-            result_waiters=sum(len(r.result_waiters) for r in self.jobs.values()),
+            result_waiters=sum(len(r.result_waiters or ()) for r in self.jobs.values()),
         )
 
     # -- timers, sessions and the generic surface -------------------------------------
@@ -363,7 +370,9 @@ class JobsContainer(Container):
         if waiter.op == "claim":
             self.claimers.remove(waiter)
         else:
-            self.jobs[waiter.key].result_waiters.remove(waiter)
+            queue = self.jobs[waiter.key].result_waiters
+            assert queue is not None
+            queue.remove(waiter)
 
     def waiter_queues(self) -> Iterator[WaiterQueue]:
         yield self.claimers

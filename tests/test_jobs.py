@@ -306,3 +306,17 @@ def test_delete_container_disarms_its_timers(k: Kernel) -> None:
     assert k.next_deadline() is None
     k._check()
     k.close_session(s)
+
+
+def test_zero_result_ttl_keeps_nothing(k: Kernel) -> None:
+    """result_ttl=0 forgets the job at finish, after serving waiting result readers."""
+    s = k.open_session()
+    jid = k.put("jobs", "a")
+    k.result(s, "jobs", jid)
+    k.finish("jobs", claim(k, s), "r", result_ttl=0)
+    (served,) = [e for e in k.take_effects() if isinstance(e, Delivered)]
+    assert "r" == served.event.value
+    with pytest.raises(NotFound):
+        k.state("jobs", jid)
+    assert k.next_deadline() is None
+    k._check()
