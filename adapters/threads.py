@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any
 
 import attrs
+
 from corral import kernel
 from corral.kernel import (
     Closed,

@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 import outcome
 import trio
+
 from corral import kernel
 from corral.kernel import (
     Closed,

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
+
 from corral.adapters import threads as corral_threads
 from corral.adapters import trio as corral_trio
 

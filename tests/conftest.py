@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+
 from corral.adapters.threads import Corral
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import hypothesis.strategies as st
-from corral.kernel import CorralError, Kernel
 from hypothesis import given, settings
+
+from corral.kernel import CorralError, Kernel
 
 Command = tuple[str, tuple[Any, ...], dict[str, Any]]
 

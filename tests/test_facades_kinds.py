@@ -11,6 +11,7 @@ import pytest
 import trio
 import trio.testing
 from conftest import wait_until
+
 from corral.adapters import trio as corral_trio
 from corral.adapters.threads import Corral
 from corral.kernel import (

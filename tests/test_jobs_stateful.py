@@ -11,6 +11,17 @@ from typing import Any
 
 import attrs
 import hypothesis.strategies as st
+from hypothesis import settings
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    initialize,
+    invariant,
+    multiple,
+    rule,
+)
+
 from corral.kernel import (
     TERMINAL_STATES,
     Cancelled,
@@ -25,16 +36,6 @@ from corral.kernel import (
     LeaseLost,
     NotFound,
     Waiting,
-)
-from hypothesis import settings
-from hypothesis.stateful import (
-    Bundle,
-    RuleBasedStateMachine,
-    consumes,
-    initialize,
-    invariant,
-    multiple,
-    rule,
 )
 
 LEASE, MAX_ATTEMPTS, RESULT_TTL = 5.0, 3, 7.0

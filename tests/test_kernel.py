@@ -7,6 +7,7 @@ import queue
 from typing import Any
 
 import pytest
+
 from corral.kernel import (
     AlreadyExists,
     Cancelled,

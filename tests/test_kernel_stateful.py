@@ -5,6 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import hypothesis.strategies as st
+from hypothesis import settings
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    initialize,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+)
+
 from corral.kernel import (
     AlreadyExists,
     Cancelled,
@@ -21,17 +33,6 @@ from corral.kernel import (
     Unsubscribed,
     Waiting,
     WrongKind,
-)
-from hypothesis import settings
-from hypothesis.stateful import (
-    Bundle,
-    RuleBasedStateMachine,
-    consumes,
-    initialize,
-    invariant,
-    multiple,
-    precondition,
-    rule,
 )
 
 NAMES = st.sampled_from(["a", "a", "b", "b", "c"])  # mostly the list and map made at start

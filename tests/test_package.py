@@ -7,8 +7,9 @@ import pathlib
 import subprocess
 import sys
 
-import corral.kernel
 import pytest
+
+import corral.kernel
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 

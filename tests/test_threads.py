@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from conftest import wait_until
+
 from corral.adapters.threads import Corral
 from corral.kernel import (
     AlreadyExists,

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+
 from corral.adapters.trio import Corral, open_corral
 from corral.kernel import AlreadyExists, Closed, Empty, Event, NotFound, Record, WrongKind
 
