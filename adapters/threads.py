@@ -475,9 +475,9 @@ class JobsHandle(_Handle):
         result: JobState = self._corral._run(self._kernel.state, self.name, id)
         return result
 
-    def job_statistics(self) -> JobStatistics:
-        """Jobs per state, waiting claimers and result readers."""
-        result: JobStatistics = self._corral._run(self._kernel.job_statistics, self.name)
+    def statistics(self) -> JobStatistics:
+        """Jobs per state, parked claimers (``waiters``) and result readers."""
+        result: JobStatistics = self._corral._run(self._kernel.statistics, self.name)
         return result
 
     def ids(self) -> list[str]:

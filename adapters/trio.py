@@ -463,10 +463,9 @@ class JobsHandle(_Handle):
         result: JobState = await self._corral._run(self._kernel.state, self.name, id)
         return result
 
-    async def job_statistics(self) -> JobStatistics:
-        """Jobs per state, waiting claimers and result readers."""
-        result: JobStatistics = await self._corral._run(self._kernel.job_statistics,
-                                                        self.name)
+    async def statistics(self) -> JobStatistics:
+        """Jobs per state, parked claimers (``waiters``) and result readers."""
+        result: JobStatistics = await self._corral._run(self._kernel.statistics, self.name)
         return result
 
     async def ids(self) -> list[str]:

@@ -74,7 +74,7 @@ def claim_latency(samples: int) -> list[float]:
         worker = threading.Thread(target=work)
         worker.start()
         for i in range(samples):
-            while jobs.job_statistics().waiters == 0:  # until the worker is parked again
+            while jobs.statistics().waiters == 0:  # until the worker is parked again
                 time.sleep(0)
             put_at.append(time.perf_counter())
             jobs.put(i)
@@ -96,7 +96,7 @@ def expiry_cost(leased: int, batch: int = 1000, lease: float = 100.0) -> float:
     start = time.perf_counter()
     kernel.advance(lease + (batch - 1) * 1e-6)
     elapsed = time.perf_counter() - start
-    assert kernel.job_statistics("j").ready == batch
+    assert kernel.statistics("j").ready == batch
     return elapsed / batch
 
 

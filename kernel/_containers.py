@@ -14,7 +14,7 @@ import attrs
 
 from ._core import Core, Subscription, check_timeout
 from ._errors import AlreadyExists, Empty, InvalidArgument, NotFound, WrongKind
-from ._model import Event, Kind, Popped, Record, Waiting
+from ._model import ContainerStatistics, Event, Kind, Popped, Record, Waiting
 from ._sorted import SortedIndex
 from ._waiters import Waiter, WaiterQueue
 
@@ -59,6 +59,12 @@ class Container:
     def options(self) -> dict[str, Any]:
         """The container's configuration, as ``create`` takes it."""
         return {}
+
+    def statistics(self) -> ContainerStatistics:
+        return ContainerStatistics(
+            kind=self.kind, records=self.count(),
+            waiters=sum(len(queue) for queue in self.waiter_queues()),
+            subscribers=len(self.subscribers))
 
     def configure(self, options: dict[str, Any]) -> None:
         """Set the configuration of a new container (``options`` are validated)."""

@@ -331,10 +331,11 @@ class JobsContainer(Container):
         for record in self.jobs.values():
             counts[record.state] += 1
         return JobStatistics(
+            kind=self.kind, records=self.count(), waiters=len(self.claimers),
+            subscribers=len(self.subscribers),
             ready=counts[JobState.READY], delayed=counts[JobState.DELAYED],
             claimed=counts[JobState.CLAIMED], stalled=counts[JobState.STALLED],
             finished=counts[JobState.FINISHED], retracted=counts[JobState.RETRACTED],
-            waiters=len(self.claimers),
             result_waiters=sum(len(r.result_waiters or ()) for r in self.jobs.values()),
         )
 

@@ -46,7 +46,6 @@ from ._model import (
     Event,
     Job,
     JobState,
-    JobStatistics,
     Kind,
     Notified,
     Popped,
@@ -192,14 +191,9 @@ class Kernel:
         del self._containers[name]
 
     def statistics(self, name: str) -> ContainerStatistics:
-        """A snapshot of container ``name``'s sizes. Raises NotFound."""
-        container = self._get(name, "statistics")
-        return ContainerStatistics(
-            kind=container.kind,
-            records=container.count(),
-            waiters=sum(len(queue) for queue in container.waiter_queues()),
-            subscribers=len(container.subscribers),
-        )
+        """A snapshot of container ``name``: records, waiters and subscribers; for a job
+        queue, a JobStatistics with the jobs in each state too. Raises NotFound."""
+        return self._get(name, "statistics").statistics()
 
     def _get(self, name: str, op: str) -> AnyContainer:
         try:
@@ -480,10 +474,6 @@ class Kernel:
     def state(self, name: str, id: str) -> JobState:
         """Job ``id``'s state. Raises NotFound once it is forgotten (or never existed)."""
         return self._of(JobsContainer, name, "state").state(id)
-
-    def job_statistics(self, name: str) -> JobStatistics:
-        """A snapshot of a job queue: jobs per state, waiting claimers and readers."""
-        return self._of(JobsContainer, name, "job_statistics").statistics()
 
     # -- waiters, subscriptions, time and effects -------------------------------------
 

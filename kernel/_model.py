@@ -69,21 +69,6 @@ class Job:
 
 
 @attrs.frozen(kw_only=True)
-class JobStatistics:
-    """A snapshot of a job queue: how many jobs are in each state, and how many claimers
-    and result readers are waiting."""
-
-    ready: int
-    delayed: int
-    claimed: int
-    stalled: int
-    finished: int
-    retracted: int
-    waiters: int
-    result_waiters: int
-
-
-@attrs.frozen(kw_only=True)
 class ContainerStatistics:
     """A snapshot of one container: its kind and how many records, waiters and
     subscribers it has."""
@@ -92,6 +77,21 @@ class ContainerStatistics:
     records: int
     waiters: int
     subscribers: int
+
+
+@attrs.frozen(kw_only=True)
+class JobStatistics(ContainerStatistics):
+    """A job queue's snapshot: ``records`` counts the jobs that have not ended,
+    ``waiters`` the parked claimers; then the jobs in each state and the parked result
+    readers."""
+
+    ready: int
+    delayed: int
+    claimed: int
+    stalled: int
+    finished: int
+    retracted: int
+    result_waiters: int
 
 
 @attrs.frozen(slots=False)

@@ -158,7 +158,7 @@ def test_eight_threads_random_cancels_every_job_finished_once(corral: Corral) ->
     for worker in workers:
         worker.join(60)
     assert {jid: 1 for jid in ids} == dict(Counter(finished))
-    stats = jobs.job_statistics()
+    stats = jobs.statistics()
     assert (n_jobs, 0, 0, 0) == (stats.finished, stats.ready, stats.claimed, stats.delayed)
     assert [i * 2 for i in range(n_jobs)] == [jobs.result(jid, timeout=0) for jid in ids]
 
@@ -207,7 +207,7 @@ def test_trio_cancelled_claim_is_withdrawn() -> None:
             await jobs.claim()
         jid = await jobs.put("x")
         assert JobState.READY == await jobs.state(jid)
-        assert 0 == (await jobs.job_statistics()).waiters
+        assert 0 == (await jobs.statistics()).waiters
 
     run_trio(test)
 

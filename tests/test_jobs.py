@@ -291,8 +291,9 @@ def test_statistics_and_events(k: Kernel) -> None:
     k.cancel("jobs", claim(k, s))
     k.finish("jobs", claim(k, s))
     k.claim(s, "jobs")
-    assert JobStatistics(ready=0, delayed=1, claimed=0, stalled=0, finished=1, retracted=0,
-                         waiters=1, result_waiters=0) == k.job_statistics("jobs")
+    assert JobStatistics(kind=Kind.JOBS, records=1, waiters=1, subscribers=1, ready=0,
+                         delayed=1, claimed=0, stalled=0, finished=1, retracted=0,
+                         result_waiters=0) == k.statistics("jobs")
     assert ["put", "put", "claimed", "stalled", "retried", "claimed", "cancelled",
             "claimed", "finished"] == names(k)
 

@@ -322,12 +322,14 @@ class JobsModel(RuleBasedStateMachine):
         for jid, job in self.jobs.items():
             if jid not in self.forgotten:
                 counts[job.state] += 1
+        live = sum(counts[state] for state in JobState if state not in TERMINAL_STATES)
         assert JobStatistics(
+            kind=Kind.JOBS, records=live, subscribers=0,
             ready=counts[JobState.READY], delayed=counts[JobState.DELAYED],
             claimed=counts[JobState.CLAIMED], stalled=counts[JobState.STALLED],
             finished=counts[JobState.FINISHED], retracted=counts[JobState.RETRACTED],
             waiters=len(self.claimers), result_waiters=0,
-        ) == self.kernel.job_statistics("j")
+        ) == self.kernel.statistics("j")
 
 
 JobsModel.TestCase.settings = settings(max_examples=300, stateful_step_count=50,
