@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -27,3 +29,10 @@ def wait_until(predicate: Callable[[], bool], limit: float = 10.0) -> None:
         if time.monotonic() > give_up:
             raise AssertionError("condition not reached")
         time.sleep(0.001)
+
+
+def start(target: Any, *args: Any) -> threading.Thread:
+    """Start a daemon thread running ``target(*args)``."""
+    thread = threading.Thread(target=target, args=args, daemon=True)
+    thread.start()
+    return thread

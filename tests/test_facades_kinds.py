@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from conftest import wait_until
+from conftest import start, wait_until
 
 from corral.adapters import trio as corral_trio
 from corral.adapters.threads import Corral
@@ -22,12 +22,6 @@ from corral.kernel import (
     LimitExceeded,
     NotFound,
 )
-
-
-def start(target: Any, *args: Any) -> threading.Thread:
-    thread = threading.Thread(target=target, args=args, daemon=True)
-    thread.start()
-    return thread
 
 
 def test_feed_and_sorted_feed_surface(corral: Corral) -> None:

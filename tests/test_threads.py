@@ -9,7 +9,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from conftest import wait_until
+from conftest import start, wait_until
 
 from corral.adapters.threads import Corral
 from corral.kernel import (
@@ -23,12 +23,6 @@ from corral.kernel import (
     Record,
     WrongKind,
 )
-
-
-def start(target: Any, *args: Any) -> threading.Thread:
-    thread = threading.Thread(target=target, args=args, daemon=True)
-    thread.start()
-    return thread
 
 
 def test_list_surface(corral: Corral) -> None:
