@@ -1,0 +1,246 @@
+"""The wire codec: one sans-IO parser and encoder for every network transport.
+
+The grammar is Tio's. A message is a line of space-separated words, ended by ``\\n``
+(one ``\\r`` before it is dropped). A line may end in field specs, ``<field> <type>
+<size>`` triples with field one of ``key``, ``value``, ``metadata``; the line is then
+followed, for each spec in order, by exactly ``size`` payload bytes and two trailer bytes
+(``\\r\\n``, not checked). Payloads are length-framed, so they may hold anything.
+
+Types: ``string`` (UTF-8 text), ``raw`` (bytes), ``int`` (any size), ``double`` (a float,
+printed so that it reads back the same) and ``json`` (any JSON value).
+
+Where a line's specs start depends on what the line is, so the parser is told:
+``data_offset(words)`` returns the index of the first spec, or None for a plain line.
+Errors that leave the stream readable (a bad type, a value that does not decode, an
+unknown field, a payload over the cap) come back as a ``Malformed`` message for that
+line, with its payload drained. An error that makes the stream unreadable (a line over
+the cap, a size that is not a number) ends the batch with ``Broken``: close the
+connection. Messages completed before it are still returned.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+
+from corral.kernel import CorralError
+
+__all__ = [
+    "FIELDS",
+    "Broken",
+    "Malformed",
+    "Message",
+    "Parsed",
+    "Parser",
+    "ProtocolError",
+    "decode_value",
+    "encode",
+    "encode_value",
+]
+
+FIELDS = ("key", "value", "metadata")
+TYPES = frozenset({"string", "raw", "int", "double", "json"})
+DEFAULT_MAX_LINE = 64 * 1024
+DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024
+
+
+class ProtocolError(CorralError):
+    """The peer sent bytes that cannot be read as the protocol."""
+
+
+@attrs.frozen
+class Message:
+    """One parsed line: its words and the fields its specs carried."""
+
+    words: tuple[str, ...]
+    fields: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Malformed:
+    """A line that was read whole but cannot be used; ``reason`` says why."""
+
+    words: tuple[str, ...]
+    reason: str
+
+
+@attrs.frozen
+class Broken:
+    """The stream cannot be read past this point; ``reason`` says why. Always last."""
+
+    reason: str
+
+
+Parsed = Message | Malformed | Broken
+
+
+def encode_value(value: Any) -> tuple[str, bytes]:
+    """The wire type and bytes of a Python value."""
+    if isinstance(value, str):
+        return "string", value.encode()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "raw", bytes(value)
+    if isinstance(value, bool) or value is None:
+        return "json", json.dumps(value).encode()
+    if isinstance(value, int):
+        return "int", str(value).encode()
+    if isinstance(value, float):
+        return "double", repr(value).encode()
+    try:
+        return "json", json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as error:
+        raise ProtocolError(f"cannot send {type(value).__name__} {value!r}: "
+                            f"not str, bytes, int, float or JSON ({error})") from None
+
+
+def decode_value(kind: str, data: bytes) -> Any:
+    """The Python value of a payload of wire type ``kind``. Raises ValueError."""
+    if kind == "string":
+        return data.decode()
+    if kind == "raw":
+        return data
+    if kind == "int":
+        if not data.strip(b"-").isdigit():
+            raise ValueError(f"not an int: {data[:40]!r}")
+        return int(data)
+    if kind == "double":
+        return float(data)
+    if kind == "json":
+        return json.loads(data)
+    raise ValueError(f"unknown type {kind!r}")
+
+
+def encode(words: Sequence[str], fields: dict[str, Any] | None = None) -> bytes:
+    """One message: the words, then a spec and a payload block per field present (None
+    means absent), in key, value, metadata order."""
+    head = " ".join(words)
+    blocks = []
+    for name in FIELDS:
+        if fields and fields.get(name) is not None:
+            kind, data = encode_value(fields[name])
+            head += f" {name} {kind} {len(data)}"
+            blocks.append(data + b"\r\n")
+    return head.encode() + b"\r\n" + b"".join(blocks)
+
+
+class Parser:
+    """Incremental parser: ``feed(bytes)`` returns the messages completed so far."""
+
+    def __init__(self, data_offset: Callable[[tuple[str, ...]], int | None], *,
+                 max_line: int = DEFAULT_MAX_LINE, max_payload: int = DEFAULT_MAX_PAYLOAD
+                 ) -> None:
+        self._data_offset = data_offset
+        self._max_line = max_line
+        self._max_payload = max_payload
+        self._buffer = bytearray()
+        # While a data line's payloads are being read:
+        self._words: tuple[str, ...] | None = None
+        self._specs: list[tuple[str, str, int]] = []
+        self._fields: dict[str, Any] = {}
+        self._problem: str | None = None  # set once the line is known to be Malformed
+        self._skip = 0  # payload bytes still to drop (an over-cap payload)
+        self._broken: str | None = None
+
+    def feed(self, data: bytes) -> list[Parsed]:
+        """Take more bytes; return every message they complete, in order, ending with
+        ``Broken`` if the stream became unreadable. Feeding a broken parser raises
+        ProtocolError."""
+        if self._broken is not None:
+            raise ProtocolError(f"the stream is unreadable: {self._broken}")
+        self._buffer += data
+        out: list[Parsed] = []
+        try:
+            while True:
+                if self._skip:
+                    dropped = min(self._skip, len(self._buffer))
+                    del self._buffer[:dropped]
+                    self._skip -= dropped
+                    if self._skip:
+                        return out
+                if self._words is None:
+                    if not self._read_line(out):
+                        return out
+                elif not self._read_payload(out):
+                    return out
+        except ProtocolError as error:
+            self._broken = str(error)
+            self._buffer.clear()
+            out.append(Broken(self._broken))
+            return out
+
+    def _read_line(self, out: list[Parsed]) -> bool:
+        end = self._buffer.find(b"\n")
+        if end < 0:
+            if len(self._buffer) > self._max_line:
+                raise ProtocolError(f"line longer than {self._max_line} bytes")
+            return False
+        if end > self._max_line:
+            raise ProtocolError(f"line longer than {self._max_line} bytes")
+        raw = bytes(self._buffer[:end])
+        del self._buffer[:end + 1]
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if not raw:
+            return True  # empty lines are ignored
+        try:
+            words = tuple(raw.decode().split(" "))
+        except UnicodeDecodeError:
+            out.append(Malformed(("?",), "a command line must be UTF-8"))
+            return True
+        offset = self._data_offset(words)
+        if offset is None or offset >= len(words):
+            out.append(Message(words))
+            return True
+        specs, problem = self._parse_specs(words[offset:])
+        self._words, self._specs, self._fields = words[:offset], specs, {}
+        self._problem = problem
+        return True
+
+    def _parse_specs(self, tokens: tuple[str, ...]
+                     ) -> tuple[list[tuple[str, str, int]], str | None]:
+        if len(tokens) % 3:
+            raise ProtocolError(f"field specs come in threes, got {' '.join(tokens)!r}")
+        specs, problem = [], None
+        for i in range(0, len(tokens), 3):
+            name, kind, size_text = tokens[i:i + 3]
+            if not size_text.isdigit():
+                raise ProtocolError(f"payload size {size_text!r} is not a number")
+            size = int(size_text)
+            if name not in FIELDS:
+                problem = problem or f"invalid field name {name!r}"
+            elif kind not in TYPES:
+                problem = problem or f"invalid type {kind!r} for {name}"
+            elif size > self._max_payload:
+                problem = problem or (f"{name} payload of {size} bytes is over the "
+                                      f"{self._max_payload}-byte cap")
+            specs.append((name, kind, size))
+        return specs, problem
+
+    def _read_payload(self, out: list[Parsed]) -> bool:
+        name, kind, size = self._specs[0]
+        if size > self._max_payload:  # already Malformed: drop it without buffering
+            self._specs.pop(0)
+            self._skip = size + 2  # drained without buffering
+        else:
+            if len(self._buffer) < size + 2:
+                return False
+            data = bytes(self._buffer[:size])
+            del self._buffer[:size + 2]
+            self._specs.pop(0)
+            if self._problem is None:
+                try:
+                    self._fields[name] = decode_value(kind, data)  # a repeat: last wins
+                except (ValueError, UnicodeDecodeError, RecursionError) as error:
+                    self._problem = f"{name} is not a valid {kind}: {error}"
+        if not self._specs:
+            assert self._words is not None
+            if self._problem is None:
+                out.append(Message(self._words, self._fields))
+            else:
+                out.append(Malformed(self._words, self._problem))
+            self._words, self._fields, self._problem = None, {}, None
+        return True
+
