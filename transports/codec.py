@@ -144,7 +144,7 @@ class Parser:
         self._skip = 0  # payload bytes still to drop (an over-cap payload)
         self._broken: str | None = None
 
-    def feed(self, data: bytes) -> list[Parsed]:
+    def feed(self, data: bytes | bytearray) -> list[Parsed]:
         """Take more bytes; return every message they complete, in order, ending with
         ``Broken`` if the stream became unreadable. Feeding a broken parser raises
         ProtocolError."""

@@ -1,0 +1,49 @@
+"""Error codes on the wire: ``answer error <code> <message>``, both ways."""
+
+from __future__ import annotations
+
+from corral.kernel import (
+    AlreadyExists,
+    Closed,
+    CorralError,
+    Empty,
+    InvalidArgument,
+    LeaseLost,
+    LimitExceeded,
+    NotFound,
+    WrongKind,
+)
+
+from .codec import ProtocolError
+
+__all__ = ["ACCESS_DENIED", "INVALID_COMMAND", "code_of", "error_of"]
+
+ACCESS_DENIED = "access_denied"
+INVALID_COMMAND = "invalid_command"
+
+_CODES: dict[type[CorralError], str] = {
+    Empty: "empty",
+    NotFound: "not_found",
+    WrongKind: "wrong_kind",
+    AlreadyExists: "already_exists",
+    InvalidArgument: "invalid_argument",
+    LeaseLost: "lease_lost",
+    LimitExceeded: "limit_exceeded",
+    Closed: "closed",
+    ProtocolError: "protocol",
+}
+_ERRORS = {code: error for error, code in _CODES.items()}
+
+
+def code_of(error: CorralError) -> str:
+    """The wire code of an error."""
+    for cls in type(error).__mro__:
+        if cls in _CODES:
+            return _CODES[cls]
+    return "error"
+
+
+def error_of(code: str, message: str) -> CorralError:
+    """The error a wire code stands for (ProtocolError for codes it does not know,
+    ``invalid_command`` and ``access_denied`` among them)."""
+    return _ERRORS.get(code, ProtocolError)(message)
