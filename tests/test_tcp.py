@@ -6,8 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
-
-from wire import Wire, running_server, wire
+from wire import running_server, wire
 
 
 def run(test: Callable[..., Awaitable[None]]) -> None:

@@ -63,7 +63,7 @@ class Wire:
 
 
 @asynccontextmanager
-async def running_server(token: str | None = None, limits: Limits = Limits()
+async def running_server(token: str | None = None, limits: Limits | None = None
                          ) -> AsyncIterator[tuple[Server, int]]:
     """A server on 127.0.0.1 and an ephemeral port, stopped afterwards."""
     server = Server(token=token, limits=limits)

@@ -114,6 +114,7 @@ class Connection:
         self.outbound = bytearray()
         self.wake_writer = trio.Event()
         self.dropped: str | None = None
+        self.scope: trio.CancelScope | None = None  # ends the connection's tasks
 
     # -- output -----------------------------------------------------------------------
 
@@ -126,11 +127,16 @@ class Connection:
             self.drop(f"{len(self.outbound)} bytes unread (cap "
                       f"{self.server.limits.max_outbound}): a peer that does not read")
 
-    def drop(self, reason: str) -> None:
+    def drop(self, reason: str, *, flush: bool = False) -> None:
+        """Close this connection: at once, or (``flush``) after sending what is queued,
+        such as the error that explains why."""
         if self.dropped is None:
             self.dropped = reason
-            self.outbound.clear()
             self.wake_writer.set()
+            if not flush:
+                self.outbound.clear()
+                if self.scope is not None:  # the writer may be stuck on a full socket
+                    self.scope.cancel()
 
     def answer(self, *words: Any, fields: dict[str, Any] | None = None) -> None:
         self.send(encode(("answer", "ok", *map(str, words)), fields))
@@ -195,11 +201,11 @@ def _result_fields(event: Event) -> dict[str, Any]:
 class Server:
     """One kernel and the connections sharing it."""
 
-    def __init__(self, *, token: str | None = None, limits: Limits = Limits(),
+    def __init__(self, *, token: str | None = None, limits: Limits | None = None,
                  kernel: Kernel | None = None) -> None:
         self.kernel = kernel or Kernel()
         self.token = token
-        self.limits = limits
+        self.limits = limits or Limits()
         self.connections: dict[int, Connection] = {}  # by session
         self.queries = 0
         self.alarm_changed = trio.lowlevel.ParkingLot()
@@ -242,6 +248,7 @@ class Server:
         log.debug("connection from %s (session %d)", peer, conn.session)
         try:
             async with trio.open_nursery() as nursery:
+                conn.scope = nursery.cancel_scope
                 nursery.start_soon(self._write, conn, nursery.cancel_scope)
                 try:
                     while conn.dropped is None:
@@ -250,7 +257,7 @@ class Server:
                             break
                         conn.receive(data)
                 except _Drop as drop:
-                    conn.drop(str(drop))
+                    conn.drop(str(drop), flush=True)
                 except trio.BrokenResourceError:
                     pass
                 if conn.dropped is None:
@@ -269,12 +276,14 @@ class Server:
             while True:
                 await conn.wake_writer.wait()
                 conn.wake_writer = trio.Event()
+                if conn.outbound:
+                    data = bytes(conn.outbound)
+                    conn.outbound.clear()
+                    with trio.move_on_after(math.inf if conn.dropped is None else 1.0):
+                        await conn.stream.send_all(data)
                 if conn.dropped is not None:
                     scope.cancel()
                     return
-                data = bytes(conn.outbound)
-                conn.outbound.clear()
-                await conn.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             conn.drop("closed")
             scope.cancel()
@@ -605,7 +614,149 @@ def _wnp(op: str) -> Callable[[Server, Connection, tuple[str, ...], dict[str, An
     return command
 
 
-_COMMANDS: dict[str, Callable[[Server, Connection, tuple[str, ...], dict[str, Any]], None]] = {
+# -- extended commands: feeds, sorted feeds, queues, jobs ----------------------------------
+
+Command = Callable[[Server, Connection, tuple[str, ...], dict[str, Any]], None]
+
+
+def _simple(op: str, fields_in: tuple[str, ...] = (), optional: tuple[str, ...] = (),
+            options: dict[str, Callable[[str], Any]] | None = None,
+            answer: str | None = None, now: bool = False) -> Command:
+    """A command that calls ``kernel.op(name, *fields_in, *optional, **options)`` and
+    answers ``answer ok`` or, with ``answer`` set, ``answer ok data <answer> <result>``."""
+
+    def command(server: Server, conn: Connection, words: tuple[str, ...],
+                fields: dict[str, Any]) -> None:
+        _, name = _handle(conn, words)
+        args = _required(fields, *fields_in, op=op)
+        args += [fields.get(f) for f in optional]
+        kwargs = _options(words, 2, options or {})
+        if now:
+            kwargs["now"] = trio.current_time()
+        result = getattr(server.kernel, op)(name, *args, **kwargs)
+        server.route()
+        if answer is None:
+            conn.answer("")
+        else:
+            conn.answer("data", fields={answer: result})
+    return command
+
+
+def _ids_or_items(op: str) -> Command:
+    def command(server: Server, conn: Connection, words: tuple[str, ...],
+                fields: dict[str, Any]) -> None:
+        _, name = _handle(conn, words)
+        if op == "ids":
+            rows = [{"key": id} for id in server.kernel.ids(name)]
+        else:
+            rows = [{"key": id, "value": item} for id, item in server.kernel.items(name)]
+        _send_query(server, conn, rows)
+    return command
+
+
+def _job_token(fields: dict[str, Any], words: tuple[str, ...], op: str) -> Job:
+    """A claim token from the wire: the job id in ``key``, ``attempt=N`` as an option."""
+    (id,) = _required(fields, "key", op=op)
+    for word in words[2:]:
+        if word.startswith("attempt="):
+            return Job(id, None, int(word[8:]))
+    raise InvalidArgument(f"{op}: attempt=N is required")
+
+
+def _leased(op: str, options: dict[str, Callable[[str], Any]], value: str | None) -> Command:
+    """finish, cancel, stall and touch: a claim token, options and maybe a value field."""
+
+    def command(server: Server, conn: Connection, words: tuple[str, ...],
+                fields: dict[str, Any]) -> None:
+        _, name = _handle(conn, words)
+        job = _job_token(fields, words, op)
+        kwargs = _options(tuple(w for w in words if not w.startswith("attempt=")), 2,
+                          options)
+        if op != "stall":
+            kwargs["now"] = trio.current_time()
+        args = (fields.get("value"),) if value == "positional" else ()
+        if value == "reason":
+            kwargs["reason"] = fields.get("value")
+        getattr(server.kernel, op)(name, job, *args, **kwargs)
+        server.route()
+        conn.answer("")
+    return command
+
+
+def _put(server: Server, conn: Connection, words: tuple[str, ...], fields: dict[str, Any]
+         ) -> None:
+    handle, name = _handle(conn, words)
+    (item,) = _required(fields, "value", op="put")
+    if server.kernel.open(name) is Kind.JOBS:
+        options = _options(words, 2, {"priority": int, "delay": _number})
+        id = server.kernel.put(name, item, id=fields.get("key"), now=trio.current_time(),
+                               **options)
+        server.route()
+        conn.answer("data", fields={"key": id})
+        return
+    options = _options(words, 2, {"priority": int, **_WAIT_OPTIONS})
+    tag = options.pop("tag", None)
+    result = server.kernel.queue_put(conn.session, name, item, now=trio.current_time(),
+                                     **options)
+
+    def immediate(_: Any) -> None:
+        server.route()
+        conn.answer("")
+
+    _wait(server, conn, handle, tag, "put", result, immediate)
+
+
+def _waiting(op: str, options: dict[str, Callable[[str], Any]], key: bool = False
+             ) -> Command:
+    """take (a queue's get), claim and result: waits that answer with data."""
+
+    def command(server: Server, conn: Connection, words: tuple[str, ...],
+                fields: dict[str, Any]) -> None:
+        handle, name = _handle(conn, words)
+        kwargs = _options(words, 2, options)
+        tag = kwargs.pop("tag", None)
+        args = (conn.session, name) + ((_required(fields, "key", op=op)[0],) if key else ())
+        result = getattr(server.kernel, op)(*args, now=trio.current_time(), **kwargs)
+
+        def immediate(got: Any) -> None:
+            server.route()
+            if isinstance(got, Job):
+                conn.answer("data", fields={"key": got.id, "value": got.item,
+                                            "metadata": got.attempt})
+            else:
+                conn.answer("data", fields={"value": got[0], "metadata": got[1]})
+
+        _wait(server, conn, handle, tag, op, result, immediate)
+    return command
+
+
+def _state(server: Server, conn: Connection, words: tuple[str, ...], fields: dict[str, Any]
+           ) -> None:
+    (id,) = _required(fields, "key", op="state")
+    state = server.kernel.state(_handle(conn, words)[1], id)
+    conn.answer("data", fields={"key": id, "value": state.value})
+
+
+def _statistics(server: Server, conn: Connection, words: tuple[str, ...],
+                fields: dict[str, Any]) -> None:
+    stats = attrs.asdict(server.kernel.statistics(_handle(conn, words)[1]))
+    stats["kind"] = stats["kind"].value
+    conn.answer("data", fields={"value": stats})
+
+
+def _stats(server: Server, conn: Connection, words: tuple[str, ...], fields: dict[str, Any]
+           ) -> None:
+    kernel = server.kernel
+    conn.answer("data", fields={"value": {
+        "version": VERSION,
+        "uptime": round(trio.current_time() - server.started, 3),
+        "connections": len(server.connections),
+        "commands": server.commands,
+        "containers": {name: kind.value for name, kind in kernel.containers().items()},
+    }})
+
+
+_COMMANDS: dict[str, Command] = {
     "ping": _ping, "ver": _ver, "auth": _auth, "create": _create, "open": _open,
     "close": _close, "delete_container": _delete_container, "get_count": _get_count,
     "get": _get, "set": _set_or_insert("set"), "insert": _set_or_insert("insert"),
@@ -614,6 +765,31 @@ _COMMANDS: dict[str, Callable[[Server, Connection, tuple[str, ...], dict[str, An
     "subscribe": _subscribe, "unsubscribe": _unsubscribe, "get_property": _get_property,
     "set_property": _set_property, "query": _query, "wnp_next": _wnp("wait_pop_next"),
     "wnp_key": _wnp("wait_pop_key"),
+    # extended
+    "publish": _simple("publish", ("value",), ("key",), answer="key"),
+    "retract": _simple("retract", ("key",)),
+    "ids": _ids_or_items("ids"), "items": _ids_or_items("items"),
+    "append": _simple("append", ("value",), answer="key"),
+    "prepend": _simple("prepend", ("value",), answer="key"),
+    "insert_before": _simple("insert_before", ("key", "value"), answer="key"),
+    "insert_after": _simple("insert_after", ("key", "value"), answer="key"),
+    "edit": _simple("edit", ("key", "value")),
+    "move_before": _simple("move_before", ("value", "key")),
+    "move_after": _simple("move_after", ("value", "key")),
+    "move_first": _simple("move_first", ("key",)),
+    "move_last": _simple("move_last", ("key",)),
+    "put": _put,
+    "take": _waiting("queue_get", _WAIT_OPTIONS),
+    "claim": _waiting("claim", {**_WAIT_OPTIONS, "lease": _number}),
+    "result": _waiting("result", _WAIT_OPTIONS, key=True),
+    "finish": _leased("finish", {"result_ttl": _number}, "positional"),
+    "cancel": _leased("cancel", {"delay": _number}, "reason"),
+    "stall": _leased("stall", {}, "positional"),
+    "touch": _leased("touch", {"lease": _number}, None),
+    "retry": _simple("retry", ("key",), now=True),
+    "state": _state,
+    "statistics": _statistics,
+    "stats": _stats,
 }
 
 
