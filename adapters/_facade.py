@@ -3,7 +3,7 @@ callers and subscriptions of one session."""
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from corral.kernel import (
     Cancelled,
@@ -28,8 +28,9 @@ class EffectRouter(Generic[P, S]):
     subscription (``_publish``, ``_end``).
     """
 
-    def __init__(self) -> None:
-        self._kernel = Kernel()
+    def __init__(self, kernel: Any = None) -> None:
+        # An embedded Kernel, or a transports.remote.RemoteKernel with the same methods.
+        self._kernel: Kernel = kernel if kernel is not None else Kernel()
         self._session = self._kernel.open_session()
         self._parked: dict[int, P] = {}
         self._subscriptions: dict[int, S] = {}

@@ -29,6 +29,7 @@ from corral.kernel import (
     Record,
     Waiting,
 )
+from corral.transports.remote import RemoteKernel
 
 from ._facade import EffectRouter
 
@@ -492,13 +493,23 @@ class Corral(EffectRouter[_Parked, Subscription]):
     ``list(name)`` and ``map(name)`` create the container if needed and return a handle.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, kernel: Any = None) -> None:
+        """An embedded corral; ``corral.adapters.client.connect`` passes a remote
+        kernel instead."""
+        super().__init__(kernel)
         self._lock = threading.Lock()
         self._alarm_changed = threading.Condition(self._lock)
         self._alarm: threading.Thread | None = None
         self._alarm_at: float | None = None  # the deadline the alarm sleeps toward
         self._clock: Callable[[], float] = time.monotonic
+        self._arrived = threading.Event()  # a remote kernel has effects to dispatch
+        if isinstance(self._kernel, RemoteKernel):
+            # Effects of a remote kernel arrive on its reader thread, which must never
+            # wait for this lock (a caller holding it waits for that thread's answers);
+            # a pump thread delivers them instead.
+            self._kernel.notify = self._arrived.set
+            threading.Thread(target=self._pump, name="corral-client-pump",
+                             daemon=True).start()
 
     def __enter__(self) -> Corral:
         return self
@@ -591,12 +602,16 @@ class Corral(EffectRouter[_Parked, Subscription]):
                 self._check_open()
             result = command(self._session, *args, timeout=timeout, now=self._clock(),
                              **kwargs)
-            if self._kernel.effects:
-                self._dispatch()
-            if type(result) is not Waiting:
+            if type(result) is Waiting:
+                # Parked before any dispatch: a remote kernel may have its outcome queued.
+                parked = self._park(result.waiter, timeout)
+                if self._kernel.effects:
+                    self._dispatch()
+            else:
+                if self._kernel.effects:
+                    self._dispatch()
                 self._rearm()
                 return result
-            parked = self._park(result.waiter, timeout)
         return self._unpark(parked, result.waiter)
 
     def _park(self, waiter: int, timeout: float | None) -> _Parked:
@@ -643,6 +658,15 @@ class Corral(EffectRouter[_Parked, Subscription]):
             subscription = self._subscriptions[sid] = Subscription(self, sid)
             self._dispatch()
             return subscription
+
+    def _pump(self) -> None:
+        while True:
+            self._arrived.wait()
+            self._arrived.clear()
+            with self._lock:
+                if self._closed:
+                    return
+                self._dispatch()
 
     def _rearm(self) -> None:
         """If the kernel's next deadline is earlier than the alarm's, wake the alarm

@@ -18,6 +18,7 @@ from corral.transports.codec import (
     decode_value,
     encode,
     encode_value,
+    present,
 )
 
 
@@ -137,8 +138,13 @@ def test_unreadable_streams_break() -> None:
     assert isinstance(Parser(commands).feed(b"set 1 key string 3 value\r\n")[0], Broken)
 
 
-def test_encode_omits_absent_fields_and_orders_them() -> None:
-    """Fields go key, value, metadata; None means absent."""
+def test_encode_orders_fields_and_sends_none_as_null() -> None:
+    """Fields go key, value, metadata; a field left out is absent, a None is JSON null;
+    present() leaves out the Nones."""
     assert (b"answer ok data key string 1 value int 2\r\nk\r\n10\r\n"
-            == encode(("answer", "ok", "data"), {"value": 10, "metadata": None, "key": "k"}))
+            == encode(("answer", "ok", "data"), {"value": 10, "key": "k"}))
+    assert (b"push_back 1 value json 4\r\nnull\r\n"
+            == encode(("push_back", "1"), {"value": None, **present(metadata=None)}))
+    assert [Message(("push_back", "1"), {"value": None})] == parse(
+        encode(("push_back", "1"), {"value": None}))
     assert b"answer ok \r\n" == encode(("answer", "ok", ""))

@@ -39,6 +39,7 @@ __all__ = [
     "decode_value",
     "encode",
     "encode_value",
+    "present",
 ]
 
 FIELDS = ("key", "value", "metadata")
@@ -113,13 +114,18 @@ def decode_value(kind: str, data: bytes) -> Any:
     raise ValueError(f"unknown type {kind!r}")
 
 
+def present(**fields: Any) -> dict[str, Any]:
+    """The fields that are not None (for key and metadata, None means absent)."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
 def encode(words: Sequence[str], fields: dict[str, Any] | None = None) -> bytes:
-    """One message: the words, then a spec and a payload block per field present (None
-    means absent), in key, value, metadata order."""
+    """One message: the words, then a spec and a payload block per field in ``fields``
+    (a None value is sent as JSON null), in key, value, metadata order."""
     head = " ".join(words)
     blocks = []
     for name in FIELDS:
-        if fields and fields.get(name) is not None:
+        if fields and name in fields:
             kind, data = encode_value(fields[name])
             head += f" {name} {kind} {len(data)}"
             blocks.append(data + b"\r\n")

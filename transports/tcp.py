@@ -42,7 +42,7 @@ from corral.kernel import (
     Waiting,
 )
 
-from .codec import FIELDS, Broken, Malformed, Message, Parser, encode
+from .codec import FIELDS, Broken, Malformed, Message, Parser, encode, present
 from .errors import ACCESS_DENIED, INVALID_COMMAND, code_of
 
 __all__ = ["DEFAULT_PORT", "Limits", "Server", "serve_tcp"]
@@ -150,7 +150,7 @@ class Connection:
             if handle is not None:
                 ev = effect.event
                 self.send(encode(("event", str(handle), ev.name),
-                                 {"key": ev.key, "value": ev.value, "metadata": ev.metadata}))
+                                 present(key=ev.key, value=ev.value, metadata=ev.metadata)))
         elif type(effect) is Delivered:
             wait = self.waits.pop(effect.waiter)
             self.send(encode(self._event_words(wait, effect.event.name),
@@ -195,7 +195,7 @@ def _result_fields(event: Event) -> dict[str, Any]:
     if isinstance(event.value, Job):
         job = event.value
         return {"key": job.id, "value": job.item, "metadata": job.attempt}
-    return {"key": event.key, "value": event.value, "metadata": event.metadata}
+    return {**present(key=event.key, metadata=event.metadata), "value": event.value}
 
 
 class Server:
@@ -462,9 +462,12 @@ def _get_count(server: Server, conn: Connection, words: tuple[str, ...],
     conn.answer("count", server.kernel.count(_handle(conn, words)[1]))
 
 
+def _record_fields(record: Any) -> dict[str, Any]:
+    return {**present(key=record.key, metadata=record.metadata), "value": record.value}
+
+
 def _record_answer(conn: Connection, record: Any) -> None:
-    conn.answer("data", fields={"key": record.key, "value": record.value,
-                                "metadata": record.metadata})
+    conn.answer("data", fields=_record_fields(record))
 
 
 def _get(server: Server, conn: Connection, words: tuple[str, ...], fields: dict[str, Any]
@@ -579,8 +582,7 @@ def _query(server: Server, conn: Connection, words: tuple[str, ...], fields: dic
     start = int(words[2]) if len(words) > 2 else 0
     end = int(words[3]) if len(words) > 3 and words[3] != "0" else None  # Tio: 0 = to end
     records = server.kernel.query(name, start, end)
-    _send_query(server, conn, [{"key": r.key, "value": r.value, "metadata": r.metadata}
-                               for r in records])
+    _send_query(server, conn, [_record_fields(r) for r in records])
 
 
 _WAIT_OPTIONS: dict[str, Callable[[str], Any]] = {"timeout": _timeout, "tag": str}
@@ -602,7 +604,7 @@ def _wnp(op: str) -> Callable[[Server, Connection, tuple[str, ...], dict[str, An
         def immediate(pair: Any) -> None:
             value, metadata = pair
             key = 0 if op == "wait_pop_next" else args[2]
-            popped = {"key": key, "value": value, "metadata": metadata}
+            popped = {**present(key=key, metadata=metadata), "value": value}
             server.route()
             if tag is not None:
                 conn.answer("data", fields=popped)
@@ -724,10 +726,26 @@ def _waiting(op: str, options: dict[str, Callable[[str], Any]], key: bool = Fals
                 conn.answer("data", fields={"key": got.id, "value": got.item,
                                             "metadata": got.attempt})
             else:
-                conn.answer("data", fields={"value": got[0], "metadata": got[1]})
+                conn.answer("data", fields={**present(metadata=got[1]), "value": got[0]})
 
         _wait(server, conn, handle, tag, op, result, immediate)
     return command
+
+
+def _unwait(server: Server, conn: Connection, words: tuple[str, ...], fields: dict[str, Any]
+            ) -> None:
+    """Withdraw a parked wait by its tag: ``answer ok data value int 1``, or 0 if it was
+    no longer parked (its outcome event is on its way, or came)."""
+    handle, _ = _handle(conn, words)
+    tag = _options(words, 2, {"tag": str}).get("tag")
+    for waiter, wait in list(conn.waits.items()):
+        if wait.tag == tag and wait.handle == handle:
+            del conn.waits[waiter]
+            withdrawn = server.kernel.cancel_wait(conn.session, waiter)
+            server.route()
+            conn.answer("data", fields={"value": int(withdrawn)})
+            return
+    conn.answer("data", fields={"value": 0})
 
 
 def _state(server: Server, conn: Connection, words: tuple[str, ...], fields: dict[str, Any]
@@ -788,6 +806,7 @@ _COMMANDS: dict[str, Command] = {
     "touch": _leased("touch", {"lease": _number}, None),
     "retry": _simple("retry", ("key",), now=True),
     "state": _state,
+    "unwait": _unwait,
     "statistics": _statistics,
     "stats": _stats,
 }
