@@ -1,14 +1,21 @@
-"""The ``corral`` command."""
+"""The ``corral`` command: serve, ping, stats, cli, demo."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import math
+import signal
 import sys
+import time
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any, TextIO
 
 __all__ = ["main"]
+
+DEFAULT_URL = "corral://127.0.0.1:2605"
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -20,17 +27,198 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import trio
+
+    from corral.transports.tcp import Limits, Server, check_bind, serve_tcp
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
+                        stream=sys.stderr)
+    log = logging.getLogger("corral.server")
+    check_bind(args.host, args.token)
+    server = Server(token=args.token, limits=Limits(
+        max_payload=args.max_payload, max_line=args.max_line,
+        max_handles=args.max_handles, max_waiters=args.max_waiters,
+        max_outbound=args.max_outbound))
+
+    async def run() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                listeners = await nursery.start(serve_tcp, server, args.host, args.port)
+                host, port = listeners[0].socket.getsockname()[:2]
+                log.info("corral %s listening on %s:%d", _version(), host, port)
+                async for signum in signals:
+                    log.info("stopping on %s", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+
+    trio.run(run)
+    return 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("corral")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+def _connect(args: argparse.Namespace) -> Any:
+    from corral.transports.remote import RemoteKernel
+
+    return RemoteKernel(args.url, token=args.token)
+
+
+def _ping(args: argparse.Namespace) -> int:
+    kernel = _connect(args)
+    start = time.perf_counter()
+    kernel.ping()
+    print(f"pong from {args.url} in {(time.perf_counter() - start) * 1000:.2f} ms")
+    kernel.close_session(1)
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    kernel = _connect(args)
+    print(json.dumps(kernel._data(("stats",))["value"], indent=2, sort_keys=True))
+    kernel.close_session(1)
+    return 0
+
+
+def _typed(text: str, kind: str | None) -> Any:
+    if kind == "int":
+        return int(text)
+    if kind == "double":
+        return float(text)
+    if kind == "json":
+        return json.loads(text)
+    if kind == "raw":
+        return text.encode()
+    return text
+
+
+def parse_cli_line(line: str) -> tuple[list[str], dict[str, Any]]:
+    """A human's line as words and fields: ``push_back 1 value=hello`` or
+    ``set 1 key=k value:int=3``; a field value is a string unless typed
+    (``:int``, ``:double``, ``:json``, ``:raw``)."""
+    words, fields = [], {}
+    for word in line.split():
+        name, sep, text = word.partition("=")
+        field, _, kind = name.partition(":")
+        if sep and field in ("key", "value", "metadata"):
+            fields[field] = _typed(text, kind or None)
+        else:
+            words.append(word)
+    return words, fields
+
+
+def run_cli(url: str, token: str | None, lines: TextIO, out: TextIO, *,
+            prompt: bool) -> int:
+    """Send each line as a command; print what comes back, events included."""
+    import socket
+
+    from corral.transports.codec import Message, Parser, encode
+    from corral.transports.remote import client_data_offset, parse_url
+
+    host, port = parse_url(url)
+    sock = socket.create_connection((host, port), timeout=10)
+    parser = Parser(client_data_offset, max_payload=1 << 30)
+
+    def show_until_answer() -> None:
+        pending_query = False
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                print("(the server closed the connection)", file=out)
+                raise SystemExit(1)
+            for item in parser.feed(data):
+                if not isinstance(item, Message):
+                    print(f"(unreadable: {item})", file=out)
+                    continue
+                text = " ".join(item.words)
+                if item.fields:
+                    text += "  " + "  ".join(f"{k}={v!r}" for k, v in item.fields.items())
+                print(text, file=out)
+                words = item.words
+                if words[0] == "answer":
+                    pending_query = len(words) > 2 and words[2] == "query"
+                    if not pending_query:
+                        return
+                elif words[0] == "query" and words[2] == "end":
+                    return
+
+    if token is not None:
+        sock.sendall(encode(("auth", token)))
+        show_until_answer()
+    while True:
+        if prompt:
+            print(f"{host}:{port}> ", end="", file=out, flush=True)
+        line = lines.readline()
+        if not line:
+            break
+        words, fields = parse_cli_line(line)
+        if not words:
+            continue
+        if words[0] in ("quit", "exit"):
+            break
+        sock.sendall(encode(words, fields))
+        show_until_answer()
+    sock.close()
+    return 0
+
+
+def _cli(args: argparse.Namespace) -> int:
+    return run_cli(args.url, args.token, sys.stdin, sys.stdout, prompt=sys.stdin.isatty())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``corral`` console script."""
+    from corral.transports.tcp import DEFAULT_PORT, Limits
+
+    limits = Limits()
     parser = argparse.ArgumentParser(prog="corral", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="serve one kernel over TCP")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default 127.0.0.1; others need --token)")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT,
+                       help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
+    serve.add_argument("--token", help="clients must send 'auth TOKEN' first")
+    for name in ("max_payload", "max_line", "max_handles", "max_waiters", "max_outbound"):
+        serve.add_argument(f"--{name.replace('_', '-')}", type=int,
+                           default=getattr(limits, name),
+                           help=f"per-connection cap (default {getattr(limits, name)})")
+    serve.set_defaults(run=_serve)
+
+    for name, run, text in (("ping", _ping, "check that a server answers"),
+                            ("stats", _stats, "print a server's statistics"),
+                            ("cli", _cli, "an interactive prompt that speaks the protocol")):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--url", default=DEFAULT_URL, help=f"server (default {DEFAULT_URL})")
+        sub.add_argument("--token", help="sent as 'auth TOKEN' first")
+        sub.set_defaults(run=run)
+
     demo = commands.add_parser(
         "demo", help="run Tio's factorial cluster: a producer and consumer threads")
     demo.add_argument("--items", type=int, default=1000, help="work items (default 1000)")
     demo.add_argument("--consumers", type=int, default=4, help="consumer threads (default 4)")
     demo.set_defaults(run=_demo)
     args = parser.parse_args(argv)
-    code: int = args.run(args)
+    try:
+        code: int = args.run(args)
+    except OSError as error:
+        print(f"corral {args.command}: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:
+        from corral.kernel import CorralError
+
+        if not isinstance(error, CorralError):
+            raise
+        print(f"corral {args.command}: {error}", file=sys.stderr)
+        return 1
     return code
 
 
