@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import attrs
@@ -30,6 +31,7 @@ from corral.kernel import (
     Record,
     Waiting,
 )
+from corral.transports.remote import RemoteKernel
 
 from ._facade import EffectRouter
 
@@ -48,6 +50,11 @@ __all__ = [
 
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
 _cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
+
+
+def _value(got: Any) -> Any:
+    """A wait's value: from the Event that served it, or from its immediate pair."""
+    return got.value if type(got) is Event else got[0]
 
 
 class Subscription:
@@ -165,8 +172,11 @@ class ListHandle(_Handle):
     async def push_back(self, value: Any, metadata: Any = None) -> None:
         """Append; the oldest ``wait_pop_next`` caller, if any, receives it."""
         # The hand-off methods spell out what _run does: the call is a fifth of their cost.
-        await _checkpoint_if_cancelled()
         corral = self._corral
+        if corral._remote:
+            await corral._run(self._kernel.push_back, self.name, value, metadata)
+            return
+        await _checkpoint_if_cancelled()
         if corral._closed:
             corral._check_open()
         self._kernel.push_back(self.name, value, metadata)
@@ -208,8 +218,11 @@ class ListHandle(_Handle):
         seconds (None waits forever), Closed if the corral closes meanwhile. Cancelling
         the call withdraws it without losing an item.
         """
-        await _checkpoint_if_cancelled()
         corral = self._corral
+        if corral._remote:
+            return _value(await corral._wait(self._kernel.wait_pop_next, self.name,
+                                             timeout=timeout))
+        await _checkpoint_if_cancelled()
         if corral._closed:
             corral._check_open()
         result = self._kernel.wait_pop_next(
@@ -231,8 +244,11 @@ class MapHandle(_Handle):
 
     async def set(self, key: str, value: Any, metadata: Any = None) -> None:
         """Insert or replace ``key``; the oldest ``wait_pop_key(key)`` caller receives it."""
-        await _checkpoint_if_cancelled()
         corral = self._corral
+        if corral._remote:
+            await corral._run(self._kernel.set, self.name, key, value, metadata)
+            return
+        await _checkpoint_if_cancelled()
         if corral._closed:
             corral._check_open()
         self._kernel.set(self.name, key, value, metadata)
@@ -259,8 +275,11 @@ class MapHandle(_Handle):
 
         As :meth:`ListHandle.wait_pop_next`, with callers queued per key.
         """
-        await _checkpoint_if_cancelled()
         corral = self._corral
+        if corral._remote:
+            return _value(await corral._wait(self._kernel.wait_pop_key, self.name, key,
+                                             timeout=timeout))
+        await _checkpoint_if_cancelled()
         if corral._closed:
             corral._check_open()
         result = self._kernel.wait_pop_key(
@@ -371,8 +390,8 @@ class QueueHandle(_Handle):
 
     async def get(self, timeout: float | None = None) -> Any:
         """Take the next item, waiting up to ``timeout`` seconds. Raises Empty."""
-        got = await self._corral._wait(self._kernel.queue_get, self.name, timeout=timeout)
-        return got.value if type(got) is Event else got[0]
+        return _value(await self._corral._wait(self._kernel.queue_get, self.name,
+                                               timeout=timeout))
 
     async def get_nowait(self) -> Any:
         """Take the next item. Raises Empty if there is none."""
@@ -455,8 +474,8 @@ class JobsHandle(_Handle):
 
     async def result(self, id: str, timeout: float | None = None) -> Any:
         """Job ``id``'s result, waiting up to ``timeout`` seconds for it to finish."""
-        got = await self._corral._wait(self._kernel.result, self.name, id, timeout=timeout)
-        return got.value if type(got) is Event else got[0]
+        return _value(await self._corral._wait(self._kernel.result, self.name, id,
+                                               timeout=timeout))
 
     async def state(self, id: str) -> JobState:
         """Job ``id``'s state. Raises NotFound once it is forgotten."""
@@ -474,11 +493,19 @@ class JobsHandle(_Handle):
         return result
 
 
-class Corral(EffectRouter[trio.lowlevel.Task, Subscription]):
+class Corral(EffectRouter[trio.lowlevel.Task | None, Subscription]):
     """An embedded corral for the tasks of one trio run; get one from ``open_corral()``."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, kernel: Any = None) -> None:
+        """An embedded corral; ``open_client`` passes a remote kernel instead. Make it
+        inside the trio run that will use it."""
+        super().__init__(kernel)
+        self._remote = isinstance(self._kernel, RemoteKernel)
+        if self._remote:
+            # A remote kernel's effects arrive on its reader thread; hand them to this
+            # run without ever blocking that thread.
+            token = trio.lowlevel.current_trio_token()
+            self._kernel.notify = partial(token.run_sync_soon, self._dispatch_remote)
         self._alarm_changed = trio.lowlevel.ParkingLot()
         self._alarm_at: float | None = None  # the deadline the alarm task sleeps toward
 
@@ -534,6 +561,8 @@ class Corral(EffectRouter[trio.lowlevel.Task, Subscription]):
         await _checkpoint_if_cancelled()
         if self._closed:
             self._check_open()
+        if self._remote:  # a round trip, on a worker thread; it completes once sent
+            return await trio.to_thread.run_sync(partial(command, *args, **kwargs))
         result = command(*args, **kwargs)
         if self._kernel.effects:
             self._dispatch()
@@ -548,12 +577,13 @@ class Corral(EffectRouter[trio.lowlevel.Task, Subscription]):
         await _checkpoint_if_cancelled()
         if self._closed:
             self._check_open()
-        result = command(self._session, *args, timeout=timeout, now=trio.current_time(),
-                         **kwargs)
-        if self._kernel.effects:
-            self._dispatch()
+        call = partial(command, self._session, *args, timeout=timeout,
+                       now=trio.current_time(), **kwargs)
+        result = await trio.to_thread.run_sync(call) if self._remote else call()
         if type(result) is Waiting:
             return await self._park(result.waiter, timeout)
+        if self._kernel.effects:
+            self._dispatch()
         self._rearm()
         await _cancel_shielded_checkpoint()
         return result
@@ -573,16 +603,30 @@ class Corral(EffectRouter[trio.lowlevel.Task, Subscription]):
             self._rearm()
 
         def abort(raise_cancel: Any) -> trio.lowlevel.Abort:
-            # A served waiter has been rescheduled already, so it is still parked here.
-            self._kernel.cancel_wait(self._session, waiter)
-            del self._parked[waiter]
+            # An embedded waiter that was served has been rescheduled already, so it is
+            # still parked here. A remote one may have its outcome on the way: then it is
+            # given back when it arrives.
+            if self._closed or self._kernel.cancel_wait(self._session, waiter):
+                self._parked.pop(waiter, None)
+            else:
+                self._parked[waiter] = None
             return trio.lowlevel.Abort.SUCCEEDED
 
+        if self._kernel.effects:
+            self._dispatch()
         served: Event = await trio.lowlevel.wait_task_rescheduled(abort)
         return served
 
-    def _wake(self, parked: trio.lowlevel.Task, event: Event | None,
+    def _dispatch_remote(self) -> None:
+        if not self._closed:
+            self._dispatch()
+
+    def _wake(self, parked: trio.lowlevel.Task | None, event: Event | None,
               error: BaseException | None) -> None:
+        if parked is None:  # its caller was cancelled while the outcome was on the way
+            if event is not None:
+                self._give_back(event)
+            return
         trio.lowlevel.reschedule(
             parked, outcome.Value(event) if error is None else outcome.Error(error))
 
@@ -608,9 +652,12 @@ class Corral(EffectRouter[trio.lowlevel.Task, Subscription]):
 
 
 @asynccontextmanager
-async def open_corral() -> AsyncIterator[Corral]:
-    """An embedded corral for this trio run, closed when the block exits."""
-    corral = Corral()
+async def open_corral(*, kernel: Any = None) -> AsyncIterator[Corral]:
+    """An embedded corral for this trio run, closed when the block exits.
+
+    ``corral.adapters.client.open_client`` passes a remote kernel.
+    """
+    corral = Corral(kernel=kernel)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(corral._sound_alarms)
         try:
