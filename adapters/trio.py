@@ -501,7 +501,7 @@ class Corral(EffectRouter[trio.lowlevel.Task | None, Subscription]):
         inside the trio run that will use it."""
         super().__init__(kernel)
         self._remote = isinstance(self._kernel, RemoteKernel)
-        if self._remote:
+        if isinstance(self._kernel, RemoteKernel):
             # A remote kernel's effects arrive on its reader thread; hand them to this
             # run without ever blocking that thread.
             token = trio.lowlevel.current_trio_token()

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-
 from conftest import server_thread
+
 from corral.adapters import trio as corral_trio
 from corral.adapters.client import open_client
 from corral.kernel import Closed, Empty, JobState, LeaseLost, NotFound
