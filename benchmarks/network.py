@@ -1,0 +1,249 @@
+"""corral serve against redis-server and beanstalkd, in one run, on 127.0.0.1.
+
+1. push + pop round trips per second on one connection: the blocking client's
+   push_back + pop_front against redis-py RPUSH + LPOP (hiredis parser).
+2. pipelined pushes per second: a batch of push_back commands written at once and the
+   answers read after, against a redis-py pipeline of RPUSH.
+3. cross-process hand-off: a consumer process in wait_pop_next against one in BLPOP,
+   items per second from the first push to the last item taken.
+4. job cycles per second: put, claim, finish against beanstalkd's put, reserve, delete
+   (greenstalk).
+
+Servers and this process are pinned to CPU 0 (taskset), so round-trip figures repeat.
+Peers are started here when installed (apt-get install redis-server beanstalkd; pip
+install redis hiredis greenstalk); a missing one is reported and skipped. Bounded: fixed
+counts, and every server is stopped at the end.
+
+    python benchmarks/network.py [--n N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from corral.adapters.client import connect
+from corral.transports.codec import encode
+
+PIN = ["taskset", "-c", "0"] if shutil.which("taskset") else []
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, limit: float = 10.0) -> None:
+    give_up = time.monotonic() + limit
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > give_up:
+                raise
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def process(args: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(PIN + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def corral_server() -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    port = free_port()
+    corral_server.port = port  # type: ignore[attr-defined]
+    return process([sys.executable, "-m", "corral.adapters.cli", "serve", "--port",
+                    str(port)], port)
+
+
+def rate(n: int, run: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    run()
+    return n / (time.perf_counter() - start)
+
+
+def consumer_process(code: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(PIN + [sys.executable, "-c", code], stdout=subprocess.PIPE)
+
+
+def handoff(n: int, start_consumer: Callable[[], subprocess.Popen[bytes]],
+            push: Callable[[int], None]) -> float:
+    """Items/s from the first push to the consumer process having taken all ``n``."""
+    consumer = start_consumer()
+    assert consumer.stdout is not None
+    assert b"ready" in consumer.stdout.readline()
+    start = time.perf_counter()
+    for i in range(n):
+        push(i)
+    push(-1)
+    assert b"done" in consumer.stdout.readline()
+    elapsed = time.perf_counter() - start
+    consumer.wait(30)
+    consumer.stdout.close()
+    return n / elapsed
+
+
+CORRAL_CONSUMER = """
+from corral.adapters.client import connect
+c = connect("corral://127.0.0.1:{port}")
+lst = c.list("handoff")
+print("ready", flush=True)
+while lst.wait_pop_next() != -1:
+    pass
+print("done", flush=True)
+c.close()
+"""
+
+REDIS_CONSUMER = """
+import redis
+r = redis.Redis(port={port})
+print("ready", flush=True)
+while int(r.blpop("handoff")[1]) != -1:
+    pass
+print("done", flush=True)
+"""
+
+
+def bench_corral(n: int) -> dict[str, float]:
+    results: dict[str, float] = {}
+    with corral_server():
+        port = corral_server.port  # type: ignore[attr-defined]
+        with connect(f"corral://127.0.0.1:{port}") as corral:
+            lst = corral.list("bench")
+
+            def round_trips() -> None:
+                for i in range(n):
+                    lst.push_back(i)
+                    lst.pop_front()
+
+            results["push+pop round trips/s"] = rate(n, round_trips)
+            jobs = corral.jobs("bench-jobs", result_ttl=0.0)
+
+            def cycles() -> None:
+                for i in range(n):
+                    jobs.put(i)
+                    jobs.claim(timeout=0).finish()
+
+            results["job cycles/s"] = rate(n, cycles)
+            corral.list("handoff")
+            results["hand-off items/s"] = handoff(
+                n, lambda: consumer_process(CORRAL_CONSUMER.format(port=port)),
+                corral.list("handoff").push_back)
+        with socket.create_connection(("127.0.0.1", port)) as raw:
+            raw.sendall(b"create pipe volatile_list\r\n")
+            raw.recv(100)
+            batch = b"".join(encode(("push_back", "1"), {"value": i}) for i in range(n))
+
+            def pipelined() -> None:
+                raw.sendall(batch)
+                expected, got = len(b"answer ok \r\n") * n, 0
+                while got < expected:
+                    got += len(raw.recv(1 << 20))
+
+            results["pipelined pushes/s"] = rate(n, pipelined)
+    return results
+
+
+def bench_redis(n: int) -> dict[str, float] | str:
+    if not shutil.which("redis-server"):
+        return "redis-server not installed (apt-get install redis-server)"
+    try:
+        import redis
+    except ImportError:
+        return "redis-py not installed (pip install redis hiredis)"
+    port = free_port()
+    results: dict[str, float] = {}
+    with process(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                  "--appendonly", "no"], port):
+        r = redis.Redis(port=port)
+
+        def round_trips() -> None:
+            for i in range(n):
+                r.rpush("bench", i)
+                r.lpop("bench")
+
+        results["push+pop round trips/s"] = rate(n, round_trips)
+
+        def pipelined() -> None:
+            pipe = r.pipeline(transaction=False)
+            for i in range(n):
+                pipe.rpush("pipe", i)
+            pipe.execute()
+
+        results["pipelined pushes/s"] = rate(n, pipelined)
+        results["hand-off items/s"] = handoff(
+            n, lambda: consumer_process(REDIS_CONSUMER.format(port=port)),
+            lambda i: r.rpush("handoff", i))
+    return results
+
+
+def bench_beanstalkd(n: int) -> dict[str, float] | str:
+    if not shutil.which("beanstalkd"):
+        return "beanstalkd not installed (apt-get install beanstalkd)"
+    try:
+        import greenstalk
+    except ImportError:
+        return "greenstalk not installed (pip install greenstalk)"
+    port = free_port()
+    with process(["beanstalkd", "-l", "127.0.0.1", "-p", str(port)], port):
+        client = greenstalk.Client(("127.0.0.1", port))
+
+        def cycles() -> None:
+            for i in range(n):
+                client.put(str(i))
+                client.delete(client.reserve(timeout=1))
+
+        result = {"job cycles/s": rate(n, cycles)}
+        client.close()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=5000, help="operations per measure")
+    args = parser.parse_args()
+    with contextlib.suppress(OSError):
+        os.sched_setaffinity(0, {0})
+    print(f"{args.n:,} operations per measure; servers and client on CPU 0"
+          if PIN else f"{args.n:,} operations per measure (taskset missing: not pinned)")
+    ours = bench_corral(args.n)
+    peers: dict[str, Any] = {"redis": bench_redis(args.n), "beanstalkd": bench_beanstalkd(args.n)}
+    for name, result in peers.items():
+        if isinstance(result, str):
+            print(f"  skipped {name}: {result}")
+    for measure, value in ours.items():
+        peer_name = "beanstalkd" if measure.startswith("job") else "redis"
+        peer = peers[peer_name]
+        line = f"{measure:<26} corral {value:>10,.0f}"
+        if isinstance(peer, dict) and measure in peer:
+            line += (f"   {peer_name} {peer[measure]:>10,.0f}   "
+                     f"ratio {value / peer[measure]:.2f}x")
+        print(re.sub(r"\s+$", "", line))
+
+
+if __name__ == "__main__":
+    main()
