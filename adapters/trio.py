@@ -105,7 +105,6 @@ class Subscription:
 class _Handle:
     """What lists and maps share: a name, properties, count, query, clear, subscribe."""
 
-    _kind: Kind
 
     def __init__(self, corral: Corral, name: str) -> None:
         self._corral = corral
@@ -167,7 +166,6 @@ class _Handle:
 class ListHandle(_Handle):
     """A list: records by index; negative indexes count from the end."""
 
-    _kind = Kind.LIST
 
     async def push_back(self, value: Any, metadata: Any = None) -> None:
         """Append; the oldest ``wait_pop_next`` caller, if any, receives it."""
@@ -240,7 +238,6 @@ class ListHandle(_Handle):
 class MapHandle(_Handle):
     """A map: records by string key, in key order."""
 
-    _kind = Kind.MAP
 
     async def set(self, key: str, value: Any, metadata: Any = None) -> None:
         """Insert or replace ``key``; the oldest ``wait_pop_key(key)`` caller receives it."""
@@ -321,7 +318,6 @@ class _ByIdHandle(_Handle):
 class FeedHandle(_ByIdHandle):
     """A feed: items by string id, oldest first; events publish, edit, retract."""
 
-    _kind = Kind.FEED
 
     async def publish(self, item: Any, id: str | None = None) -> str:
         """Publish ``item``; returns its id (see the thread facade)."""
@@ -332,7 +328,6 @@ class FeedHandle(_ByIdHandle):
 class SortedFeedHandle(_ByIdHandle):
     """A sorted feed: items by int id in an order set by hand."""
 
-    _kind = Kind.SORTED_FEED
 
     async def append(self, item: Any) -> int:
         """Add ``item`` last; returns its id."""
@@ -380,7 +375,6 @@ class SortedFeedHandle(_ByIdHandle):
 class QueueHandle(_Handle):
     """A queue: each item taken once, highest priority first, FIFO within a priority."""
 
-    _kind = Kind.QUEUE
 
     async def put(self, item: Any, priority: int = 0, timeout: float | None = 0.0) -> None:
         """Add ``item``; a full bounded queue raises LimitExceeded, at once (timeout 0)
@@ -425,7 +419,6 @@ class Job(kernel.Job):
 class JobsHandle(_Handle):
     """A job queue: jobs claimed under a lease until finished, exactly once."""
 
-    _kind = Kind.JOBS
 
     async def put(self, item: Any, priority: int = 0, delay: float = 0.0,
                   id: str | None = None) -> str:

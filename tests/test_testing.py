@@ -58,16 +58,16 @@ def test_effects_by_session() -> None:
 
 
 @given(durations(), time_steps(), timeouts(), priorities(), items())
-def test_strategies_draw_what_the_kernel_takes(duration: float, step: float,
+def test_strategies_draw_what_the_kernel_takes(span: float, step: float,
                                                 timeout: float | None, priority: int,
                                                 item: Any) -> None:
     """Every drawn value is accepted by the kernel command it is meant for."""
     kernel = Kernel()
     kernel.create("j", Kind.JOBS)
     session = kernel.open_session()
-    assert duration >= 0 and step >= 0 and (timeout is None or timeout >= 0)
-    jid = kernel.put("j", item, priority=priority, delay=duration)
-    kernel.claim(session, "j", timeout=timeout or None, lease=duration or None)
+    assert span >= 0 and step >= 0 and (timeout is None or timeout >= 0)
+    jid = kernel.put("j", item, priority=priority, delay=span)
+    kernel.claim(session, "j", timeout=timeout or None, lease=span or None)
     kernel.advance(step)
     assert kernel.get("j", jid).value == item
     kernel._check()

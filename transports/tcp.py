@@ -279,8 +279,11 @@ class Server:
                 if conn.outbound:
                     data = bytes(conn.outbound)
                     conn.outbound.clear()
-                    with trio.move_on_after(math.inf if conn.dropped is None else 1.0):
+                    if conn.dropped is None:
                         await conn.stream.send_all(data)
+                    else:  # a last word before closing: bounded, the peer may not read
+                        with trio.move_on_after(1.0):
+                            await conn.stream.send_all(data)
                 if conn.dropped is not None:
                     scope.cancel()
                     return
