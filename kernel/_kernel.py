@@ -4,15 +4,24 @@ Theory of operation
 -------------------
 Callers are *sessions* (``open_session``); every container operation is a method here,
 applied atomically: it validates all its arguments first, so one that raises has changed
-nothing. A container has a name and one kind for its life (``create``); its data and its
-rules live in ``_containers``.
+nothing. A container has a name and one kind for its life (``create``); each kind's data
+and rules live in its own module (``_containers`` for lists and maps, ``_feeds``,
+``_queues``, ``_jobs``), and the bookkeeping they share in ``_core``.
 
-A wait command (``wait_pop_next``, ``wait_pop_key``) either completes at once and returns
-the record's ``(value, metadata)``, or parks a *waiter* and returns ``Waiting(waiter=id)``.
-Waiters sit in strict FIFO queues per container (per key for maps). The invariant that
-makes hand-off atomic and barging impossible: a list with waiters is empty, and a map key
-with waiters is absent. So whatever adds a record first serves the oldest waiter, inside
-the same command.
+A wait command (``wait_pop_next``, ``wait_pop_key``, ``queue_get``, a full queue's
+``queue_put``, ``claim``, ``result``) either completes at once and returns its result,
+or parks a *waiter* and returns ``Waiting(waiter=id)``. Waiters sit in strict FIFO
+queues (per list, per map key, per queue, per job queue, per job's result). The invariant
+that makes hand-off atomic and barging impossible: a queue of waiters is never beside
+what they wait for (a list with waiters is empty, a map key with waiters is absent, a job
+queue with claimers has no ready job). So whatever makes the thing available serves the
+oldest waiter, inside the same command.
+
+A job is claimed under a *lease*: a ``Job(id, item, attempt)`` token and a deadline.
+Every later call about the claim carries the token, and one whose attempt is no longer
+current raises LeaseLost; that fence is what makes "finished exactly once" hold through
+expiry, cancels and closed sessions. Each job's state (``JobState``) says which one
+deadline it has: its delay, its lease or its result TTL.
 
 Nothing here talks to anyone. Whatever a command does to *other* parties is queued as an
 effect addressed to a session: ``Delivered`` (a waiter was served), ``Cancelled`` (a
@@ -20,14 +29,15 @@ waiter timed out or lost its container), ``Notified`` (a subscriber's event, in 
 order) and ``Unsubscribed``. The adapter drains them with ``take_effects()`` after each
 command, in order. The order is a pure function of the command sequence.
 
-Time is an argument. A wait with a timeout takes ``now`` and arms a timer at
-``now + timeout`` in one index ordered by ``(deadline, seq)``. The adapter arms one real
-timer at ``next_deadline()`` and calls ``advance(now)`` when it fires; the kernel never
-reads a clock and never goes back in time.
+Time is an argument. Commands that arm a timer take ``now``; every timer (waiter
+timeouts, leases, delays, result TTLs) sits in one index ordered by ``(deadline, seq)``.
+The adapter arms one real timer at ``next_deadline()`` and calls ``advance(now)`` when it
+fires; the kernel never reads a clock and never goes back in time.
 
-Closing a session cancels its waiters and drops its subscriptions silently (nobody is left
-to tell); a cancelled waiter is removed from every index at once and never held an item.
-``_check()`` asserts every cross-index invariant.
+Closing a session withdraws its waiters and drops its subscriptions silently (nobody is
+left to tell) and releases its leases as each job queue's policy says; a withdrawn waiter
+is removed from every index at once and never held an item. ``_check()`` asserts every
+cross-index invariant.
 """
 
 from __future__ import annotations
