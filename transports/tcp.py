@@ -19,6 +19,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
+import os
+import socket
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -115,17 +117,38 @@ class Connection:
         self.wake_writer = trio.Event()
         self.dropped: str | None = None
         self.scope: trio.CancelScope | None = None  # ends the connection's tasks
+        self.writing = False  # the writer task is inside send_all
+        # The same socket as a plain non-blocking one, for sends that need no wait.
+        self.raw = _raw_socket(stream)
 
     # -- output -----------------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
+        """Queue bytes for the peer; they go out when the server flushes (after the
+        input that caused them), or from the writer task."""
         if self.dropped is not None:
             return
         self.outbound += data
-        self.wake_writer.set()
+        self.server.dirty[self] = None
         if len(self.outbound) > self.server.limits.max_outbound:
             self.drop(f"{len(self.outbound)} bytes unread (cap "
                       f"{self.server.limits.max_outbound}): a peer that does not read")
+
+    def flush(self) -> None:
+        """Send what is queued now, as far as the socket takes it without blocking (no
+        scheduler pass); the writer task sends the rest."""
+        if not self.outbound or self.dropped is not None:
+            return
+        if not self.writing and self.raw is not None:
+            try:
+                sent = self.raw.send(self.outbound)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                sent = 0  # the reader or writer will meet the error and close
+            del self.outbound[:sent]
+        if self.outbound:
+            self.wake_writer.set()
 
     def drop(self, reason: str, *, flush: bool = False) -> None:
         """Close this connection: at once, or (``flush``) after sending what is queued,
@@ -212,6 +235,7 @@ class Server:
         self.alarm_at: float | None = None
         self.started = 0.0
         self.commands = 0
+        self.dirty: dict[Connection, None] = {}  # connections with output to flush
 
     # -- the kernel's effects and timers ----------------------------------------------
 
@@ -237,6 +261,13 @@ class Server:
                 continue
             self.kernel.advance(trio.current_time())
             self.route()
+            self.flush()
+
+    def flush(self) -> None:
+        """Send what the last input queued for every connection it touched."""
+        dirty, self.dirty = self.dirty, {}
+        for conn in dirty:
+            conn.flush()
 
     # -- connections ------------------------------------------------------------------
 
@@ -256,6 +287,7 @@ class Server:
                         if not data:
                             break
                         conn.receive(data)
+                        self.flush()
                 except _Drop as drop:
                     conn.drop(str(drop), flush=True)
                 except trio.BrokenResourceError:
@@ -264,7 +296,11 @@ class Server:
                     nursery.cancel_scope.cancel()
         finally:
             del self.connections[conn.session]
-            conn.close()
+            self.dirty.pop(conn, None)
+            conn.close()  # what it held goes to others: their output is flushed below
+            self.flush()
+            if conn.raw is not None:
+                conn.raw.close()
             if conn.dropped is not None and conn.dropped != "closed":
                 log.warning("dropped %s: %s", peer, conn.dropped)
             with trio.move_on_after(1) as cleanup:
@@ -279,11 +315,13 @@ class Server:
                 if conn.outbound:
                     data = bytes(conn.outbound)
                     conn.outbound.clear()
+                    conn.writing = True
                     if conn.dropped is None:
                         await conn.stream.send_all(data)
                     else:  # a last word before closing: bounded, the peer may not read
                         with trio.move_on_after(1.0):
                             await conn.stream.send_all(data)
+                    conn.writing = False
                 if conn.dropped is not None:
                     scope.cancel()
                     return
@@ -313,6 +351,18 @@ class Server:
         except (ValueError, KeyError, IndexError, TypeError) as error:
             self.route()
             conn.fail("invalid_argument", f"{name}: {error}")
+
+
+def _raw_socket(stream: trio.abc.Stream) -> socket.socket | None:
+    """A plain socket on the stream's descriptor (a duplicate, closed with it), or None
+    for streams that are not sockets."""
+    try:
+        fd = stream.socket.fileno()  # type: ignore[attr-defined]
+    except AttributeError:
+        return None
+    raw = socket.socket(fileno=os.dup(fd))
+    raw.setblocking(False)
+    return raw
 
 
 def _peer_name(stream: trio.abc.Stream) -> str:
