@@ -119,6 +119,13 @@ class RemoteKernel:
         self._lost: str | None = None
         self.effects: list[Effect] = []
         self.notify: Callable[[], None] = lambda: None  # called when effects arrive
+        # Leader/follower reading: whoever needs an answer reads the socket while nobody
+        # else does, so a round trip needs no thread switch. The background reader
+        # leads only while something can arrive unasked (parked waits, subscriptions).
+        self._turn = threading.Condition(self._state_lock)
+        self._reading = False
+        self._waiting = 0  # callers waiting for their answer while another reads
+        self._parser = Parser(client_data_offset, max_payload=1 << 30)
         self._reader = threading.Thread(target=self._read, name="corral-client-reader",
                                         daemon=True)
         self._reader.start()
@@ -139,10 +146,34 @@ class RemoteKernel:
                 self._socket.sendall(data)
             except OSError as error:
                 self._lose(f"send failed: {error}")
-        request.done.wait()
+        self._await(request)
         if request.error is not None:
             raise request.error
         return request
+
+    def _await(self, request: _Request) -> None:
+        """Wait for ``request``'s answer, reading the socket ourselves when nobody else
+        is reading it."""
+        with self._turn:
+            while not request.done.is_set() and self._reading:
+                self._waiting += 1
+                self._turn.wait()
+                self._waiting -= 1
+            if request.done.is_set():
+                return
+            self._reading = True
+        try:
+            while not request.done.is_set() and self._read_some():
+                pass
+        finally:
+            with self._turn:
+                self._reading = False
+                if self._waiting or self._interest():
+                    self._turn.notify_all()
+
+    def _interest(self) -> bool:
+        """Whether something can arrive that nobody is reading for (state lock held)."""
+        return bool(self._waits or self._sub_names) and self._lost is None
 
     def _data(self, words: Sequence[Any], fields: dict[str, Any] | None = None
               ) -> dict[str, Any]:
@@ -151,22 +182,42 @@ class RemoteKernel:
         return reply.fields
 
     def _read(self) -> None:
-        parser = Parser(client_data_offset, max_payload=1 << 30)
-        try:
-            while True:
-                data = self._socket.recv(65536)
-                if not data:
-                    self._lose("the server closed the connection")
+        """The background reader: leads while there is unasked-for input to expect."""
+        while True:
+            with self._turn:
+                while self._lost is None and (self._reading or not self._interest()):
+                    self._turn.wait()
+                if self._lost is not None:
                     return
-                for item in parser.feed(data):
-                    if type(item) is Message:
-                        self._receive(item)
-                    else:
-                        assert isinstance(item, (Broken, Malformed))
-                        self._lose(f"unreadable reply: {item.reason}")
-                        return
+                self._reading = True
+            try:
+                self._read_some()
+            finally:
+                with self._turn:
+                    self._reading = False
+                    self._turn.notify_all()
+
+    def _read_some(self) -> bool:
+        """One blocking receive, its messages handled; False once the connection is lost."""
+        try:
+            data = self._socket.recv(65536)
         except OSError as error:
             self._lose(f"receive failed: {error}")
+            return False
+        if not data:
+            self._lose("the server closed the connection")
+            return False
+        for item in self._parser.feed(data):
+            if type(item) is Message:
+                self._receive(item)
+            else:
+                assert isinstance(item, (Broken, Malformed))
+                self._lose(f"unreadable reply: {item.reason}")
+                return False
+        if self._waiting:  # a follower may have its answer in this chunk
+            with self._turn:
+                self._turn.notify_all()
+        return True
 
     def _receive(self, message: Message) -> None:
         words = message.words
@@ -236,7 +287,10 @@ class RemoteKernel:
             request.error = Closed(f"the connection to the server is lost: {reason}")
             request.done.set()
         with contextlib.suppress(OSError):
+            self._socket.shutdown(socket.SHUT_RDWR)
             self._socket.close()
+        with self._turn:
+            self._turn.notify_all()
         self.notify()
 
     def _handle(self, name: str) -> int:
@@ -250,10 +304,11 @@ class RemoteKernel:
     def _wait(self, words: Sequence[Any], fields: dict[str, Any] | None
               ) -> dict[str, Any] | Waiting:
         """A wait command, tagged so that its outcome event can find the waiter."""
-        with self._state_lock:
+        with self._turn:
             self._last_tag += 1
             tag = self._last_tag
             self._waits[tag] = int(words[1])
+            self._turn.notify_all()  # the background reader may now have to lead
         try:
             reply = self._call([*words, f"tag={tag}"], fields).reply
         except BaseException:
@@ -501,7 +556,9 @@ class RemoteKernel:
         reply = self._call(("open", name)).reply
         assert reply is not None
         handle = int(reply.words[3])
-        self._sub_names[handle] = name
+        with self._turn:
+            self._sub_names[handle] = name
+            self._turn.notify_all()
         self._call(("subscribe", handle) + ((start,) if start is not None else ()))
         return handle
 
