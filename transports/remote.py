@@ -114,7 +114,8 @@ class RemoteKernel:
         self._query: _Request | None = None  # the request whose query rows are arriving
         self._handles: dict[str, int] = {}
         self._sub_names: dict[int, str] = {}  # subscription handle -> container
-        self._waits: dict[int, int] = {}  # parked wait's tag -> the handle it was sent on
+        self._waits: dict[int, int] = {}  # a tagged wait's tag -> the handle it went on
+        self._parked: set[int] = set()  # tags the server parked, outcome not yet here
         self._last_tag = 0
         self._lost: str | None = None
         self.effects: list[Effect] = []
@@ -173,7 +174,7 @@ class RemoteKernel:
 
     def _interest(self) -> bool:
         """Whether something can arrive that nobody is reading for (state lock held)."""
-        return bool(self._waits or self._sub_names) and self._lost is None
+        return bool(self._parked or self._sub_names) and self._lost is None
 
     def _data(self, words: Sequence[Any], fields: dict[str, Any] | None = None
               ) -> dict[str, Any]:
@@ -251,6 +252,7 @@ class RemoteKernel:
         if tag is not None:
             with self._state_lock:
                 self._waits.pop(tag, None)
+                self._parked.discard(tag)
             if name == "cancelled":
                 code = words[4] if len(words) > 4 and words[4] not in FIELDS else "error"
                 effect = Cancelled(session=SESSION, waiter=tag,
@@ -279,9 +281,10 @@ class RemoteKernel:
                 return
             self._lost = reason
             pending, self._pending = list(self._pending), deque()
-            for tag in sorted(self._waits):  # each parked wait ends with Closed
+            for tag in sorted(self._parked):  # each parked wait ends with Closed
                 self.effects.append(Cancelled(session=SESSION, waiter=tag, error=Closed(
                     f"the connection to the server is lost: {reason}")))
+            self._parked.clear()  # the others' requests fail with Closed themselves
             self._waits.clear()
         for request in pending + ([self._query] if self._query else []):
             request.error = Closed(f"the connection to the server is lost: {reason}")
@@ -308,7 +311,6 @@ class RemoteKernel:
             self._last_tag += 1
             tag = self._last_tag
             self._waits[tag] = int(words[1])
-            self._turn.notify_all()  # the background reader may now have to lead
         try:
             reply = self._call([*words, f"tag={tag}"], fields).reply
         except BaseException:
@@ -317,6 +319,13 @@ class RemoteKernel:
             raise
         assert reply is not None
         if reply.words[2] == "waiting":
+            with self._turn:
+                if self._lost is not None:  # nobody would ever end this wait
+                    self._waits.pop(tag, None)
+                    raise Closed(f"the connection to the server is lost: {self._lost}")
+                if tag in self._waits:  # its outcome has not come in the same chunk
+                    self._parked.add(tag)
+                    self._turn.notify_all()  # the background reader now has to lead
             return Waiting(waiter=tag)
         with self._state_lock:
             self._waits.pop(tag, None)
@@ -576,6 +585,7 @@ class RemoteKernel:
         if withdrawn:
             with self._state_lock:
                 self._waits.pop(waiter, None)
+                self._parked.discard(waiter)
         return withdrawn
 
     def next_deadline(self) -> float | None:

@@ -1,0 +1,62 @@
+"""The remote client's own promises: connection loss is final and explicit."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import server_thread, start, wait_until
+
+from corral.adapters.client import connect
+from corral.kernel import Closed, InvalidArgument
+from corral.transports.codec import ProtocolError
+from corral.transports.remote import parse_url
+
+
+def test_losing_the_server_fails_waits_and_calls_with_closed() -> None:
+    """A parked wait ends with Closed when the server goes; so does every later call."""
+    errors: list[BaseException] = []
+    with server_thread() as port:
+        corral = connect(f"corral://127.0.0.1:{port}")
+        lst = corral.list("work")
+
+        def wait() -> None:
+            try:
+                lst.wait_pop_next()
+            except Closed as error:
+                errors.append(error)
+
+        waiter = start(wait)
+        wait_until(lambda: lst.statistics().waiters == 1)
+    waiter.join(10)
+    assert 1 == len(errors) and "lost" in str(errors[0])
+    with pytest.raises(Closed):
+        lst.push_back(1)
+    corral.close()
+
+
+def test_urls() -> None:
+    """corral:// and tio:// URLs; the port defaults to 2605."""
+    assert ("127.0.0.1", 2605) == parse_url("corral://127.0.0.1")
+    assert ("localhost", 7000) == parse_url("tio://localhost:7000")
+    with pytest.raises(InvalidArgument):
+        parse_url("http://127.0.0.1:2605")
+
+
+def test_token_is_sent_first() -> None:
+    """connect(token=) authenticates; without it the server refuses commands."""
+    with server_thread(token="s3cret") as port:
+        with connect(f"corral://127.0.0.1:{port}", token="s3cret") as corral:
+            corral.list("ok").push_back("in")
+        with connect(f"corral://127.0.0.1:{port}") as corral, \
+                pytest.raises(ProtocolError) as caught:
+            corral.list("no")
+        assert "send auth TOKEN first" in str(caught.value)
+
+
+def test_values_travel_as_json() -> None:
+    """str, bytes, int, float and JSON values round-trip; None too."""
+    with server_thread() as port, connect(f"corral://127.0.0.1:{port}") as corral:
+        lst = corral.list("values")
+        values = ["text", b"\x00raw", 10**30, 2.5, {"a": [1, None]}, None, True]
+        for value in values:
+            lst.push_back(value)
+        assert values == [lst.pop_front() for _ in values]
