@@ -85,7 +85,7 @@ def client_data_offset(words: tuple[str, ...]) -> int | None:
 
 @attrs.define(eq=False)
 class _Request:
-    done: threading.Event = attrs.Factory(threading.Event)
+    done: bool = False  # set by whichever thread read its answer; waiters use the turn
     reply: Message | None = None
     rows: list[dict[str, Any]] = attrs.Factory(list)
     error: CorralError | None = None
@@ -156,15 +156,15 @@ class RemoteKernel:
         """Wait for ``request``'s answer, reading the socket ourselves when nobody else
         is reading it."""
         with self._turn:
-            while not request.done.is_set() and self._reading:
+            while not request.done and self._reading:
                 self._waiting += 1
                 self._turn.wait()
                 self._waiting -= 1
-            if request.done.is_set():
+            if request.done:
                 return
             self._reading = True
         try:
-            while not request.done.is_set() and self._read_some():
+            while not request.done and self._read_some():
                 pass
         finally:
             with self._turn:
@@ -233,11 +233,11 @@ class RemoteKernel:
                 self._query = request
                 return  # done at "query Q end"
             request.reply = message
-            request.done.set()
+            request.done = True
         elif words[0] == "query":
             assert self._query is not None
             if words[2] == "end":
-                self._query.done.set()
+                self._query.done = True
                 self._query = None
             else:
                 self._query.rows.append(message.fields)
@@ -288,7 +288,7 @@ class RemoteKernel:
             self._waits.clear()
         for request in pending + ([self._query] if self._query else []):
             request.error = Closed(f"the connection to the server is lost: {reason}")
-            request.done.set()
+            request.done = True
         with contextlib.suppress(OSError):
             self._socket.shutdown(socket.SHUT_RDWR)
             self._socket.close()
