@@ -189,6 +189,10 @@ def test_token_guards_everything_but_ping_and_auth() -> None:
             assert "answer ok pong" == got[1]
             assert got[2].startswith("answer error access_denied")
             assert ["answer ok ", "answer ok handle 1 volatile_list"] == got[3:]
+        async with wire(port) as classic:  # Tio's client: auth USER clean PASSWORD
+            await classic.send(b"auth me clean s3cret\r\nget_count 1\r\n")
+            assert "answer ok " == await classic.line()
+            assert (await classic.line()).startswith("answer error not_found")
 
     run(test, token="s3cret")
 

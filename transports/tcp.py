@@ -445,7 +445,11 @@ def _ver(server: Server, conn: Connection, words: tuple[str, ...], fields: dict[
 
 def _auth(server: Server, conn: Connection, words: tuple[str, ...], fields: dict[str, Any]
           ) -> None:
-    if server.token is None or (len(words) == 2 and words[1] == server.token):
+    """``auth TOKEN``, or Tio's classic ``auth USER clean PASSWORD`` with the token as
+    the password."""
+    given = words[1] if len(words) == 2 else words[3] if (
+        len(words) == 4 and words[2] == "clean") else None
+    if server.token is None or given == server.token:
         conn.authenticated = True
         conn.answer("")
     else:
