@@ -31,6 +31,7 @@ from corral.kernel import (
     Record,
     Waiting,
 )
+from corral.transports.alarm import Alarm
 from corral.transports.remote import RemoteKernel
 
 from ._facade import EffectRouter
@@ -499,8 +500,7 @@ class Corral(EffectRouter[trio.lowlevel.Task | None, Subscription]):
             # run without ever blocking that thread.
             token = trio.lowlevel.current_trio_token()
             self._kernel.notify = partial(token.run_sync_soon, self._dispatch_remote)
-        self._alarm_changed = trio.lowlevel.ParkingLot()
-        self._alarm_at: float | None = None  # the deadline the alarm task sleeps toward
+        self._alarm = Alarm(self._kernel, self._dispatch)
 
     async def list(self, name: str) -> ListHandle:
         """The list ``name``, created if needed. Raises WrongKind if it is not a list."""
@@ -544,7 +544,7 @@ class Corral(EffectRouter[trio.lowlevel.Task | None, Subscription]):
         """Close: parked callers get Closed, subscriptions end. Idempotent."""
         if not self._closed:
             self._shut()
-            self._alarm_changed.unpark_all()
+            self._alarm.stop()
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -582,11 +582,7 @@ class Corral(EffectRouter[trio.lowlevel.Task | None, Subscription]):
         return result
 
     def _rearm(self) -> None:
-        """Wake the alarm task if the kernel's next deadline is earlier than its own."""
-        deadline = self._kernel.next_deadline()
-        if deadline is not None and (self._alarm_at is None or deadline < self._alarm_at):
-            self._alarm_at = deadline
-            self._alarm_changed.unpark_all()
+        self._alarm.rearm()
 
     async def _park(self, waiter: int, timeout: float | None) -> Event:
         """Park the calling task until ``waiter`` is served or cancelled; cancelling the
@@ -634,16 +630,6 @@ class Corral(EffectRouter[trio.lowlevel.Task | None, Subscription]):
         subscription = self._subscriptions[sid] = Subscription(self, sid)
         return subscription
 
-    async def _sound_alarms(self) -> None:
-        while not self._closed:
-            deadline = self._alarm_at = self._kernel.next_deadline()
-            with trio.move_on_at(math.inf if deadline is None else deadline):
-                await self._alarm_changed.park()
-                continue
-            self._kernel.advance(trio.current_time())
-            self._dispatch()
-
-
 @asynccontextmanager
 async def open_corral(*, kernel: Any = None) -> AsyncIterator[Corral]:
     """An embedded corral for this trio run, closed when the block exits.
@@ -652,7 +638,7 @@ async def open_corral(*, kernel: Any = None) -> AsyncIterator[Corral]:
     """
     corral = Corral(kernel=kernel)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(corral._sound_alarms)
+        nursery.start_soon(corral._alarm.run)
         try:
             yield corral
         finally:

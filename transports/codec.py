@@ -39,6 +39,7 @@ __all__ = [
     "decode_value",
     "encode",
     "encode_value",
+    "fields_start",
     "present",
 ]
 
@@ -112,6 +113,14 @@ def decode_value(kind: str, data: bytes) -> Any:
     if kind == "json":
         return json.loads(data)
     raise ValueError(f"unknown type {kind!r}")
+
+
+def fields_start(words: tuple[str, ...], start: int) -> int | None:
+    """The index of the first field name at or after ``start``, if any."""
+    for i in range(start, len(words)):
+        if words[i] in FIELDS:
+            return i
+    return None
 
 
 def present(**fields: Any) -> dict[str, Any]:

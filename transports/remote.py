@@ -52,6 +52,7 @@ from .codec import (
     Parser,
     ProtocolError,
     encode,
+    fields_start,
     present,
 )
 from .errors import error_of
@@ -77,9 +78,7 @@ def client_data_offset(words: tuple[str, ...]) -> int | None:
     if words[0] == "query":
         return 3 if len(words) > 2 and words[2] == "item" else None
     if words[0] == "event":
-        for i in range(3, len(words)):
-            if words[i] in FIELDS:
-                return i
+        return fields_start(words, 3)
     return None
 
 

@@ -44,7 +44,8 @@ from corral.kernel import (
     Waiting,
 )
 
-from .codec import FIELDS, Broken, Malformed, Message, Parser, encode, present
+from .alarm import Alarm
+from .codec import Broken, Malformed, Message, Parser, encode, fields_start, present
 from .errors import ACCESS_DENIED, INVALID_COMMAND, code_of
 
 __all__ = ["DEFAULT_PORT", "Limits", "Server", "serve_tcp"]
@@ -66,12 +67,7 @@ DATA_COMMANDS = frozenset({
 def data_offset(words: tuple[str, ...]) -> int | None:
     """Where a client command's field specs start: the first field name after the
     handle, for the commands that take fields."""
-    if words[0] not in DATA_COMMANDS:
-        return None
-    for i in range(2, len(words)):
-        if words[i] in FIELDS:
-            return i
-    return None
+    return fields_start(words, 2) if words[0] in DATA_COMMANDS else None
 
 
 @attrs.frozen(kw_only=True)
@@ -231,8 +227,7 @@ class Server:
         self.limits = limits or Limits()
         self.connections: dict[int, Connection] = {}  # by session
         self.queries = 0
-        self.alarm_changed = trio.lowlevel.ParkingLot()
-        self.alarm_at: float | None = None
+        self.alarm = Alarm(self.kernel, self._timers_fired)
         self.started = 0.0
         self.commands = 0
         self.dirty: dict[Connection, None] = {}  # connections with output to flush
@@ -247,21 +242,11 @@ class Server:
                 conn = self.connections.get(effect.session)
                 if conn is not None:
                     conn.on_effect(effect)
-        deadline = kernel.next_deadline()
-        if deadline is not None and (self.alarm_at is None or deadline < self.alarm_at):
-            self.alarm_at = deadline
-            self.alarm_changed.unpark_all()
+        self.alarm.rearm()
 
-    async def sound_alarms(self) -> None:
-        """The one timer: sleep until the kernel's next deadline, then advance it."""
-        while True:
-            deadline = self.alarm_at = self.kernel.next_deadline()
-            with trio.move_on_at(math.inf if deadline is None else deadline):
-                await self.alarm_changed.park()
-                continue
-            self.kernel.advance(trio.current_time())
-            self.route()
-            self.flush()
+    def _timers_fired(self) -> None:
+        self.route()
+        self.flush()
 
     def flush(self) -> None:
         """Send what the last input queued for every connection it touched."""
@@ -891,7 +876,7 @@ async def serve_tcp(server: Server, host: str = "127.0.0.1", port: int = DEFAULT
     check_bind(host, server.token)
     server.started = trio.current_time()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(server.sound_alarms)
+        nursery.start_soon(server.alarm.run)
         listeners = await nursery.start(partial(trio.serve_tcp, server.handle, port,
                                                 host=host))
         task_status.started(listeners)
