@@ -498,9 +498,9 @@ class Corral(EffectRouter[_Parked, Subscription]):
         self._arrived = threading.Event()  # a remote kernel has effects to dispatch
         if isinstance(self._kernel, RemoteKernel):
             # Effects of a remote kernel arrive on its reader thread, which must never
-            # wait for this lock (a caller holding it waits for that thread's answers);
-            # a pump thread delivers them instead.
-            self._kernel.notify = self._arrived.set
+            # wait for this lock (a caller holding it waits for that thread's answers):
+            # it delivers them itself when the lock is free, else leaves them to a pump.
+            self._kernel.notify = self._remote_effects
             threading.Thread(target=self._pump, name="corral-client-pump",
                              daemon=True).start()
 
@@ -651,6 +651,16 @@ class Corral(EffectRouter[_Parked, Subscription]):
             subscription = self._subscriptions[sid] = Subscription(self, sid)
             self._dispatch()
             return subscription
+
+    def _remote_effects(self) -> None:
+        if self._lock.acquire(blocking=False):
+            try:
+                if not self._closed:
+                    self._dispatch()
+            finally:
+                self._lock.release()
+        else:
+            self._arrived.set()
 
     def _pump(self) -> None:
         while True:
