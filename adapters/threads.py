@@ -53,6 +53,7 @@ class _Parked:
     lock: threading.Lock = attrs.Factory(threading.Lock)
     event: Event | None = None
     error: BaseException | None = None
+    abandoned: bool = False  # its thread was interrupted; an outcome goes back
 
 
 _END = object()  # queued on a subscription when it ends
@@ -495,7 +496,8 @@ class Corral(EffectRouter[_Parked, Subscription]):
         self._alarm: threading.Thread | None = None
         self._alarm_at: float | None = None  # the deadline the alarm sleeps toward
         self._clock: Callable[[], float] = time.monotonic
-        self._arrived = threading.Event()  # a remote kernel has effects to dispatch
+        self._arrived = threading.Event()  # effects to dispatch, or items to give back
+        self._give_backs: list[Event] = []  # outcomes for interrupted callers
         if isinstance(self._kernel, RemoteKernel):
             # Effects of a remote kernel arrive on its reader thread, which must never
             # wait for this lock (a caller holding it waits for that thread's answers):
@@ -621,11 +623,14 @@ class Corral(EffectRouter[_Parked, Subscription]):
             parked.lock.acquire()
         except BaseException:  # a KeyboardInterrupt while parked: withdraw, lose nothing
             with self._lock:
-                if not self._closed and not self._kernel.cancel_wait(self._session, waiter):
+                if self._closed or self._kernel.cancel_wait(self._session, waiter):
+                    self._parked.pop(waiter, None)
+                else:  # served already; a remote outcome may still be on its way
+                    self._dispatch()
                     if parked.event is not None:
                         self._give_back(parked.event)
-                else:
-                    self._parked.pop(waiter, None)
+                    elif self._parked.get(waiter) is parked:
+                        parked.abandoned = True  # given back when it arrives
             raise
         if parked.error is not None:
             raise parked.error
@@ -634,6 +639,13 @@ class Corral(EffectRouter[_Parked, Subscription]):
 
     def _wake(self, parked: _Parked, event: Event | None, error: BaseException | None
               ) -> None:
+        if parked.abandoned:
+            if event is not None:
+                # Not here: this may run on a remote kernel's reader thread, which must
+                # not make calls that wait for itself. The pump gives it back.
+                self._give_backs.append(event)
+                self._arrived.set()
+            return
         parked.event = event
         parked.error = error
         parked.lock.release()
@@ -670,6 +682,8 @@ class Corral(EffectRouter[_Parked, Subscription]):
                 if self._closed:
                     return
                 self._dispatch()
+                while self._give_backs:
+                    self._give_back(self._give_backs.pop(0))
 
     def _rearm(self) -> None:
         """If the kernel's next deadline is earlier than the alarm's, wake the alarm

@@ -209,7 +209,11 @@ class RemoteKernel:
             return False
         for item in self._parser.feed(data):
             if type(item) is Message:
-                self._receive(item)
+                try:
+                    self._receive(item)
+                except (ProtocolError, LookupError, ValueError) as error:
+                    self._lose(f"unreadable reply: {error}")
+                    return False
             else:
                 assert isinstance(item, (Broken, Malformed))
                 self._lose(f"unreadable reply: {item.reason}")
@@ -223,6 +227,8 @@ class RemoteKernel:
         words = message.words
         if words[0] == "answer":
             with self._state_lock:
+                if not self._pending:
+                    raise ProtocolError(f"an answer nobody asked for: {' '.join(words)}")
                 request = self._pending.popleft()
             if words[1] == "error":
                 request.error = error_of(words[2] if len(words) > 2 else "error",
