@@ -82,7 +82,7 @@ def _ping(args: argparse.Namespace) -> int:
 
 def _stats(args: argparse.Namespace) -> int:
     kernel = _connect(args)
-    print(json.dumps(kernel._data(("stats",))["value"], indent=2, sort_keys=True))
+    print(json.dumps(kernel.stats(), indent=2, sort_keys=True))
     kernel.close_session(1)
     return 0
 

@@ -368,9 +368,13 @@ class RemoteKernel:
         self._call(("delete_container", self.open(name).value, name))
         self._handles.pop(name, None)
 
+    def stats(self) -> dict[str, Any]:
+        """The server's statistics: version, uptime, connections, commands, containers."""
+        stats: dict[str, Any] = self._data(("stats",))["value"]
+        return stats
+
     def containers(self) -> dict[str, Kind]:
-        stats = self._data(("stats",))["value"]
-        return {name: Kind(kind) for name, kind in stats["containers"].items()}
+        return {name: Kind(kind) for name, kind in self.stats()["containers"].items()}
 
     def statistics(self, name: str) -> ContainerStatistics:
         stats = dict(self._data(("statistics", self._handle(name)))["value"])
