@@ -15,10 +15,15 @@ from corral.kernel import (
     Unsubscribed,
 )
 
-__all__ = ["EffectRouter"]
+__all__ = ["EffectRouter", "wait_value"]
 
 P = TypeVar("P")  # how a parked caller is woken
 S = TypeVar("S")  # a subscription
+
+
+def wait_value(got: Any) -> Any:
+    """A wait's value: from the Event that served it, or from its immediate pair."""
+    return got.value if type(got) is Event else got[0]
 
 
 class EffectRouter(Generic[P, S]):

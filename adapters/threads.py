@@ -31,7 +31,7 @@ from corral.kernel import (
 )
 from corral.transports.remote import RemoteKernel
 
-from ._facade import EffectRouter
+from ._facade import EffectRouter, wait_value
 
 __all__ = [
     "Corral",
@@ -114,7 +114,6 @@ class Subscription:
 class _Handle:
     """What lists and maps share: a name, properties, count, query, clear, subscribe."""
 
-
     def __init__(self, corral: Corral, name: str) -> None:
         self._corral = corral
         self._kernel = corral._kernel
@@ -170,10 +169,10 @@ class _Handle:
 class ListHandle(_Handle):
     """A list: records by index; negative indexes count from the end."""
 
-
     def push_back(self, value: Any, metadata: Any = None) -> None:
         """Append; the oldest ``wait_pop_next`` caller, if any, receives it."""
-        # The hand-off methods spell out what _run does: the call is a fifth of their cost.
+        # The list hand-off (push_back, wait_pop_next) spells out what _run and _wait do:
+        # the call is a fifth of its cost, and it is the path benchmarks/handoff.py times.
         corral = self._corral
         with corral._lock:
             if corral._closed:
@@ -234,16 +233,9 @@ class ListHandle(_Handle):
 class MapHandle(_Handle):
     """A map: records by string key, in key order."""
 
-
     def set(self, key: str, value: Any, metadata: Any = None) -> None:
         """Insert or replace ``key``; the oldest ``wait_pop_key(key)`` caller receives it."""
-        corral = self._corral
-        with corral._lock:
-            if corral._closed:
-                corral._check_open()
-            self._kernel.set(self.name, key, value, metadata)
-            if self._kernel.effects:
-                corral._dispatch()
+        self._corral._run(self._kernel.set, self.name, key, value, metadata)
 
     def insert(self, key: str, value: Any, metadata: Any = None) -> None:
         """Add ``key``. Raises AlreadyExists if it is present."""
@@ -265,20 +257,8 @@ class MapHandle(_Handle):
         Callers waiting on one key are served first come, first served. Raises Empty
         after ``timeout`` seconds (None waits forever), Closed if the corral closes.
         """
-        corral = self._corral
-        with corral._lock:
-            if corral._closed:
-                corral._check_open()
-            result = self._kernel.wait_pop_key(
-                corral._session, self.name, key, timeout=timeout,
-                now=corral._clock() if timeout else 0.0)
-            if type(result) is tuple:
-                if self._kernel.effects:
-                    corral._dispatch()
-                return result[0]
-            assert type(result) is Waiting
-            parked = corral._park(result.waiter, timeout)
-        return corral._unpark(parked, result.waiter).value
+        return wait_value(self._corral._wait(self._kernel.wait_pop_key, self.name, key,
+                                             timeout=timeout))
 
 
 class _ByIdHandle(_Handle):
@@ -307,7 +287,6 @@ class _ByIdHandle(_Handle):
 class FeedHandle(_ByIdHandle):
     """A feed: items by string id, oldest first; events publish, edit, retract."""
 
-
     def publish(self, item: Any, id: str | None = None) -> str:
         """Publish ``item``; returns its id. An existing id is edited and moves last;
         a bounded feed retracts its oldest items first."""
@@ -318,7 +297,6 @@ class FeedHandle(_ByIdHandle):
 class SortedFeedHandle(_ByIdHandle):
     """A sorted feed: items by int id in an order set by hand; events publish, edit,
     position, retract."""
-
 
     def append(self, item: Any) -> int:
         """Add ``item`` last; returns its id."""
@@ -364,7 +342,6 @@ class SortedFeedHandle(_ByIdHandle):
 class QueueHandle(_Handle):
     """A queue: each item taken once, highest priority first, FIFO within a priority."""
 
-
     def put(self, item: Any, priority: int = 0, timeout: float | None = 0.0) -> None:
         """Add ``item``. A full bounded queue raises LimitExceeded at once (timeout 0),
         or after waiting ``timeout`` seconds for room (None: as long as it takes)."""
@@ -376,8 +353,8 @@ class QueueHandle(_Handle):
     def get(self, timeout: float | None = None) -> Any:
         """Take the next item, waiting up to ``timeout`` seconds (None: forever).
         Raises Empty on timeout."""
-        got = self._corral._wait(self._kernel.queue_get, self.name, timeout=timeout)
-        return got.value if type(got) is Event else got[0]
+        return wait_value(self._corral._wait(self._kernel.queue_get, self.name,
+                                             timeout=timeout))
 
     def get_nowait(self) -> Any:
         """Take the next item. Raises Empty if there is none."""
@@ -410,7 +387,6 @@ class Job(kernel.Job):
 
 class JobsHandle(_Handle):
     """A job queue: jobs claimed under a lease until finished, exactly once."""
-
 
     def _bind(self, job: kernel.Job) -> Job:
         return Job(job.id, job.item, job.attempt, self)
@@ -462,8 +438,8 @@ class JobsHandle(_Handle):
     def result(self, id: str, timeout: float | None = None) -> Any:
         """Job ``id``'s result, waiting up to ``timeout`` seconds for it to finish.
         Raises Empty on timeout, NotFound for a retracted or forgotten job."""
-        got = self._corral._wait(self._kernel.result, self.name, id, timeout=timeout)
-        return got.value if type(got) is Event else got[0]
+        return wait_value(self._corral._wait(self._kernel.result, self.name, id,
+                                             timeout=timeout))
 
     def state(self, id: str) -> JobState:
         """Job ``id``'s state. Raises NotFound once it is forgotten."""

@@ -34,7 +34,7 @@ from corral.kernel import (
 from corral.transports.alarm import Alarm
 from corral.transports.remote import RemoteKernel
 
-from ._facade import EffectRouter
+from ._facade import EffectRouter, wait_value
 
 __all__ = [
     "Corral",
@@ -51,11 +51,6 @@ __all__ = [
 
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
 _cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
-
-
-def _value(got: Any) -> Any:
-    """A wait's value: from the Event that served it, or from its immediate pair."""
-    return got.value if type(got) is Event else got[0]
 
 
 class Subscription:
@@ -105,7 +100,6 @@ class Subscription:
 
 class _Handle:
     """What lists and maps share: a name, properties, count, query, clear, subscribe."""
-
 
     def __init__(self, corral: Corral, name: str) -> None:
         self._corral = corral
@@ -167,10 +161,10 @@ class _Handle:
 class ListHandle(_Handle):
     """A list: records by index; negative indexes count from the end."""
 
-
     async def push_back(self, value: Any, metadata: Any = None) -> None:
         """Append; the oldest ``wait_pop_next`` caller, if any, receives it."""
-        # The hand-off methods spell out what _run does: the call is a fifth of their cost.
+        # The list hand-off (push_back, wait_pop_next) spells out what _run and _wait do:
+        # the call is a fifth of its cost, and it is the path benchmarks/handoff.py times.
         corral = self._corral
         if corral._remote:
             await corral._run(self._kernel.push_back, self.name, value, metadata)
@@ -219,7 +213,7 @@ class ListHandle(_Handle):
         """
         corral = self._corral
         if corral._remote:
-            return _value(await corral._wait(self._kernel.wait_pop_next, self.name,
+            return wait_value(await corral._wait(self._kernel.wait_pop_next, self.name,
                                              timeout=timeout))
         await _checkpoint_if_cancelled()
         if corral._closed:
@@ -239,20 +233,9 @@ class ListHandle(_Handle):
 class MapHandle(_Handle):
     """A map: records by string key, in key order."""
 
-
     async def set(self, key: str, value: Any, metadata: Any = None) -> None:
         """Insert or replace ``key``; the oldest ``wait_pop_key(key)`` caller receives it."""
-        corral = self._corral
-        if corral._remote:
-            await corral._run(self._kernel.set, self.name, key, value, metadata)
-            return
-        await _checkpoint_if_cancelled()
-        if corral._closed:
-            corral._check_open()
-        self._kernel.set(self.name, key, value, metadata)
-        if self._kernel.effects:
-            corral._dispatch()
-        await _cancel_shielded_checkpoint()
+        await self._corral._run(self._kernel.set, self.name, key, value, metadata)
 
     async def insert(self, key: str, value: Any, metadata: Any = None) -> None:
         """Add ``key``. Raises AlreadyExists if it is present."""
@@ -273,23 +256,8 @@ class MapHandle(_Handle):
 
         As :meth:`ListHandle.wait_pop_next`, with callers queued per key.
         """
-        corral = self._corral
-        if corral._remote:
-            return _value(await corral._wait(self._kernel.wait_pop_key, self.name, key,
-                                             timeout=timeout))
-        await _checkpoint_if_cancelled()
-        if corral._closed:
-            corral._check_open()
-        result = self._kernel.wait_pop_key(
-            corral._session, self.name, key, timeout=timeout,
-            now=trio.current_time() if timeout else 0.0)
-        if type(result) is tuple:
-            if self._kernel.effects:
-                corral._dispatch()
-            await _cancel_shielded_checkpoint()
-            return result[0]
-        assert type(result) is Waiting
-        return (await corral._park(result.waiter, timeout)).value
+        return wait_value(await self._corral._wait(self._kernel.wait_pop_key, self.name,
+                                                   key, timeout=timeout))
 
 
 class _ByIdHandle(_Handle):
@@ -319,7 +287,6 @@ class _ByIdHandle(_Handle):
 class FeedHandle(_ByIdHandle):
     """A feed: items by string id, oldest first; events publish, edit, retract."""
 
-
     async def publish(self, item: Any, id: str | None = None) -> str:
         """Publish ``item``; returns its id (see the thread facade)."""
         result: str = await self._corral._run(self._kernel.publish, self.name, item, id)
@@ -328,7 +295,6 @@ class FeedHandle(_ByIdHandle):
 
 class SortedFeedHandle(_ByIdHandle):
     """A sorted feed: items by int id in an order set by hand."""
-
 
     async def append(self, item: Any) -> int:
         """Add ``item`` last; returns its id."""
@@ -376,7 +342,6 @@ class SortedFeedHandle(_ByIdHandle):
 class QueueHandle(_Handle):
     """A queue: each item taken once, highest priority first, FIFO within a priority."""
 
-
     async def put(self, item: Any, priority: int = 0, timeout: float | None = 0.0) -> None:
         """Add ``item``; a full bounded queue raises LimitExceeded, at once (timeout 0)
         or after waiting ``timeout`` seconds for room (None: as long as it takes)."""
@@ -385,7 +350,7 @@ class QueueHandle(_Handle):
 
     async def get(self, timeout: float | None = None) -> Any:
         """Take the next item, waiting up to ``timeout`` seconds. Raises Empty."""
-        return _value(await self._corral._wait(self._kernel.queue_get, self.name,
+        return wait_value(await self._corral._wait(self._kernel.queue_get, self.name,
                                                timeout=timeout))
 
     async def get_nowait(self) -> Any:
@@ -419,7 +384,6 @@ class Job(kernel.Job):
 
 class JobsHandle(_Handle):
     """A job queue: jobs claimed under a lease until finished, exactly once."""
-
 
     async def put(self, item: Any, priority: int = 0, delay: float = 0.0,
                   id: str | None = None) -> str:
@@ -468,7 +432,7 @@ class JobsHandle(_Handle):
 
     async def result(self, id: str, timeout: float | None = None) -> Any:
         """Job ``id``'s result, waiting up to ``timeout`` seconds for it to finish."""
-        return _value(await self._corral._wait(self._kernel.result, self.name, id,
+        return wait_value(await self._corral._wait(self._kernel.result, self.name, id,
                                                timeout=timeout))
 
     async def state(self, id: str) -> JobState:

@@ -309,15 +309,16 @@ class RemoteKernel:
             handle = self._handles[name] = int(reply.words[3])
         return handle
 
-    def _wait(self, words: Sequence[Any], fields: dict[str, Any] | None
-              ) -> dict[str, Any] | Waiting:
+    def _wait(self, words: Sequence[Any], fields: dict[str, Any] | None,
+              timeout: float | None) -> dict[str, Any] | Waiting:
         """A wait command, tagged so that its outcome event can find the waiter."""
         with self._turn:
             self._last_tag += 1
             tag = self._last_tag
             self._waits[tag] = int(words[1])
         try:
-            reply = self._call([*words, f"tag={tag}"], fields).reply
+            reply = self._call([*words, f"timeout={_option(timeout)}", f"tag={tag}"],
+                               fields).reply
         except BaseException:
             with self._state_lock:
                 self._waits.pop(tag, None)
@@ -335,10 +336,6 @@ class RemoteKernel:
         with self._state_lock:
             self._waits.pop(tag, None)
         return reply.fields
-
-    @staticmethod
-    def _wait_options(timeout: float | None) -> list[str]:
-        return [f"timeout={_option(timeout)}"]
 
     # -- sessions and containers ------------------------------------------------------
 
@@ -445,14 +442,12 @@ class RemoteKernel:
 
     def wait_pop_next(self, session: int, name: str, *, timeout: float | None = None,
                       now: float = 0.0) -> Popped | Waiting:
-        got = self._wait(["wnp_next", self._handle(name), *self._wait_options(timeout)],
-                         None)
+        got = self._wait(["wnp_next", self._handle(name)], None, timeout)
         return got if isinstance(got, Waiting) else (got.get("value"), got.get("metadata"))
 
     def wait_pop_key(self, session: int, name: str, key: str, *,
                      timeout: float | None = None, now: float = 0.0) -> Popped | Waiting:
-        got = self._wait(["wnp_key", self._handle(name), *self._wait_options(timeout)],
-                         {"key": key})
+        got = self._wait(["wnp_key", self._handle(name)], {"key": key}, timeout)
         return got if isinstance(got, Waiting) else (got.get("value"), got.get("metadata"))
 
     # -- feeds and sorted feeds -------------------------------------------------------
@@ -507,13 +502,13 @@ class RemoteKernel:
 
     def queue_put(self, session: int, name: str, item: Any, *, priority: int = 0,
                   timeout: float | None = 0.0, now: float = 0.0) -> Waiting | None:
-        got = self._wait(["put", self._handle(name), f"priority={priority}",
-                          *self._wait_options(timeout)], {"value": item})
+        got = self._wait(["put", self._handle(name), f"priority={priority}"],
+                         {"value": item}, timeout)
         return got if isinstance(got, Waiting) else None
 
     def queue_get(self, session: int, name: str, *, timeout: float | None = None,
                   now: float = 0.0) -> Popped | Waiting:
-        got = self._wait(["take", self._handle(name), *self._wait_options(timeout)], None)
+        got = self._wait(["take", self._handle(name)], None, timeout)
         return got if isinstance(got, Waiting) else (got.get("value"), got.get("metadata"))
 
     # -- jobs -------------------------------------------------------------------------
@@ -527,10 +522,10 @@ class RemoteKernel:
 
     def claim(self, session: int, name: str, *, timeout: float | None = None,
               lease: float | None = None, now: float = 0.0) -> Job | Waiting:
-        words = ["claim", self._handle(name), *self._wait_options(timeout)]
+        words = ["claim", self._handle(name)]
         if lease is not None:
             words.append(f"lease={_option(float(lease))}")
-        got = self._wait(words, None)
+        got = self._wait(words, None, timeout)
         return got if isinstance(got, Waiting) else Job(got["key"], got.get("value"),
                                                         got["metadata"])
 
@@ -560,8 +555,7 @@ class RemoteKernel:
 
     def result(self, session: int, name: str, id: str, *, timeout: float | None = None,
                now: float = 0.0) -> Popped | Waiting:
-        got = self._wait(["result", self._handle(name), *self._wait_options(timeout)],
-                         {"key": id})
+        got = self._wait(["result", self._handle(name)], {"key": id}, timeout)
         return got if isinstance(got, Waiting) else (got.get("value"), got.get("metadata"))
 
     def state(self, name: str, id: str) -> JobState:

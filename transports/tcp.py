@@ -360,6 +360,8 @@ def _peer_name(stream: trio.abc.Stream) -> str:
 
 # -- command helpers --------------------------------------------------------------------
 
+Command = Callable[["Server", "Connection", tuple[str, ...], dict[str, Any]], None]
+
 
 def _handle(conn: Connection, words: tuple[str, ...], at: int = 1) -> tuple[int, str]:
     try:
@@ -518,8 +520,7 @@ def _get(server: Server, conn: Connection, words: tuple[str, ...], fields: dict[
     _record_answer(conn, server.kernel.get(_handle(conn, words)[1], key))
 
 
-def _set_or_insert(op: str) -> Callable[[Server, Connection, tuple[str, ...],
-                                         dict[str, Any]], None]:
+def _set_or_insert(op: str) -> Command:
     def command(server: Server, conn: Connection, words: tuple[str, ...],
                 fields: dict[str, Any]) -> None:
         key, value = _required(fields, "key", "value", op=op)
@@ -538,7 +539,7 @@ def _delete(server: Server, conn: Connection, words: tuple[str, ...], fields: di
     conn.answer("")
 
 
-def _push(op: str) -> Callable[[Server, Connection, tuple[str, ...], dict[str, Any]], None]:
+def _push(op: str) -> Command:
     def command(server: Server, conn: Connection, words: tuple[str, ...],
                 fields: dict[str, Any]) -> None:
         (value,) = _required(fields, "value", op=op)
@@ -548,7 +549,7 @@ def _push(op: str) -> Callable[[Server, Connection, tuple[str, ...], dict[str, A
     return command
 
 
-def _pop(op: str) -> Callable[[Server, Connection, tuple[str, ...], dict[str, Any]], None]:
+def _pop(op: str) -> Command:
     def command(server: Server, conn: Connection, words: tuple[str, ...],
                 fields: dict[str, Any]) -> None:
         record = getattr(server.kernel, op)(_handle(conn, words)[1])
@@ -630,7 +631,7 @@ def _query(server: Server, conn: Connection, words: tuple[str, ...], fields: dic
 _WAIT_OPTIONS: dict[str, Callable[[str], Any]] = {"timeout": _timeout, "tag": str}
 
 
-def _wnp(op: str) -> Callable[[Server, Connection, tuple[str, ...], dict[str, Any]], None]:
+def _wnp(op: str) -> Command:
     event = "wnp_next" if op == "wait_pop_next" else "wnp_key"
 
     def command(server: Server, conn: Connection, words: tuple[str, ...],
@@ -659,8 +660,6 @@ def _wnp(op: str) -> Callable[[Server, Connection, tuple[str, ...], dict[str, An
 
 
 # -- extended commands: feeds, sorted feeds, queues, jobs ----------------------------------
-
-Command = Callable[[Server, Connection, tuple[str, ...], dict[str, Any]], None]
 
 
 def _simple(op: str, fields_in: tuple[str, ...] = (), optional: tuple[str, ...] = (),
