@@ -36,6 +36,10 @@ def _serve(args: argparse.Namespace) -> int:
                         stream=sys.stderr)
     log = logging.getLogger("corral.server")
     check_bind(args.host, args.token)
+    if args.zmq:
+        from corral.transports.zeromq import check_endpoint, serve_zmq
+
+        check_endpoint(args.zmq, args.token)
     server = Server(token=args.token, limits=Limits(
         max_payload=args.max_payload, max_line=args.max_line,
         max_handles=args.max_handles, max_waiters=args.max_waiters,
@@ -47,6 +51,9 @@ def _serve(args: argparse.Namespace) -> int:
                 listeners = await nursery.start(serve_tcp, server, args.host, args.port)
                 host, port = listeners[0].socket.getsockname()[:2]
                 log.info("corral %s listening on %s:%d", _version(), host, port)
+                if args.zmq:
+                    endpoint = await nursery.start(serve_zmq, server, args.zmq)
+                    log.info("corral %s listening on %s (ZeroMQ)", _version(), endpoint)
                 async for signum in signals:
                     log.info("stopping on %s", signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
@@ -181,12 +188,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="corral", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="serve one kernel over TCP")
+    serve = commands.add_parser("serve", help="serve one kernel over TCP (and ZeroMQ)")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to bind (default 127.0.0.1; others need --token)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT,
                        help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
     serve.add_argument("--token", help="clients must send 'auth TOKEN' first")
+    serve.add_argument("--zmq", metavar="ENDPOINT",
+                       help="also serve ZeroMQ clients on ENDPOINT, such as "
+                            "tcp://127.0.0.1:2606 (the same kernel)")
     for name in ("max_payload", "max_line", "max_handles", "max_waiters", "max_outbound"):
         serve.add_argument(f"--{name.replace('_', '-')}", type=int,
                            default=getattr(limits, name),

@@ -87,3 +87,24 @@ def test_serve_refuses_a_public_address_without_a_token(
     """Binding beyond loopback without --token exits 1 and says why."""
     assert 1 == main(["serve", "--host", "0.0.0.0", "--port", "0"])
     assert "needs --token" in capsys.readouterr().err
+
+
+def test_serve_zmq_too(capsys: pytest.CaptureFixture[str]) -> None:
+    """--zmq serves the same kernel on a ZeroMQ endpoint; ping and stats reach it."""
+    proc = subprocess.Popen([sys.executable, "-m", "corral.adapters.cli", "serve",
+                             "--port", "0", "--zmq", "tcp://127.0.0.1:0"],
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    with proc:
+        try:
+            proc.stderr.readline()
+            line = proc.stderr.readline()
+            match = re.search(r"listening on (tcp://127\.0\.0\.1:\d+) \(ZeroMQ\)", line)
+            assert match, line
+            url = f"zmq+{match.group(1)}"
+            assert 0 == main(["ping", "--url", url])
+            assert 0 == main(["stats", "--url", url])
+            assert f"pong from {url}" in capsys.readouterr().out
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert 0 == proc.wait(10)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import server_thread, start, wait_until
+from conftest import server_thread, serving, start, wait_until
 
 from corral.adapters.client import connect
 from corral.adapters.threads import _Parked
@@ -12,11 +12,12 @@ from corral.transports.codec import ProtocolError
 from corral.transports.remote import parse_url
 
 
-def test_losing_the_server_fails_waits_and_calls_with_closed() -> None:
+@pytest.mark.parametrize("transport", ["tcp", "zmq"])
+def test_losing_the_server_fails_waits_and_calls_with_closed(transport: str) -> None:
     """A parked wait ends with Closed when the server goes; so does every later call."""
     errors: list[BaseException] = []
-    with server_thread() as port:
-        corral = connect(f"corral://127.0.0.1:{port}")
+    with serving() as urls:
+        corral = connect(getattr(urls, transport))
         lst = corral.list("work")
 
         def wait() -> None:
@@ -42,13 +43,14 @@ def test_urls() -> None:
         parse_url("http://127.0.0.1:2605")
 
 
-def test_token_is_sent_first() -> None:
+@pytest.mark.parametrize("transport", ["tcp", "zmq"])
+def test_token_is_sent_first(transport: str) -> None:
     """connect(token=) authenticates; without it the server refuses commands."""
-    with server_thread(token="s3cret") as port:
-        with connect(f"corral://127.0.0.1:{port}", token="s3cret") as corral:
+    with serving(token="s3cret") as urls:
+        url = getattr(urls, transport)
+        with connect(url, token="s3cret") as corral:
             corral.list("ok").push_back("in")
-        with connect(f"corral://127.0.0.1:{port}") as corral, \
-                pytest.raises(ProtocolError) as caught:
+        with connect(url) as corral, pytest.raises(ProtocolError) as caught:
             corral.list("no")
         assert "send auth TOKEN first" in str(caught.value)
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from conftest import server_thread
+from conftest import serving
 
 from corral.adapters import trio as corral_trio
 from corral.adapters.client import open_client
@@ -16,13 +16,15 @@ from corral.kernel import Closed, Empty, JobState, LeaseLost, NotFound
 
 
 def run(test: Callable[[corral_trio.Corral], Awaitable[None]]) -> None:
-    with server_thread() as port:
-        async def main() -> None:
-            async with open_client(f"corral://127.0.0.1:{port}") as corral:
-                with trio.fail_after(20):
-                    await test(corral)
+    """Run ``test`` against a server over TCP, then over ZeroMQ."""
+    for transport in ("tcp", "zmq"):
+        with serving() as urls:
+            async def main(url: str) -> None:
+                async with open_client(url) as corral:
+                    with trio.fail_after(20):
+                        await test(corral)
 
-        trio.run(main)
+            trio.run(main, getattr(urls, transport))
 
 
 def test_hand_off_between_tasks_in_order() -> None:

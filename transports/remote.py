@@ -17,9 +17,10 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import attrs
@@ -58,7 +59,7 @@ from .codec import (
 from .errors import error_of
 from .tcp import DEFAULT_PORT
 
-__all__ = ["RemoteKernel", "parse_url"]
+__all__ = ["RemoteKernel", "SocketWire", "Wire", "open_wire", "parse_url"]
 
 SESSION = 1  # the one session a connection is
 
@@ -67,8 +68,59 @@ def parse_url(url: str) -> tuple[str, int]:
     """``corral://host:port`` (or ``tio://``) as (host, port); the port defaults to 2605."""
     parts = urlsplit(url)
     if parts.scheme not in ("corral", "tio") or not parts.hostname:
-        raise InvalidArgument(f"not a corral URL: {url!r} (expected corral://host:port)")
+        raise InvalidArgument(f"not a corral URL: {url!r} (expected corral://host:port "
+                              "or zmq+tcp://host:port)")
     return parts.hostname, parts.port or DEFAULT_PORT
+
+
+class Wire(Protocol):
+    """The byte pipe under a ``RemoteKernel``: a TCP socket or a ZeroMQ socket.
+    ``recv`` blocks and returns b"" once the connection is gone; ``heartbeat`` (seconds
+    or None) says how often an idle client must show it is alive."""
+
+    @property
+    def heartbeat(self) -> float | None: ...
+
+    def sendall(self, data: bytes, /) -> None: ...
+    def recv(self, size: int, /) -> bytes: ...
+    def close(self) -> None: ...
+
+
+class SocketWire:
+    """A TCP connection."""
+
+    heartbeat: float | None = None  # a closed TCP connection says so itself
+
+    def __init__(self, host: str, port: int, timeout: float) -> None:
+        self._socket = socket.create_connection((host, port), timeout=timeout)
+        self._socket.settimeout(None)
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sendall = self._socket.sendall
+        self.recv = self._socket.recv
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):  # shutdown wakes a reader blocked in recv
+            self._socket.shutdown(socket.SHUT_RDWR)
+        self._socket.close()
+
+
+def open_wire(url: str, timeout: float = 10.0) -> Wire:
+    """A connection to the server at ``url``: ``corral://host:port`` (TCP, port 2605 by
+    default), ``zmq+tcp://host:port`` (ZeroMQ, port 2606 by default) or
+    ``zmq+ipc:///path``."""
+    scheme, _, rest = url.partition("://")
+    if scheme in ("zmq+tcp", "zmq+ipc"):
+        from .zeromq import DEFAULT_ZMQ_PORT, ZmqWire
+
+        endpoint = f"{scheme[4:]}://{rest}"
+        if scheme == "zmq+tcp":
+            parts = urlsplit(endpoint)
+            if not parts.hostname:
+                raise InvalidArgument(f"not a corral URL: {url!r} (no host)")
+            endpoint = f"tcp://{parts.netloc}" if parts.port else (
+                f"tcp://{parts.netloc}:{DEFAULT_ZMQ_PORT}")
+        return ZmqWire(endpoint, connect_timeout=timeout)
+    return SocketWire(*parse_url(url), timeout)
 
 
 def client_data_offset(words: tuple[str, ...]) -> int | None:
@@ -103,10 +155,7 @@ class RemoteKernel:
 
     def __init__(self, url: str, *, token: str | None = None, connect_timeout: float = 10.0
                  ) -> None:
-        host, port = parse_url(url)
-        self._socket = socket.create_connection((host, port), timeout=connect_timeout)
-        self._socket.settimeout(None)
-        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._wire = open_wire(url, connect_timeout)
         self._send_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._pending: deque[_Request] = deque()
@@ -128,7 +177,12 @@ class RemoteKernel:
         self._parser = Parser(client_data_offset, max_payload=1 << 30)
         self._reader = threading.Thread(target=self._read, name="corral-client-reader",
                                         daemon=True)
+        self._stopping = threading.Event()  # set when the connection is lost
+        self._last_send = time.monotonic()
         self._reader.start()
+        if self._wire.heartbeat is not None:
+            threading.Thread(target=self._beat, name="corral-client-heartbeat",
+                             daemon=True).start()
         if token is not None:
             self._call(("auth", token))
 
@@ -143,7 +197,8 @@ class RemoteKernel:
             with self._state_lock:
                 self._pending.append(request)
             try:
-                self._socket.sendall(data)
+                self._wire.sendall(data)
+                self._last_send = time.monotonic()
             except OSError as error:
                 self._lose(f"send failed: {error}")
         self._await(request)
@@ -200,7 +255,7 @@ class RemoteKernel:
     def _read_some(self) -> bool:
         """One blocking receive, its messages handled; False once the connection is lost."""
         try:
-            data = self._socket.recv(65536)
+            data = self._wire.recv(65536)
         except OSError as error:
             self._lose(f"receive failed: {error}")
             return False
@@ -252,6 +307,9 @@ class RemoteKernel:
     def _event(self, message: Message) -> None:
         words, fields = message.words, message.fields
         handle, name = int(words[1]), words[2]
+        if handle == 0 and name == "closed":  # the server ended this session
+            self._lose(f"the server ended the session: {fields.get('value')}")
+            return
         tag = next((int(w[4:]) for w in words[3:] if w.startswith("tag=")), None)
         effect: Effect
         if tag is not None:
@@ -279,6 +337,18 @@ class RemoteKernel:
             self.effects.append(effect)
         self.notify()
 
+    def _beat(self) -> None:
+        """Ping when idle, so that the server keeps the session and a dead server is
+        noticed (the wire gives up on a request unanswered for too long)."""
+        heartbeat = self._wire.heartbeat
+        assert heartbeat is not None
+        while not self._stopping.wait(heartbeat / 2):
+            if time.monotonic() - self._last_send >= heartbeat:
+                try:
+                    self.ping()
+                except CorralError:
+                    return
+
     def _lose(self, reason: str) -> None:
         """The connection is gone: fail what is outstanding, once."""
         with self._state_lock:
@@ -294,9 +364,8 @@ class RemoteKernel:
         for request in pending + ([self._query] if self._query else []):
             request.error = Closed(f"the connection to the server is lost: {reason}")
             request.done = True
-        with contextlib.suppress(OSError):
-            self._socket.shutdown(socket.SHUT_RDWR)
-            self._socket.close()
+        self._wire.close()
+        self._stopping.set()
         with self._turn:
             self._turn.notify_all()
         self.notify()
