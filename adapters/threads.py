@@ -54,6 +54,7 @@ class _Parked:
     event: Event | None = None
     error: BaseException | None = None
     abandoned: bool = False  # its thread was interrupted; an outcome goes back
+    thread: int = attrs.Factory(threading.get_ident)
 
 
 _END = object()  # queued on a subscription when it ends
@@ -474,6 +475,7 @@ class Corral(EffectRouter[_Parked, Subscription]):
         self._clock: Callable[[], float] = time.monotonic
         self._arrived = threading.Event()  # effects to dispatch, or items to give back
         self._give_backs: list[Event] = []  # outcomes for interrupted callers
+        self._interrupted: set[int] = set()  # threads whose next wait ends at once
         if isinstance(self._kernel, RemoteKernel):
             # Effects of a remote kernel arrive on its reader thread, which must never
             # wait for this lock (a caller holding it waits for that thread's answers):
@@ -585,8 +587,27 @@ class Corral(EffectRouter[_Parked, Subscription]):
                 return result
         return self._unpark(parked, result.waiter)
 
+    def interrupt(self, thread: threading.Thread) -> None:
+        """End the wait ``thread`` is parked in with Empty, as if it had timed out; if
+        it is not parked, its next wait that would park raises Empty instead. What was
+        already handed to it stays its own. For stopping threads that wait without a
+        timeout, such as workers (``Thread.interrupt`` in Java does the same)."""
+        with self._lock:
+            for waiter, parked in list(self._parked.items()):
+                if parked.thread == thread.ident and not parked.abandoned:
+                    if self._closed or self._kernel.cancel_wait(self._session, waiter):
+                        del self._parked[waiter]
+                        self._wake(parked, None, Empty("interrupted"))
+                    return  # else served: its outcome is on the way
+            if thread.ident is not None:
+                self._interrupted.add(thread.ident)
+
     def _park(self, waiter: int, timeout: float | None) -> _Parked:
         """Prepare to park the calling thread for ``waiter`` (lock held)."""
+        if self._interrupted and threading.get_ident() in self._interrupted:
+            self._interrupted.discard(threading.get_ident())
+            if self._kernel.cancel_wait(self._session, waiter):
+                raise Empty("interrupted")
         parked = self._parked[waiter] = _Parked()
         parked.lock.acquire()
         if timeout is not None:

@@ -225,6 +225,42 @@ def test_interrupted_wait_is_withdrawn(corral: Corral) -> None:
     assert ["kept"] == [r.value for r in lst.query()]
 
 
+def test_interrupt_ends_a_parked_wait_with_empty(corral: Corral) -> None:
+    """interrupt(thread) withdraws the wait that thread is parked in; the next push
+    goes to whoever waits next, not to the interrupted thread."""
+    jobs = corral.jobs("j")
+    outcome: list[Any] = []
+
+    def claim() -> None:
+        try:
+            jobs.claim()
+        except Empty as error:
+            outcome.append(error)
+
+    thread = start(claim)
+    wait_until(lambda: jobs.statistics().waiters == 1)
+    corral.interrupt(thread)
+    thread.join(10)
+    assert 1 == len(outcome) and "interrupted" in str(outcome[0])
+    assert 0 == jobs.statistics().waiters
+    jobs.put("kept")
+    assert "kept" == jobs.claim(timeout=5).item
+
+
+def test_interrupt_before_parking_ends_the_next_wait(corral: Corral) -> None:
+    """An interrupt that finds the thread busy ends its next wait that would park;
+    a wait that completes at once is not affected."""
+    lst = corral.list("l")
+    lst.push_back("there")
+    corral.interrupt(threading.current_thread())
+    assert "there" == lst.wait_pop_next()
+    with pytest.raises(Empty, match="interrupted"):
+        lst.wait_pop_next()
+    with pytest.raises(Empty):  # the interrupt is used up: this one times out
+        lst.wait_pop_next(timeout=0.01)
+    assert 0 == lst.statistics().waiters
+
+
 def test_many_threads_every_item_exactly_once(corral: Corral) -> None:
     """4 producers and 4 consumers with random timeouts: each item consumed once."""
     lst = corral.list("work")
