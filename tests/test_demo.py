@@ -8,6 +8,7 @@ import pathlib
 import re
 from collections import Counter
 
+import pytest
 from conftest import server_thread
 
 from corral.adapters.cli import main
@@ -44,18 +45,26 @@ def test_report_goes_to_the_given_stream() -> None:
 
 def test_readme_example_runs(capsys: object) -> None:
     """The README's embedded example runs as written and prints what it says."""
-    example, _ = python_blocks(ROOT / "README.md")
+    example, _, _ = python_blocks(ROOT / "README.md")
     exec(compile(example, "README.md", "exec"), {})
     assert "9801\n" == capsys.readouterr().out  # type: ignore[attr-defined]
 
 
 def test_readme_client_example_runs() -> None:
     """The README's client example runs against a server (on a test port)."""
-    _, example = python_blocks(ROOT / "README.md")
+    _, example, _ = python_blocks(ROOT / "README.md")
     with server_thread() as port, connect(f"corral://127.0.0.1:{port}") as corral:
         corral.jobs("render", lease=60).put("frame 1")
         exec(compile(example.replace(":2605", f":{port}"), "README.md", "exec"), {})
         assert "done" == corral.jobs("render").result("1", timeout=5)
+
+
+def test_readme_workers_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's workers example runs against a server (on a test port)."""
+    _, _, example = python_blocks(ROOT / "README.md")
+    with server_thread() as port:
+        exec(compile(example.replace(":2605", f":{port}"), "README.md", "exec"), {})
+    assert "6765\n" == capsys.readouterr().out
 
 
 def test_kernel_doc_example_runs() -> None:

@@ -1,0 +1,75 @@
+"""The ALMA sandbox's RPC over a shared queue: Fibonacci executors and clients.
+
+Each client puts its request on the ``fibonacci`` queue and waits for the answer to that
+request; any free executor picks it up, and the answer goes back to the caller that
+asked. Many clients and executors share the one queue. (The original:
+shared/seeds/001, with ``Executor`` and ``ExecutorClient`` over RabbitMQ.)
+
+    python examples/alma_fibonacci.py all          # 4 executors, 8 parallel clients
+    corral serve --zmq tcp://127.0.0.1:2606 &      # or by hand, over TCP or ZeroMQ:
+    python examples/alma_fibonacci.py executor &   # four times
+    python examples/alma_fibonacci.py client 34
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from corral.adapters.workers import Executor, ExecutorClient
+from corral.transports.background import background_server
+
+QUEUE = "fibonacci"
+
+
+def fib(n: int) -> int:
+    """Deliberately slow, as in the original: do not ask for much more than 30."""
+    print(f" [*] calling fib on {n} (pid={os.getpid()})", flush=True)
+    return _fib(n)
+
+
+def _fib(n: int) -> int:
+    return n if n < 2 else _fib(n - 1) + _fib(n - 2)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("role", choices=["all", "executor", "client"])
+    parser.add_argument("n", type=int, nargs="?", default=30, help="client: which number")
+    parser.add_argument("--url", default="corral://127.0.0.1:2605",
+                        help="corral://host:port or zmq+tcp://host:port")
+    parser.add_argument("--base", type=int, default=28,
+                        help="all: the clients ask for base..base+7 (the original's 28-35)")
+    parser.add_argument("--zmq", action="store_true", help="all: talk over ZeroMQ")
+    parser.add_argument("--timeout", type=float, default=300.0)
+    args = parser.parse_args()
+    if args.role == "executor":
+        Executor(QUEUE, fib, corral=args.url).run()
+        return 0
+    if args.role == "client":
+        with ExecutorClient(QUEUE, corral=args.url) as client:
+            result = client.call(args.n, timeout=args.timeout)
+        print(f"fib({args.n}) = {result}", flush=True)
+        return 0 if result == _fib(args.n) else 1
+    with background_server(zmq=args.zmq) as urls:
+        url = urls.zmq if args.zmq else urls.tcp
+        me = [sys.executable, __file__]
+        executors = [subprocess.Popen([*me, "executor", "--url", url]) for _ in range(4)]
+        try:
+            clients = [subprocess.Popen([*me, "client", str(n), "--url", url,
+                                         "--timeout", str(args.timeout)])
+                       for n in range(args.base, args.base + 8)]
+            codes = [client.wait(args.timeout + 30) for client in clients]
+        finally:
+            for executor in executors:
+                executor.terminate()  # a graceful stop: each finishes what it runs
+            for executor in executors:
+                executor.wait(30)
+    print("all clients answered" if not any(codes) else "SOME CLIENTS FAILED")
+    return 1 if any(codes) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

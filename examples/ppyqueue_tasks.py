@@ -1,0 +1,93 @@
+"""ppyqueue's master, worker and push_task, with named tasks instead of pickle.
+
+The master is a corral server; a worker runs the task functions registered below, by
+name; ``push`` queues a call with JSON arguments and, with ``--wait``, prints its
+result. Nothing is unpickled and nothing is imported by path: a worker runs only the
+functions it registered. (The original: shared/seeds/004, with Pyro and Redis.)
+
+    python examples/ppyqueue_tasks.py all                 # master, 2 workers, 3 tasks
+    python examples/ppyqueue_tasks.py master &            # or by hand: corral serve
+    python examples/ppyqueue_tasks.py worker &
+    python examples/ppyqueue_tasks.py push time --wait
+    python examples/ppyqueue_tasks.py push add 2 3 --wait
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+from corral.adapters.cli import main as corral_main
+from corral.adapters.workers import Tasks, push_task, task_result
+from corral.transports.background import background_server
+
+tasks = Tasks()
+
+
+@tasks.task(name="time")
+def now() -> float:
+    """ppyqueue's example task: ``time.time`` on the worker."""
+    return time.time()
+
+
+@tasks.task
+def add(a: float, b: float) -> float:
+    return a + b
+
+
+@tasks.task
+def whoami() -> int:
+    return os.getpid()
+
+
+def push(url: str, name: str, args: list[str], wait: bool) -> object:
+    parsed = [json.loads(arg) for arg in args]  # "2" -> 2, '"text"' -> "text"
+    id = push_task(name, *parsed, queue="tasks", corral=url)
+    print(f"pushed {name}{tuple(parsed)} as job {id}", flush=True)
+    if wait:
+        result = task_result(id, queue="tasks", timeout=30, corral=url)
+        print(f"{name} -> {result}", flush=True)
+        return result
+    return None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("role", choices=["all", "master", "worker", "push"])
+    parser.add_argument("task", nargs="?", help="push: the task's name")
+    parser.add_argument("args", nargs="*", help="push: JSON arguments")
+    parser.add_argument("--url", default="corral://127.0.0.1:2605")
+    parser.add_argument("--wait", action="store_true", help="push: print the result")
+    args = parser.parse_args()
+    if args.role == "master":
+        return corral_main(["serve"])
+    if args.role == "worker":
+        tasks.worker("tasks", corral=args.url).run()
+        return 0
+    if args.role == "push":
+        if not args.task:
+            parser.error("push needs a task name")
+        push(args.url, args.task, args.args, args.wait)
+        return 0
+    with background_server(zmq=False) as urls:
+        workers = [subprocess.Popen([sys.executable, __file__, "worker", "--url", urls.tcp])
+                   for _ in range(2)]
+        try:
+            ok = push(urls.tcp, "add", ["2", "3"], True) == 5
+            ok &= isinstance(push(urls.tcp, "time", [], True), float)
+            ok &= push(urls.tcp, "whoami", [], True) in {w.pid for w in workers}
+        finally:
+            for worker in workers:
+                worker.terminate()
+            for worker in workers:
+                worker.wait(30)
+    print("every task ran" if ok else "A TASK WENT WRONG")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Thoonk's feeds, queues, sorted feeds and jobs, as its README uses them.
+
+Runs embedded, or against a server with ``--url``. Every step prints what it did and
+checks what Thoonk promised. (The original: shared/seeds/003, on Redis.)
+
+    python examples/thoonk_feeds.py
+    python examples/thoonk_feeds.py --url corral://127.0.0.1:2605
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+
+from corral.adapters.client import connect
+from corral.adapters.threads import Corral
+from corral.kernel import JobState
+
+HIGH = 10  # Thoonk's queue.HIGH: a higher priority comes out first
+
+
+def feeds(corral: Corral) -> None:
+    feed = corral.feed("test_feed", max_length=3)
+    events = feed.subscribe()
+    feed.publish("item contents", id="a")
+    feed.publish("second", id="b")
+    feed.publish("edited", id="a")  # an edit moves the item to the end
+    assert ["b", "a"] == feed.ids()
+    feed.retract("b")
+    for n in range(5):
+        feed.publish(f"n{n}", id=f"n{n}")  # max_length 3 trims the oldest
+    assert ["n2", "n3", "n4"] == feed.ids()
+    assert "n3" == feed.get("n3")
+    print("feed:", dict(feed.items()))
+    names = [events.get(timeout=5).name for _ in range(4)]
+    print("feed events:", names, "...")
+
+
+def sorted_feeds(corral: Corral) -> None:
+    todo = corral.sorted_feed("todo")
+    milk = todo.append("milk")
+    bread = todo.prepend("bread")
+    todo.insert_after(milk, "eggs")
+    todo.move_first(milk)
+    todo.edit(bread, "rye bread")
+    print("sorted feed:", [item for _, item in todo.items()])
+    assert ["milk", "rye bread", "eggs"] == [item for _, item in todo.items()]
+
+
+def queues(corral: Corral) -> None:
+    queue = corral.queue("queue_feed")
+    queue.put("item")
+    queue.put("priority item", priority=HIGH)
+    first, second = queue.get(), queue.get(timeout=5)
+    print("queue:", first, "then", second)
+    assert ("priority item", "item") == (first, second)
+
+
+def jobs(corral: Corral) -> None:
+    job = corral.jobs("job_feed", max_attempts=3)
+    id = job.put("job contents")
+    urgent = job.put("priority job", priority=HIGH)
+
+    claimed = job.claim(timeout=5)
+    assert urgent == claimed.id
+    claimed.cancel(reason="not now")  # back in the queue, for another worker
+    claimed = job.claim(timeout=5)
+    claimed.stall("waiting for a fix")  # paused, not deleted
+    assert JobState.STALLED == job.state(claimed.id)
+    job.retry(claimed.id)
+    job.retract(claimed.id)  # gone, never to run
+
+    done = threading.Thread(target=lambda: print("result:", job.result(id, timeout=5)))
+    done.start()  # the job's owner waits for its result
+    worker = job.claim(timeout=5)
+    worker.finish(f"{worker.item}, done", result_ttl=5)
+    done.join()
+    print("jobs:", job.statistics())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--url", help="a corral server (embedded if not given)")
+    args = parser.parse_args()
+    with connect(args.url) if args.url else Corral() as corral:
+        for example in (feeds, sorted_feeds, queues, jobs):
+            example(corral)
+    print("all of Thoonk's examples ran")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
