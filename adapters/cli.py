@@ -48,11 +48,13 @@ def _serve(args: argparse.Namespace) -> int:
     async def run() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
+                # ZeroMQ first: once TCP says it listens, both transports serve.
+                endpoint = await nursery.start(serve_zmq, server, args.zmq) if (
+                    args.zmq) else None
                 listeners = await nursery.start(serve_tcp, server, args.host, args.port)
                 host, port = listeners[0].socket.getsockname()[:2]
                 log.info("corral %s listening on %s:%d", _version(), host, port)
-                if args.zmq:
-                    endpoint = await nursery.start(serve_zmq, server, args.zmq)
+                if endpoint:
                     log.info("corral %s listening on %s (ZeroMQ)", _version(), endpoint)
                 async for signum in signals:
                     log.info("stopping on %s", signal.Signals(signum).name)

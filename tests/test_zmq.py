@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -134,7 +135,13 @@ def test_garbage_frames_never_stop_the_server() -> None:
 
 
 def test_connecting_to_nothing_fails_promptly() -> None:
-    """A DEALER's connect never fails, so the client pings first and gives up."""
+    """A DEALER's connect never fails, so the client pings first: nothing listening is
+    a refused connection, a listener that does not answer a timeout."""
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    with pytest.raises(ConnectionRefusedError):
+        ZmqWire(f"tcp://127.0.0.1:{port}", connect_timeout=10)
     with zmq.Context.instance().socket(zmq.ROUTER) as router:
         port = router.bind_to_random_port("tcp://127.0.0.1")
         start_time = time.monotonic()

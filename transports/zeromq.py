@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import select
 import threading
 import time
 from collections import OrderedDict
@@ -96,7 +95,8 @@ class _Transport:
 
     def send(self, peer: Peer, data: bytes) -> None:
         try:
-            self.socket.send_multipart((peer.identity, data), zmq.NOBLOCK)
+            self.socket.send(peer.identity, zmq.NOBLOCK | zmq.SNDMORE)
+            self.socket.send(data, zmq.NOBLOCK)
         except zmq.Again:
             peer.drop(f"{self.socket.get(zmq.SNDHWM)!r} messages unread: a peer that "
                       "does not read")
@@ -163,15 +163,12 @@ class _Transport:
         fd = cast(int, sock.get(zmq.FD))
         while True:
             count = 0
-            while count < _BATCH:
-                try:
-                    frames = sock.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
+            while count < _BATCH and cast(int, sock.get(zmq.EVENTS)) & zmq.POLLIN:
+                self.receive(sock.recv_multipart(zmq.NOBLOCK))
                 count += 1
-                self.receive(frames)
             self.server.flush()
             self.reap()
+            # Sends may have taken the descriptor's edge: look before waiting on it.
             if count == _BATCH or cast(int, sock.get(zmq.EVENTS)) & zmq.POLLIN:
                 await trio.lowlevel.checkpoint()
                 continue
@@ -241,36 +238,40 @@ async def serve_zmq(server: Server, endpoint: str = DEFAULT_ENDPOINT, *,
 class ZmqWire:
     """A DEALER socket as the byte pipe ``RemoteKernel`` reads and writes.
 
-    A ZeroMQ socket must not be used by two threads at once, so every operation on it
-    takes a lock, and a blocked reader waits on the socket's descriptor, outside the
-    lock, beside a wake-up pipe: a sender that finds input pending writes to the pipe,
-    since its send may have taken the edge the reader waits for. The server is taken
-    for dead when a request goes unanswered for ``dead_after`` seconds; ``heartbeat``
-    says how often an idle client should ping.
+    A ZeroMQ socket must not be used by two threads at once. This one belongs to
+    whoever holds the lock, except while a reader waits in ``zmq.poll``: then the reader
+    owns it, and a sender hands its bytes over an inproc pipe that the reader polls
+    too, and forwards. A monitor says at once when the connection breaks (the server
+    stopped or died); a request unanswered for ``dead_after`` seconds counts as a dead
+    server too. ``heartbeat`` says how often an idle client should ping.
     """
 
     heartbeat: float | None = 5.0
 
     def __init__(self, endpoint: str, *, connect_timeout: float = 10.0,
                  dead_after: float = 15.0, context: zmq.Context[Any] | None = None) -> None:
+        context = context or zmq.Context.instance()
         self.dead_after = dead_after
         self._lock = threading.Lock()
-        self._socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
+        self._socket = context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
         # One connection per client: after a break, a reconnection would reach a
         # session that knows nothing of this one's handles.
         self._socket.setsockopt(zmq.RECONNECT_IVL, -1)
         self._socket.setsockopt(zmq.ROUTING_ID, os.urandom(12))
-        self._fd: int = self._socket.get(zmq.FD)
-        # The monitor says at once when the connection breaks (the server stopped or
-        # died); ``dead_after`` is for a server that is there but does not answer.
-        self._monitor = self._socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-        self._monitor_fd: int = self._monitor.get(zmq.FD)
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._monitor = self._socket.get_monitor_socket(zmq.EVENT_DISCONNECTED
+                                                        | zmq.EVENT_CLOSED)
+        relay = f"inproc://corral-wire-{os.urandom(8).hex()}"
+        self._relay_out = context.socket(zmq.PAIR)  # polled by the reader
+        self._relay_out.bind(relay)
+        self._relay_in = context.socket(zmq.PAIR)  # written by senders, under the lock
+        self._relay_in.connect(relay)
+        self._poller = zmq.Poller()
+        for sock in (self._socket, self._monitor, self._relay_out):
+            self._poller.register(sock, zmq.POLLIN)
+        self._polling = False  # a reader owns the socket, in poll()
+        self._relayed = 0  # frames handed to the reader to forward
         self._closed = False
-        self._inside = 0  # readers in select(): the pipe is closed after the last one
         self._asked: float | None = None  # when the oldest unanswered send went
         try:
             self._socket.connect(endpoint)
@@ -280,15 +281,19 @@ class ZmqWire:
             raise
 
     def _handshake(self, timeout: float) -> None:
-        """One ping, so that an absent server fails the connect instead of the first
-        call (a DEALER's connect never fails by itself)."""
+        """One ping, so that an absent server fails the connect, as a refused TCP
+        connection does, instead of the first call (a DEALER's connect never fails)."""
         self._socket.send(b"ping\r\n")
-        if not self._socket.poll(timeout * 1000, zmq.POLLIN):
+        ready = dict(self._poller.poll(round(timeout * 1000)))
+        if self._socket in ready:
+            reply = self._socket.recv()
+            if not reply.startswith(b"answer ok pong"):
+                raise ConnectionRefusedError(f"not a corral server: {reply[:200]!r}")
+        elif self._monitor in ready:
+            raise ConnectionRefusedError(f"nothing listens at {self._endpoint()}")
+        else:
             raise TimeoutError(f"no corral server answered at {self._endpoint()} "
                                f"within {timeout:g} s")
-        reply = self._socket.recv()
-        if not reply.startswith(b"answer ok pong"):
-            raise ConnectionRefusedError(f"the server refused: {reply[:200]!r}")
 
     def _endpoint(self) -> str:
         return self._socket.getsockopt_string(zmq.LAST_ENDPOINT) or "?"
@@ -297,53 +302,53 @@ class ZmqWire:
         with self._lock:
             if self._closed:
                 raise OSError("the connection is closed")
-            self._socket.send(data)
+            if self._polling:
+                self._relay_in.send(data)
+                self._relayed += 1
+            else:
+                self._socket.send(data)
             if self._asked is None:
                 self._asked = time.monotonic()
-            if self._socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                self._poke()
-
-    def _poke(self) -> None:
-        """Wake a reader blocked in select() (lock held, so the pipe is open)."""
-        with contextlib.suppress(BlockingIOError):  # already poked
-            os.write(self._wake_w, b"!")
 
     def recv(self, size: int = 0) -> bytes:
-        """The next frame; b"" once the connection is closed or the server is dead."""
+        """The next frame; b"" once the connection is closed, broken or dead. One
+        reader at a time (``RemoteKernel`` has one)."""
+        timeout = None if self.heartbeat is None else round(self.heartbeat * 1000)
         while True:
             with self._lock:
                 if self._closed:
                     return b""
-                try:
-                    data: bytes = self._socket.recv(zmq.NOBLOCK)
-                except zmq.Again:
-                    pass
-                else:
-                    self._asked = None
-                    return data
-                if self._disconnected() or (
-                        self._asked is not None
+                if (self._asked is not None
                         and time.monotonic() - self._asked > self.dead_after):
                     return b""
-                self._inside += 1
+                self._polling = True
             try:
-                select.select([self._fd, self._monitor_fd, self._wake_r], [], [],
-                              self.heartbeat)
-                with contextlib.suppress(BlockingIOError):
-                    os.read(self._wake_r, 4096)
-            finally:
+                ready = dict(self._poller.poll(timeout))
+            except BaseException:
+                self._release()
+                raise
+            if not self._release():
+                return b""
+            if self._socket in ready:
                 with self._lock:
-                    self._inside -= 1
-                    if self._closed and not self._inside:
-                        self._close_pipe()
+                    data: bytes = self._socket.recv()
+                    self._asked = None
+                    return data
+            if self._monitor in ready:
+                return b""  # the connection broke
 
-    def _disconnected(self) -> bool:
-        """Whether the monitor has seen the connection break (lock held)."""
-        try:
-            self._monitor.recv_multipart(zmq.NOBLOCK)
-        except zmq.Again:
-            return False
-        return True
+    def _release(self) -> bool:
+        """End a reader's poll: forward what senders handed over meanwhile. False if
+        the wire was closed meanwhile (the sockets are closed here, then)."""
+        with self._lock:
+            self._polling = False
+            if self._closed:  # close() left the sockets to the reader
+                self._close_sockets()
+                return False
+            while self._relayed:
+                self._socket.send(self._relay_out.recv())
+                self._relayed -= 1
+            return True
 
     def close(self) -> None:
         """Close the socket (a ``bye`` first, so the server ends the session at once)."""
@@ -351,16 +356,15 @@ class ZmqWire:
             if self._closed:
                 return
             self._closed = True
-            with contextlib.suppress(zmq.ZMQError):
-                self._socket.send(b"bye\r\n", zmq.NOBLOCK)
-            self._socket.disable_monitor()
-            self._monitor.close(linger=0)
-            self._socket.close(linger=100)  # a moment for the bye to leave
-            if self._inside:
-                self._poke()  # the last reader out closes the pipe
+            if self._polling:
+                self._relay_in.send(b"")  # wakes the reader, which closes the sockets
             else:
-                self._close_pipe()
+                self._close_sockets()
 
-    def _close_pipe(self) -> None:
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+    def _close_sockets(self) -> None:
+        with contextlib.suppress(zmq.ZMQError):
+            self._socket.send(b"bye\r\n", zmq.NOBLOCK)
+        self._socket.disable_monitor()
+        for sock in (self._monitor, self._relay_in, self._relay_out):
+            sock.close(linger=0)
+        self._socket.close(linger=100)  # a moment for the bye to leave

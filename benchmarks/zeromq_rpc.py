@@ -1,0 +1,200 @@
+"""corral over ZeroMQ against raw pyzmq, and RPC calls through corral, in one run.
+
+1. round trips per second on one connection: corral's client pinging a `corral serve
+   --zmq` process, against a pyzmq REQ socket and a REP echo process (the least a
+   ZeroMQ round trip costs from Python). Target: >= 0.8x.
+2. the same round trip over corral's TCP transport, for scale.
+3. RPC calls per second through `ExecutorClient.call` to `Executor` processes, over TCP
+   and over ZeroMQ: one caller calling in turn (latency-bound), then 8 caller threads.
+
+The server, the peer and this process are pinned to CPU 0 (taskset), as in network.py,
+so that round trips repeat; ``--no-pin`` lets them (and ZeroMQ's I/O threads) spread
+over the CPUs. Bounded: fixed counts, every process stopped at the end.
+
+    python benchmarks/zeromq_rpc.py [--n N] [--rounds R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
+
+import zmq
+
+from corral.adapters.workers import ExecutorClient
+from corral.transports.remote import RemoteKernel
+
+PIN = ["taskset", "-c", "0"] if shutil.which("taskset") else []
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def running(args: list[str], ready: Callable[[], None]) -> Iterator[subprocess.Popen[bytes]]:
+    """A child process, pinned, until the block ends; ``ready`` waits for it to serve."""
+    proc = subprocess.Popen(PIN + args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        ready()
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def rate(n: int, run: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    run()
+    return n / (time.perf_counter() - start)
+
+
+def wait_for_port(port: int) -> None:
+    give_up = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > give_up:
+                raise
+            time.sleep(0.05)
+
+
+REP_ECHO = """
+import sys, zmq
+sock = zmq.Context().socket(zmq.REP)
+sock.bind(sys.argv[1])
+while True:
+    sock.send(sock.recv())
+"""
+
+EXECUTOR = """
+import sys
+from corral.adapters.workers import Executor
+Executor("rpc", lambda payload: payload, corral=sys.argv[1]).run()
+"""
+
+
+def raw_round_trips(n: int) -> float:
+    port = free_port()
+    endpoint = f"tcp://127.0.0.1:{port}"
+    with running([sys.executable, "-c", REP_ECHO, endpoint], lambda: wait_for_port(port)), \
+            zmq.Context() as ctx, ctx.socket(zmq.REQ) as req:
+        req.connect(endpoint)
+        req.send(b"ping\r\n")  # the connection is up
+        req.recv()
+
+        def run() -> None:
+            for _ in range(n):
+                req.send(b"ping\r\n")
+                req.recv()
+
+        return rate(n, run)
+
+
+def pings(kernel: RemoteKernel, n: int) -> None:
+    for _ in range(n):
+        kernel.ping()
+
+
+def corral_measures(n: int, calls: int) -> dict[str, float]:
+    tcp, zport = free_port(), free_port()
+    urls = {"tcp": f"corral://127.0.0.1:{tcp}", "zmq": f"zmq+tcp://127.0.0.1:{zport}"}
+    results: dict[str, float] = {}
+    serve = [sys.executable, "-m", "corral.adapters.cli", "serve", "--port", str(tcp),
+             "--zmq", f"tcp://127.0.0.1:{zport}"]
+    with running(serve, lambda: wait_for_port(tcp)):
+        for transport, url in urls.items():
+            kernel = RemoteKernel(url)
+            kernel.ping()
+            results[f"round trips/s ({transport})"] = rate(n, partial(pings, kernel, n))
+            kernel.close_session(1)
+        for transport, url in urls.items():
+            executors = [subprocess.Popen(PIN + [sys.executable, "-c", EXECUTOR, url])
+                         for _ in range(2)]
+            try:
+                with ExecutorClient("rpc", corral=url) as client:
+                    client.call("warm up", timeout=30)
+                    results[f"RPC calls/s, 1 caller ({transport})"] = rate(
+                        calls, lambda: [client.call(i, timeout=30) for i in range(calls)]
+                        and None)
+                results[f"RPC calls/s, 8 callers ({transport})"] = parallel_calls(url, calls)
+            finally:
+                for executor in executors:
+                    executor.terminate()
+                for executor in executors:
+                    executor.wait(30)
+    return results
+
+
+def parallel_calls(url: str, calls: int) -> float:
+    clients = [ExecutorClient("rpc", corral=url) for _ in range(8)]
+    per = calls // 8
+    go = threading.Barrier(9)
+
+    def caller(client: ExecutorClient) -> None:
+        go.wait()
+        for i in range(per):
+            assert i == client.call(i, timeout=30)
+
+    threads = [threading.Thread(target=caller, args=(c,)) for c in clients]
+    for thread in threads:
+        thread.start()
+    go.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    for client in clients:
+        client.close()
+    return per * 8 / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=5000, help="round trips per measure")
+    parser.add_argument("--calls", type=int, default=2000, help="RPC calls per measure")
+    parser.add_argument("--rounds", type=int, default=3, help="best of this many rounds")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="let the processes run on any CPU (ZeroMQ's I/O threads too)")
+    args = parser.parse_args()
+    if args.no_pin:
+        PIN.clear()
+    elif PIN:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, {0})
+    print(f"{args.n:,} round trips and {args.calls:,} calls per measure, best of "
+          f"{args.rounds}; " + ("all on CPU 0" if PIN else "not pinned"))
+    best: dict[str, float] = {}
+    for _ in range(args.rounds):  # interleaved, so that noise hits both sides alike
+        for name, value in [("raw pyzmq REQ/REP round trips/s", raw_round_trips(args.n)),
+                            *corral_measures(args.n, args.calls).items()]:
+            best[name] = max(best.get(name, 0.0), value)
+    raw = best.pop("raw pyzmq REQ/REP round trips/s")
+    print(f"{'raw pyzmq REQ/REP round trips/s':<34} {raw:>10,.0f}")
+    for name, value in best.items():
+        line = f"{name:<34} {value:>10,.0f}"
+        if name.startswith("round trips"):
+            line += f"   ratio to raw pyzmq {value / raw:.2f}x"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
