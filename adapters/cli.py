@@ -40,7 +40,13 @@ def _serve(args: argparse.Namespace) -> int:
         from corral.transports.zeromq import check_endpoint, serve_zmq
 
         check_endpoint(args.zmq, args.token)
-    server = Server(token=args.token, limits=Limits(
+    journal = None
+    if args.journal:
+        from corral.transports.journal import Journal
+
+        journal = Journal(args.journal, fsync=args.fsync, repair=args.repair)
+        log.info("journal %s (fsync %s): replaying", journal.path, args.fsync)
+    server = Server(journal=journal, token=args.token, limits=Limits(
         max_payload=args.max_payload, max_line=args.max_line,
         max_handles=args.max_handles, max_waiters=args.max_waiters,
         max_outbound=args.max_outbound))
@@ -61,7 +67,11 @@ def _serve(args: argparse.Namespace) -> int:
                     nursery.cancel_scope.cancel()
                     break
 
-    trio.run(run)
+    try:
+        trio.run(run)
+    finally:
+        if journal is not None:
+            journal.close()
     return 0
 
 
@@ -196,6 +206,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=DEFAULT_PORT,
                        help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
     serve.add_argument("--token", help="clients must send 'auth TOKEN' first")
+    serve.add_argument("--journal", metavar="DIR",
+                       help="keep every container durable in a journal in DIR, replayed "
+                            "on start")
+    serve.add_argument("--fsync", choices=["always", "everysec", "no"], default="always",
+                       help="always (default): answer only after the fsync that covers "
+                            "a command; everysec: a crash may lose the last second; no")
+    serve.add_argument("--repair", action="store_true",
+                       help="start from the good prefix of a corrupt journal")
     serve.add_argument("--zmq", metavar="ENDPOINT",
                        help="also serve ZeroMQ clients on ENDPOINT, such as "
                             "tcp://127.0.0.1:2606 (the same kernel)")

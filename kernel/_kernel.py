@@ -103,6 +103,16 @@ class Kernel:
         core.sessions[session.id] = session
         return session.id
 
+    @property
+    def now(self) -> float:
+        """The latest time any call has told the kernel (it never goes back). A call
+        that fails may still have moved it forward."""
+        return self._core.now
+
+    def sessions(self) -> list[int]:
+        """The open sessions' ids, oldest first."""
+        return list(self._core.sessions)
+
     def close_session(self, session: int, *, now: float = 0.0) -> None:
         """Close a session: its waiters are cancelled and its subscriptions dropped,
         without effects; its job leases are released or left to run out, as each job

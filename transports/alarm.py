@@ -22,6 +22,7 @@ class Alarm:
         self._fired = fired
         self._changed = trio.lowlevel.ParkingLot()
         self._at: float | None = None  # the deadline it sleeps toward
+        self.offset = 0.0  # the kernel's time minus trio's
 
     def rearm(self) -> None:
         deadline = self._kernel.next_deadline()
@@ -36,8 +37,8 @@ class Alarm:
     async def run(self) -> None:
         while self._at != -math.inf:
             deadline = self._at = self._kernel.next_deadline()
-            with trio.move_on_at(math.inf if deadline is None else deadline):
+            with trio.move_on_at(math.inf if deadline is None else deadline - self.offset):
                 await self._changed.park()
                 continue
-            self._kernel.advance(trio.current_time())
+            self._kernel.advance(trio.current_time() + self.offset)
             self._fired()

@@ -15,6 +15,7 @@ from corral.kernel import (
 )
 
 from .codec import ProtocolError
+from .journal import CorruptJournal, JournalFailed
 
 __all__ = ["ACCESS_DENIED", "INVALID_COMMAND", "code_of", "error_of"]
 
@@ -31,6 +32,8 @@ _CODES: dict[type[CorralError], str] = {
     LimitExceeded: "limit_exceeded",
     Closed: "closed",
     ProtocolError: "protocol",
+    JournalFailed: "journal_failed",
+    CorruptJournal: "corrupt_journal",
 }
 _ERRORS = {code: error for error, code in _CODES.items()}
 

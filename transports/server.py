@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import math
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +47,7 @@ from corral.kernel import (
 from .alarm import Alarm
 from .codec import Broken, Malformed, Message, Parser, encode, fields_start, present
 from .errors import ACCESS_DENIED, INVALID_COMMAND, code_of
+from .journal import Journal, JournaledKernel
 
 __all__ = ["VERSION", "Drop", "Limits", "Server", "Session"]
 
@@ -89,6 +92,11 @@ class _Wait:
     op: str
 
 
+def _write_and_sync(journal: Journal, data: bytes, offset: int) -> None:
+    journal.write_at(data, offset)
+    journal.sync()
+
+
 class Session:
     """One client: a kernel session, its handles, subscriptions, waits and outbound
     bytes. A transport subclasses it with ``flush()`` (send what is queued) and
@@ -107,6 +115,7 @@ class Session:
         self.sub_handles: dict[int, int] = {}  # kernel subscription -> handle
         self.waits: dict[int, _Wait] = {}  # kernel waiter -> who asked
         self.outbound = bytearray()
+        self.held: deque[tuple[int, bytes]] = deque()  # (journal record, output) to sync
         self.dropped: str | None = None
         server.connections[self.session] = self
 
@@ -185,7 +194,7 @@ class Session:
         server = self.server
         del server.connections[self.session]
         server.dirty.pop(self, None)
-        server.kernel.close_session(self.session, now=trio.current_time())
+        server.kernel.close_session(self.session, now=server.now())
         server.route()
         server.flush()
 
@@ -202,8 +211,14 @@ class Server:
     """One kernel and the clients sharing it, over any number of transports."""
 
     def __init__(self, *, token: str | None = None, limits: Limits | None = None,
-                 kernel: Kernel | None = None) -> None:
+                 kernel: Kernel | None = None, journal: Journal | None = None) -> None:
+        """``journal``: keep every container durable in it (replayed here)."""
+        if journal is not None:
+            if kernel is not None:
+                raise InvalidArgument("a journaled server makes its own kernel")
+            kernel = JournaledKernel(journal)
         self.kernel = kernel or Kernel()
+        self.journal = journal
         self.token = token
         self.limits = limits or Limits()
         self.connections: dict[int, Session] = {}  # by session
@@ -212,12 +227,31 @@ class Server:
         self.started: float | None = None  # when the first transport started serving
         self.commands = 0
         self.dirty: dict[Session, None] = {}  # connections with output to flush
+        self.holding: dict[Session, None] = {}  # sessions with output awaiting an fsync
+        self._commit_wanted = trio.Event()
+        self.offset = 0.0  # kernel time minus trio time
+
+    def now(self) -> float:
+        """The kernel's time: trio's clock, or with a journal the wall clock, so that
+        deadlines survive a restart."""
+        return trio.current_time() + self.offset
 
     def start(self, nursery: trio.Nursery) -> None:
         """Run the kernel's timers in ``nursery``: once, however many transports serve
         this server (each calls this as it starts)."""
         if self.started is None:
             self.started = trio.current_time()
+            if self.journal is not None:
+                self.offset = self.alarm.offset = time.time() - trio.current_time()
+                # The connections of the last run are gone: close their sessions (as
+                # their queues' release_on_close says), as if they had disconnected.
+                for session in self.kernel.sessions():
+                    self.kernel.close_session(session, now=self.now())
+                self.route()
+                if self.journal.fsync == "always":
+                    nursery.start_soon(self._commit)
+                elif self.journal.fsync == "everysec":
+                    nursery.start_soon(self._sync_every_second)
             nursery.start_soon(self.alarm.run)
 
     # -- the kernel's effects and timers ----------------------------------------------
@@ -237,12 +271,57 @@ class Server:
         self.flush()
 
     def flush(self) -> None:
-        """Send what the last input queued for every connection it touched."""
+        """Send what the last input queued for every connection it touched: at once,
+        or with ``fsync=always`` once the journal records it depends on are synced."""
         dirty, self.dirty = self.dirty, {}
+        journal = self.journal
+        if journal is not None:
+            if journal.fsync != "always":
+                journal.write()
+            elif journal.appended > journal.synced or self.holding:
+                upto = journal.appended
+                for conn in dirty:
+                    if conn.outbound and (upto > journal.synced or conn in self.holding):
+                        conn.held.append((upto, bytes(conn.outbound)))
+                        conn.outbound.clear()
+                        self.holding[conn] = None
+                self._commit_wanted.set()
         for conn in dirty:
             conn.flush()
 
-    # -- connections ------------------------------------------------------------------
+    async def _commit(self) -> None:
+        """Group commit: write and fsync whatever records have piled up (in a thread,
+        while commands go on), then release the output that waited for them."""
+        journal = self.journal
+        assert journal is not None
+        while True:
+            await self._commit_wanted.wait()
+            self._commit_wanted = trio.Event()
+            if journal.appended > journal.synced:
+                data, offset, upto = journal.take()
+                try:
+                    await trio.to_thread.run_sync(_write_and_sync, journal, data, offset)
+                except OSError as error:
+                    log.critical("the journal %s failed: %s: stopping, so that nothing "
+                                 "unsynced is acknowledged", journal.path, error)
+                    raise
+                journal.written = journal.synced = upto
+            for conn in list(self.holding):
+                while conn.held and conn.held[0][0] <= journal.synced:
+                    conn.outbound += conn.held.popleft()[1]
+                if not conn.held:
+                    del self.holding[conn]
+                conn.flush()
+
+    async def _sync_every_second(self) -> None:
+        journal = self.journal
+        assert journal is not None
+        while True:
+            await trio.sleep(1.0)
+            if journal.written > journal.synced:
+                upto = journal.written
+                await trio.to_thread.run_sync(journal.sync)
+                journal.synced = upto
 
     # -- commands ---------------------------------------------------------------------
 
@@ -375,10 +454,13 @@ def _create(server: Server, conn: Session, words: tuple[str, ...], fields: dict[
     name = words[1]
     if name.startswith("__"):
         raise InvalidArgument(f"create: names starting with __ are reserved ({name!r})")
-    if words[2] in ("persistent_list", "persistent_map"):
-        raise InvalidArgument(f"create: {words[2]} needs a journal, which this server "
-                              "does not have")
-    kind = server.kernel.create(name, words[2], **_options(words, 3, _KIND_OPTIONS))
+    kind_name = words[2]
+    if kind_name in ("persistent_list", "persistent_map"):  # Tio's durable kinds
+        if server.journal is None:
+            raise InvalidArgument(f"create: {kind_name} needs a journal (corral serve "
+                                  "--journal DIR), which this server does not have")
+        kind_name = kind_name.replace("persistent", "volatile")
+    kind = server.kernel.create(name, kind_name, **_options(words, 3, _KIND_OPTIONS))
     _new_handle(server, conn, name, kind)
 
 
@@ -552,7 +634,7 @@ def _wnp(op: str) -> Command:
         args = (conn.session, name) + ((_required(fields, "key", op=event)[0],)
                                       if op == "wait_pop_key" else ())
         result = getattr(server.kernel, op)(*args, timeout=timeout,
-                                            now=trio.current_time())
+                                            now=server.now())
 
         def immediate(pair: Any) -> None:
             value, metadata = pair
@@ -585,7 +667,7 @@ def _simple(op: str, fields_in: tuple[str, ...] = (), optional: tuple[str, ...] 
         args += [fields.get(f) for f in optional]
         kwargs = _options(words, 2, options or {})
         if now:
-            kwargs["now"] = trio.current_time()
+            kwargs["now"] = server.now()
         result = getattr(server.kernel, op)(name, *args, **kwargs)
         server.route()
         if answer is None:
@@ -626,7 +708,7 @@ def _leased(op: str, options: dict[str, Callable[[str], Any]], value: str | None
         kwargs = _options(tuple(w for w in words if not w.startswith("attempt=")), 2,
                           options)
         if op != "stall":
-            kwargs["now"] = trio.current_time()
+            kwargs["now"] = server.now()
         args = (fields.get("value"),) if value == "positional" else ()
         if value == "reason":
             kwargs["reason"] = fields.get("value")
@@ -642,14 +724,14 @@ def _put(server: Server, conn: Session, words: tuple[str, ...], fields: dict[str
     (item,) = _required(fields, "value", op="put")
     if server.kernel.open(name) is Kind.JOBS:
         options = _options(words, 2, {"priority": int, "delay": _number})
-        id = server.kernel.put(name, item, id=fields.get("key"), now=trio.current_time(),
+        id = server.kernel.put(name, item, id=fields.get("key"), now=server.now(),
                                **options)
         server.route()
         conn.answer("data", fields={"key": id})
         return
     options = _options(words, 2, {"priority": int, **_WAIT_OPTIONS})
     tag = options.pop("tag", None)
-    result = server.kernel.queue_put(conn.session, name, item, now=trio.current_time(),
+    result = server.kernel.queue_put(conn.session, name, item, now=server.now(),
                                      **options)
 
     def immediate(_: Any) -> None:
@@ -669,7 +751,7 @@ def _waiting(op: str, options: dict[str, Callable[[str], Any]], key: bool = Fals
         kwargs = _options(words, 2, options)
         tag = kwargs.pop("tag", None)
         args = (conn.session, name) + ((_required(fields, "key", op=op)[0],) if key else ())
-        result = getattr(server.kernel, op)(*args, now=trio.current_time(), **kwargs)
+        result = getattr(server.kernel, op)(*args, now=server.now(), **kwargs)
 
         def immediate(got: Any) -> None:
             server.route()

@@ -1,0 +1,401 @@
+"""The journal: replay rebuilds the exact state, damaged files are cut or refused, a
+full disk refuses commands, and a server killed at random loses nothing it answered."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import given, settings
+
+from corral.adapters.client import connect
+from corral.kernel import Closed, CorralError, Job, JobState, Kernel, Kind
+from corral.transports.background import background_server
+from corral.transports.codec import ProtocolError
+from corral.transports.journal import (
+    FRAME,
+    HEADROOM,
+    CorruptJournal,
+    Journal,
+    JournaledKernel,
+    JournalFailed,
+    decode_call,
+    encode_call,
+)
+
+# -- records and replay -----------------------------------------------------------------------
+
+
+def test_values_round_trip() -> None:
+    values = ["text", b"\x00raw", 10**40, 2.5, float("inf"), None, True,
+              {"b": "not bytes"}, ["a", {"j": 1}], Job("7", b"item", 3)]
+    name, args, kwargs = decode_call(encode_call("push_back", tuple(values),
+                                                 {"kind": Kind.JOBS, "now": 1.25}))
+    assert ("push_back", values, {"kind": "job", "now": 1.25}) == (name, args, kwargs)
+
+
+def test_unjournalable_values_are_refused_before_anything_changes(tmp_path: Path) -> None:
+    with Journal(tmp_path) as journal:
+        kernel = JournaledKernel(journal)
+        kernel.create("l", "volatile_list")
+        with pytest.raises(CorralError, match="journal"):
+            kernel.push_back("l", object())
+        with pytest.raises(CorralError, match="journal"):
+            kernel.push_back("l", [b"bytes in JSON"])
+        assert 0 == kernel.count("l")
+
+
+def dump(kernel: Kernel) -> Any:
+    """Everything observable about a kernel's state."""
+    state: dict[str, Any] = {}
+    for name, kind in kernel.containers().items():
+        entry: dict[str, Any] = {"kind": kind, "stats": kernel.statistics(name),
+                                 "properties": None}
+        if kind in (Kind.LIST, Kind.MAP):
+            entry["records"] = kernel.query(name)
+        if kind is Kind.JOBS:
+            entry["jobs"] = {id: kernel.state(name, id) for id in kernel.ids(name)}
+        state[name] = entry
+    return state, kernel.sessions(), kernel.next_deadline()
+
+
+SESSIONS = st.integers(1, 3)
+TIME = st.floats(0, 50, allow_nan=False)
+ITEMS = st.one_of(st.integers(), st.text(max_size=3), st.binary(max_size=3),
+                  st.lists(st.integers(), max_size=2))
+JOB_TOKENS = st.builds(Job, st.integers(1, 6).map(str), st.none(), st.integers(1, 3))
+COMMANDS = st.one_of(
+    st.tuples(st.just("push_back"), st.tuples(st.just("l"), ITEMS), st.just({})),
+    st.tuples(st.just("pop_front"), st.tuples(st.just("l")), st.just({})),
+    st.tuples(st.just("set"), st.tuples(st.just("m"), st.sampled_from("ab"), ITEMS),
+              st.just({})),
+    st.tuples(st.just("wait_pop_next"), st.tuples(SESSIONS, st.just("l")),
+              st.fixed_dictionaries({"timeout": st.none() | st.floats(0, 5), "now": TIME})),
+    st.tuples(st.just("put"), st.tuples(st.just("j"), ITEMS),
+              st.fixed_dictionaries({"delay": st.sampled_from([0.0, 3.0]), "now": TIME})),
+    st.tuples(st.just("claim"), st.tuples(SESSIONS, st.just("j")),
+              st.fixed_dictionaries({"timeout": st.none() | st.just(0.0), "now": TIME})),
+    st.tuples(st.just("finish"), st.tuples(st.just("j"), JOB_TOKENS, ITEMS),
+              st.fixed_dictionaries({"now": TIME})),
+    st.tuples(st.just("cancel"), st.tuples(st.just("j"), JOB_TOKENS),
+              st.fixed_dictionaries({"now": TIME})),
+    st.tuples(st.just("subscribe"), st.tuples(SESSIONS, st.just("m")), st.just({})),
+    st.tuples(st.just("close_session"), st.tuples(SESSIONS), st.just({})),
+    st.tuples(st.just("open_session"), st.just(()), st.just({})),
+    st.tuples(st.just("advance"), st.tuples(TIME), st.just({})),
+)
+
+
+def run(kernel: Kernel, log: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> None:
+    for _ in range(3):
+        kernel.open_session()
+    kernel.create("l", "volatile_list")
+    kernel.create("m", "volatile_map")
+    kernel.create("j", "job", lease=5.0, max_attempts=2, result_ttl=10.0)
+    for op, args, kwargs in log:
+        with contextlib.suppress(CorralError):
+            getattr(kernel, op)(*args, **kwargs)
+        kernel.take_effects()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(COMMANDS, max_size=40))
+def test_replay_rebuilds_the_exact_state(log: list[Any]) -> None:
+    """A kernel replayed from the journal equals the one that wrote it: containers,
+    job states, leases, deadlines and sessions."""
+    with tempfile.TemporaryDirectory() as directory:
+        journal = Journal(directory)
+        written = JournaledKernel(journal)
+        run(written, log)
+        journal.close()
+        plain = Kernel()
+        run(plain, log)
+        assert dump(plain) == dump(written)
+        replayed = JournaledKernel(Journal(directory))
+        replayed._check()
+        assert dump(written) == dump(replayed)
+        replayed.journal.close()
+
+
+def test_deadlines_survive_a_restart(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    kernel = JournaledKernel(journal)
+    kernel.create("j", "job", lease=10.0)
+    session = kernel.open_session()
+    kernel.put("j", "later", delay=5.0, now=100.0)
+    claimed = kernel.put("j", "now", now=100.0)
+    assert claimed == kernel.claim(session, "j", now=101.0).id
+    journal.close()
+    kernel = JournaledKernel(Journal(tmp_path))
+    assert 105.0 == kernel.next_deadline()
+    kernel.advance(105.0)
+    assert JobState.READY == kernel.state("j", "1")
+    kernel.advance(111.0)  # the lease of the claim made before the restart runs out
+    assert JobState.READY == kernel.state("j", claimed)
+    kernel.journal.close()
+
+
+# -- damage -------------------------------------------------------------------------------------
+
+
+def journal_with(tmp_path: Path, n: int) -> Path:
+    journal = Journal(tmp_path)
+    kernel = JournaledKernel(journal)
+    kernel.create("l", "volatile_list")
+    for i in range(n):
+        kernel.push_back("l", i)
+    journal.close()
+    return tmp_path / "journal.log"
+
+
+def end_of_records(path: Path) -> int:
+    data, offset = path.read_bytes(), 0
+    while offset + FRAME.size <= len(data):
+        size, crc = FRAME.unpack_from(data, offset)
+        if size == 0 and crc == 0:
+            break
+        offset += FRAME.size + size
+    return offset
+
+
+def test_a_torn_tail_is_cut_off_with_a_warning(tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    path = journal_with(tmp_path, 10)
+    end = end_of_records(path)
+    with open(path, "r+b") as f:  # a write cut short by a crash: half a record
+        f.truncate(end)
+        f.seek(end)
+        f.write(FRAME.pack(40, 12345) + b"[\"push_back\",[\"l\"")
+    kernel = JournaledKernel(Journal(tmp_path))
+    assert list(range(10)) == [r.value for r in kernel.query("l")]
+    assert "torn record at offset" in caplog.text
+    assert end == path.stat().st_size
+    kernel.push_back("l", 10)  # and it goes on from there
+    kernel.journal.close()
+    with Journal(tmp_path) as journal:
+        assert 11 == JournaledKernel(journal).count("l")
+
+
+def test_a_flipped_bit_inside_stops_the_start(tmp_path: Path) -> None:
+    path = journal_with(tmp_path, 10)
+    data = bytearray(path.read_bytes())
+    data[60] ^= 0x04  # inside an early record
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptJournal, match=r"journal\.log: corrupt record at offset \d+"):
+        Journal(tmp_path)
+    kernel = JournaledKernel(Journal(tmp_path, repair=True))  # keep the good prefix
+    assert kernel.count("l") < 10
+    assert [r.value for r in kernel.query("l")] == list(range(kernel.count("l")))
+    kernel.journal.close()
+    Journal(tmp_path).close()  # repaired: it opens cleanly now
+
+
+def test_one_process_per_journal(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    with pytest.raises(JournalFailed, match="in use"):
+        Journal(tmp_path)
+    journal.close()
+    Journal(tmp_path).close()
+
+
+def test_a_full_disk_refuses_the_command_and_keeps_what_was_acknowledged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC while reserving room: the command fails with a clear error and changes
+    nothing; everything before it survives."""
+    journal = Journal(tmp_path)
+    kernel = JournaledKernel(journal)
+    kernel.create("l", "volatile_list")
+    kernel.push_back("l", "kept")
+    session = kernel.open_session()
+    journal.commit()
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    journal.reserved = journal.end + HEADROOM  # only the room kept back is left
+    with pytest.raises(JournalFailed, match="No space left on device"):
+        kernel.push_back("l", "x" * 100)
+    assert ["kept"] == [r.value for r in kernel.query("l")]
+    kernel.close_session(session)  # a disconnect still goes through, on the room kept back
+    monkeypatch.undo()
+    kernel.push_back("l", "after")  # room again
+    journal.close()
+    with Journal(tmp_path) as journal:
+        replayed = JournaledKernel(journal)
+        assert ["kept", "after"] == [r.value for r in replayed.query("l")]
+        assert [] == replayed.sessions()
+
+
+def test_a_full_disk_over_the_wire(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with Journal(tmp_path) as journal, background_server(zmq=False, journal=journal) as urls, \
+            connect(urls.tcp) as client:
+        lst = client.list("l")
+        lst.push_back("kept")
+        monkeypatch.setattr(os, "posix_fallocate", lambda *a: (_ for _ in ()).throw(
+            OSError(errno.ENOSPC, "No space left on device")))
+        journal.reserved = journal.end + len(journal._buffer) + HEADROOM
+        with pytest.raises(JournalFailed, match="No space left"):
+            lst.push_back("refused")
+        assert ["kept"] == [r.value for r in lst.query()]
+    # the disconnect went through on the room kept back; the journal replays
+    with Journal(tmp_path) as journal:
+        assert ["kept"] == [r.value for r in JournaledKernel(journal).query("l")]
+
+
+# -- the server ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fsync", ["always", "everysec", "no"])
+def test_a_restarted_server_has_its_containers(tmp_path: Path, fsync: str) -> None:
+    """Every policy keeps everything across a clean restart; the old connections'
+    sessions are closed (their waits gone, claims released as each queue says)."""
+    with Journal(tmp_path, fsync=fsync) as journal, \
+            background_server(zmq=False, journal=journal) as urls, connect(urls.tcp) as client:
+        client.list("l").push_back(b"bytes")
+        client.map("m").set("k", {"json": [1, 2]})
+        kept = client.jobs("kept", lease=60, release_on_close=False)
+        kept.put("a")
+        held = kept.claim(timeout=1)
+        released = client.jobs("released", lease=60)
+        released.put("b")
+        released.claim(timeout=1)
+        waiter = threading.Thread(target=lambda: pytest.raises(
+            Closed, client.list("empty").wait_pop_next))
+        waiter.start()
+        while client.list("empty").statistics().waiters < 1:
+            time.sleep(0.01)
+    waiter.join(10)
+    with Journal(tmp_path, fsync=fsync) as journal, \
+            background_server(zmq=False, journal=journal) as urls, connect(urls.tcp) as client:
+        assert [b"bytes"] == [r.value for r in client.list("l").query()]
+        assert {"json": [1, 2]} == client.map("m").get("k")
+        assert 0 == client.list("empty").statistics().waiters
+        assert JobState.READY == client.jobs("released").state("1")
+        kept = client.jobs("kept")
+        assert JobState.CLAIMED == kept.state(held.id)  # its lease runs on
+        kept.finish(held, "finished after a restart")  # the old claim token still works
+        assert "finished after a restart" == kept.result(held.id, timeout=1)
+
+
+def test_persistent_kinds_need_a_journal(tmp_path: Path) -> None:
+    with background_server(zmq=False) as urls, connect(urls.tcp) as client, \
+            pytest.raises(CorralError, match="needs a journal"):
+        client._kernel._call(("create", "p", "persistent_list"))
+    with Journal(tmp_path) as journal, background_server(zmq=False, journal=journal) as urls, \
+            connect(urls.tcp) as client:
+        client._kernel._call(("create", "p", "persistent_list"))
+        assert Kind.LIST == client._kernel.open("p")
+
+
+# -- the crash harness --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def journal_dir(tmp_path: Path) -> Path:
+    return tmp_path / "journal"
+
+
+Served = tuple[subprocess.Popen[str], threading.Thread]
+
+
+def serve(directory: Path, served: list[Served]) -> str:
+    """`corral serve --journal DIR` as a child process; returns its URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "corral.adapters.cli", "serve", "--port",
+                             "0", "--journal", str(directory)],
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        if match:
+            drain = threading.Thread(target=proc.stderr.read, daemon=True)
+            drain.start()
+            served.append((proc, drain))
+            return f"corral://127.0.0.1:{match.group(1)}"
+    proc.stderr.close()
+    raise AssertionError(f"the server did not start: exit {proc.wait()}")
+
+
+@pytest.fixture
+def served() -> Iterator[list[Served]]:
+    """Server processes started by a test, killed and reaped after it."""
+    procs: list[Served] = []
+    yield procs
+    for proc, drain in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        drain.join(10)
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
+def client_load(url: str, me: str, acked: dict[str, list[Any]], stop: threading.Event
+                ) -> None:
+    """Push, put, claim and finish until the server dies; note what was answered."""
+    try:
+        with connect(url) as client:
+            items, jobs = client.list("items"), client.jobs("work", lease=30)
+            n = 0
+            while not stop.is_set() and n < 100_000:
+                n += 1
+                items.push_back(f"{me}-{n}")
+                acked["pushed"].append(f"{me}-{n}")
+                id = jobs.put(f"{me}-{n}")
+                acked["put"].append(id)
+                job = jobs.claim(timeout=0)
+                job.finish(f"done {job.item}", result_ttl=3600)
+                acked["finished"].append(job.id)
+    except (Closed, ProtocolError, OSError, CorralError):
+        pass
+
+
+def test_sigkill_at_random_moments_loses_nothing_acknowledged(
+        journal_dir: Path, served: list[Served]) -> None:
+    """fsync=always: kill -9 the server while three clients push, put, claim and
+    finish; after each restart every answered command's effect is there, and the
+    replayed kernel's invariants hold (no half-applied command)."""
+    rng = random.Random(6)
+    acked: dict[str, list[Any]] = {"pushed": [], "put": [], "finished": []}
+    for _round in range(4):
+        url = serve(journal_dir, served)
+        proc = served[-1][0]
+        stop = threading.Event()
+        clients = [threading.Thread(target=client_load,
+                                    args=(url, f"{_round}.{i}", acked, stop))
+                   for i in range(3)]
+        for thread in clients:
+            thread.start()
+        time.sleep(rng.uniform(0.2, 0.8))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        stop.set()
+        for thread in clients:
+            thread.join(30)
+        # Check from the journal itself, replayed here.
+        kernel = JournaledKernel(Journal(journal_dir))
+        kernel._check()
+        pushed = [r.value for r in kernel.query("items")]
+        assert set(acked["pushed"]) <= set(pushed)
+        assert len(pushed) == len(set(pushed))  # nothing applied twice
+        for id in acked["put"]:
+            assert kernel.state("work", id) in (JobState.READY, JobState.CLAIMED,
+                                                JobState.FINISHED)
+        for id in acked["finished"]:
+            assert JobState.FINISHED == kernel.state("work", id)
+        kernel.journal.close()
+    assert len(acked["finished"]) > 100, {k: len(v) for k, v in acked.items()}

@@ -1,0 +1,333 @@
+"""Durability: a checksummed journal of the kernel's state-changing calls, replayed on
+start.
+
+The kernel is deterministic, so its state is a function of the calls made to it: the
+journal records each state-changing call that succeeded (its name and arguments, ``now``
+included) and a restart replays them into a fresh kernel, which ends in the exact state
+the old one had, leases and deadlines included. Durability is per server (``corral
+serve --journal DIR``, or an embedded corral given a ``Journal``): every container is
+durable, and Tio's ``persistent_list`` and ``persistent_map`` name the plain kinds.
+
+The file, ``DIR/journal.log``, is a sequence of records, each a little-endian u32
+length, a u32 CRC-32 of the payload, and the payload: JSON ``[name, args, kwargs]``,
+where bytes, JSON structures and job tokens are wrapped so that nothing is ambiguous.
+Space is reserved ahead with ``posix_fallocate`` before a call is applied, so a full
+disk refuses the call (``JournalFailed``) instead of leaving memory ahead of the disk;
+some room is kept back so that disconnects and timers, which no one can refuse, still
+go through.
+The unused reserved tail is zeros; the log ends at the first zero length.
+
+Reading it back, a record that fails its checksum with nothing but zeros after it (or
+the end of the file inside it) is a torn write: it is cut off with a warning. A bad
+record anywhere else is corruption: opening fails with the file and offset, unless
+``repair`` keeps the good prefix.
+
+fsync policies: ``always`` (the default: a command is answered only after the fsync
+that covers it; the server syncs many commands at once, so-called group commit),
+``everysec`` (written at once, synced every second: a crash may lose the last second)
+and ``no`` (written at once, synced when the OS likes).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import struct
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from corral.kernel import CorralError, InvalidArgument, Job, Kernel, Kind
+
+__all__ = ["FSYNC_POLICIES", "HEADROOM", "CorruptJournal", "Journal", "JournalFailed",
+           "JournaledKernel"]
+
+log = logging.getLogger("corral.journal")
+
+FSYNC_POLICIES = ("always", "everysec", "no")
+FRAME = struct.Struct("<II")  # payload length, CRC-32 of the payload
+_CHUNK = 4 << 20  # bytes reserved at a time
+HEADROOM = 256 << 10  # kept back for the calls a server makes on its own
+# Calls no client asked for, which must not fail: a disconnect, the timers.
+ESSENTIAL = frozenset({"close_session", "advance"})
+
+# The kernel's methods that change its state (everything else only reads).
+MUTATING = (
+    "open_session", "close_session", "create", "delete_container", "set_property", "set",
+    "insert", "delete", "clear", "push_back", "push_front", "pop_front", "pop_back",
+    "wait_pop_next", "wait_pop_key", "publish", "retract", "append", "prepend",
+    "insert_before", "insert_after", "edit", "move_before", "move_after", "move_first",
+    "move_last", "queue_put", "queue_get", "put", "claim", "finish", "cancel", "stall",
+    "retry", "touch", "result", "cancel_wait", "subscribe", "unsubscribe", "advance",
+)
+
+
+class JournalFailed(CorralError):
+    """The journal could not take a command (the disk is full, say): the command was
+    not applied."""
+
+
+class CorruptJournal(CorralError):
+    """The journal is damaged somewhere other than its tail."""
+
+
+# -- records ----------------------------------------------------------------------------------
+
+
+def _wrap(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return {"b": base64.b64encode(value).decode()}
+    if isinstance(value, Kind):
+        return value.value
+    if isinstance(value, Job):
+        return {"job": [_wrap(value.id), _wrap(value.item), value.attempt]}
+    if isinstance(value, (list, tuple, dict)):
+        return {"j": value}
+    raise InvalidArgument(f"a journaled server keeps only str, bytes, int, float and JSON "
+                          f"values, not {type(value).__name__}")
+
+
+def _unwrap(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    if "b" in value:
+        return base64.b64decode(value["b"])
+    if "job" in value:
+        id, item, attempt = value["job"]
+        return Job(_unwrap(id), _unwrap(item), attempt)
+    return value["j"]
+
+
+def encode_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    """A call's record payload. Raises InvalidArgument for values JSON cannot hold."""
+    try:
+        return json.dumps([name, [_wrap(a) for a in args],
+                           {k: _wrap(v) for k, v in kwargs.items()}],
+                          separators=(",", ":")).encode()
+    except (TypeError, ValueError) as error:
+        raise InvalidArgument(f"{name}: not journalable: {error}") from None
+
+
+def decode_call(payload: bytes) -> tuple[str, list[Any], dict[str, Any]]:
+    name, args, kwargs, *_ = json.loads(payload)
+    return name, [_unwrap(a) for a in args], {k: _unwrap(v) for k, v in kwargs.items()}
+
+
+def failed(payload: bytes) -> bytes:
+    """The record of a call that raised but moved the kernel's clock: replayed, it
+    must raise again."""
+    return payload[:-1] + b",1]"
+
+
+def is_failed(payload: bytes) -> bool:
+    return payload.endswith(b",1]") and len(json.loads(payload)) == 4
+
+
+def frame(payload: bytes) -> bytes:
+    return FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+# -- the file ---------------------------------------------------------------------------------
+
+
+class Journal:
+    """The journal in ``directory``: read (and checked) when opened, appended after.
+
+    One process at a time: a second one opening the same directory fails. Appending is
+    buffered; ``write()`` puts the buffer in the file and ``sync()`` makes it durable.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], *, fsync: str = "always",
+                 repair: bool = False) -> None:
+        if fsync not in FSYNC_POLICIES:
+            raise InvalidArgument(f"fsync policy must be one of {', '.join(FSYNC_POLICIES)}, "
+                                  f"not {fsync!r}")
+        self.fsync = fsync
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / "journal.log"
+        self._lock = open(self.directory / "lock", "a")  # noqa: SIM115 (held until close)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise JournalFailed(f"{self.directory} is in use by another process") from None
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.records, self.end = self._read(repair)
+        except BaseException:
+            os.close(self._fd)
+            self._lock.close()
+            raise
+        self.reserved = max(os.fstat(self._fd).st_size, self.end)  # bytes allocated
+        self._buffer = bytearray()
+        self.appended = len(self.records)  # records appended, replayed ones included
+        self.written = self.synced = self.appended  # ...in the file, ...made durable
+        self.last_sync = time.monotonic()
+
+    def _read(self, repair: bool) -> tuple[list[bytes], int]:
+        """Every good record, and the offset after the last; cuts a torn tail."""
+        data = self.path.read_bytes()
+        records: list[bytes] = []
+        offset = 0
+        while offset + FRAME.size <= len(data):
+            size, crc = FRAME.unpack_from(data, offset)
+            if size == 0 and crc == 0:
+                break  # the reserved, never written tail
+            payload = data[offset + FRAME.size:offset + FRAME.size + size]
+            if len(payload) == size and zlib.crc32(payload) == crc:
+                records.append(bytes(payload))
+                offset += FRAME.size + size
+                continue
+            rest = data[offset + FRAME.size + size:]
+            if len(payload) < size or not rest.strip(b"\0"):
+                log.warning("%s: a torn record at offset %d (the last write before a "
+                            "crash) is cut off", self.path, offset)
+            elif repair:
+                log.warning("%s: corrupt record at offset %d: keeping the %d records "
+                            "before it, dropping %d bytes", self.path, offset,
+                            len(records), len(data) - offset)
+            else:
+                raise CorruptJournal(f"{self.path}: corrupt record at offset {offset} "
+                                     f"(after {len(records)} good ones); start with "
+                                     "--repair to keep the good ones and drop the rest")
+            break
+        if offset < len(data) and data[offset:].strip(b"\0"):
+            os.ftruncate(self._fd, offset)
+            os.fsync(self._fd)
+        return records, offset
+
+    def reserve(self, size: int, *, essential: bool = False) -> None:
+        """Make room for ``size`` more bytes, or raise JournalFailed. Room is kept
+        back (HEADROOM) for ``essential`` calls, so that when the disk fills up clients'
+        commands are refused while disconnects and timers still go through."""
+        used = self.end + len(self._buffer) + size
+        needed = used if essential else used + HEADROOM
+        if needed <= self.reserved:
+            return
+        grow = max(_CHUNK, needed - self.reserved)
+        try:
+            os.posix_fallocate(self._fd, self.reserved, grow)
+        except OSError as error:
+            if essential and used <= self.reserved:
+                return
+            raise JournalFailed(f"cannot grow the journal {self.path}: "
+                                f"{error.strerror or error}") from None
+        self.reserved += grow
+
+    def append(self, payload: bytes) -> None:
+        """Buffer one record (room for it was reserved)."""
+        self._buffer += frame(payload)
+        self.appended += 1
+
+    def take(self) -> tuple[bytes, int, int]:
+        """The buffered records to write: (bytes, offset, records up to which they go)."""
+        data, self._buffer = bytes(self._buffer), bytearray()
+        offset = self.end
+        self.end += len(data)
+        return data, offset, self.appended
+
+    def write_at(self, data: bytes, offset: int) -> None:
+        """Write taken records (any thread). An OSError here is fatal to the server."""
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self._fd, view, offset)
+            view, offset = view[written:], offset + written
+
+    def write(self) -> None:
+        """Write what is buffered (in the calling thread)."""
+        data, offset, upto = self.take()
+        if data:
+            self.write_at(data, offset)
+        self.written = upto
+
+    def sync(self) -> None:
+        os.fsync(self._fd)
+        self.last_sync = time.monotonic()
+
+    def commit(self) -> None:
+        """Write what is buffered and sync as the policy says: for callers that apply
+        one command at a time (the embedded facades)."""
+        if self._buffer:
+            self.write()
+            if self.fsync == "always" or (self.fsync == "everysec"
+                                          and time.monotonic() - self.last_sync >= 1.0):
+                self.sync()
+                self.synced = self.written
+
+    def close(self) -> None:
+        """Write and sync what is buffered, and let the directory go. Idempotent."""
+        if self._lock.closed:
+            return
+        with contextlib.suppress(OSError):
+            self.write()
+            self.sync()
+        os.close(self._fd)
+        self._lock.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- the kernel that keeps one ----------------------------------------------------------------
+
+
+class JournaledKernel(Kernel):
+    """A Kernel that records its state-changing calls in ``journal``, after replaying
+    the calls already there. A call that raises records nothing (it changed nothing);
+    a call whose values cannot be journaled, or for which the disk has no room, raises
+    before it is applied."""
+
+    def __init__(self, journal: Journal) -> None:
+        super().__init__()
+        self.journal = journal
+        for index, payload in enumerate(journal.records):
+            name, args, kwargs = decode_call(payload)
+            try:
+                getattr(Kernel, name)(self, *args, **kwargs)
+            except CorralError as error:
+                if not is_failed(payload):
+                    raise CorruptJournal(f"{journal.path}: record {index} ({name}) does "
+                                         f"not replay: {error}") from None
+            else:
+                if is_failed(payload):
+                    raise CorruptJournal(f"{journal.path}: record {index} ({name}) "
+                                         "succeeds where it failed")
+            self.take_effects()
+        journal.records = []  # replayed: free the memory
+
+
+def _journaled(name: str) -> Callable[..., Any]:
+    original = getattr(Kernel, name)
+
+    def method(self: JournaledKernel, *args: Any, **kwargs: Any) -> Any:
+        payload = encode_call(name, args, kwargs)
+        self.journal.reserve(FRAME.size + len(payload) + 2, essential=name in ESSENTIAL)
+        before = self.now
+        try:
+            result = original(self, *args, **kwargs)
+        except CorralError:
+            if self.now != before:  # it changed nothing but the clock: replay that too
+                self.journal.append(failed(payload))
+            raise
+        self.journal.append(payload)
+        return result
+
+    method.__name__ = name
+    method.__doc__ = original.__doc__
+    return method
+
+
+for _name in MUTATING:
+    setattr(JournaledKernel, _name, _journaled(_name))
