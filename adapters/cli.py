@@ -44,7 +44,8 @@ def _serve(args: argparse.Namespace) -> int:
     if args.journal:
         from corral.transports.journal import Journal
 
-        journal = Journal(args.journal, fsync=args.fsync, repair=args.repair)
+        journal = Journal(args.journal, fsync=args.fsync, repair=args.repair,
+                          snapshot_size=args.snapshot_size)
         log.info("journal %s (fsync %s): replaying", journal.path, args.fsync)
     server = Server(journal=journal, token=args.token, limits=Limits(
         max_payload=args.max_payload, max_line=args.max_line,
@@ -212,6 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--fsync", choices=["always", "everysec", "no"], default="always",
                        help="always (default): answer only after the fsync that covers "
                             "a command; everysec: a crash may lose the last second; no")
+    serve.add_argument("--snapshot-size", type=int, default=64 << 20, metavar="BYTES",
+                       help="snapshot the state when the journal has grown past this and "
+                            "twice the last snapshot (default 64 MiB)")
     serve.add_argument("--repair", action="store_true",
                        help="start from the good prefix of a corrupt journal")
     serve.add_argument("--zmq", metavar="ENDPOINT",

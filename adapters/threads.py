@@ -8,6 +8,7 @@ deadline. Nothing polls.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -29,6 +30,7 @@ from corral.kernel import (
     Record,
     Waiting,
 )
+from corral.transports.journal import Journal, JournaledKernel
 from corral.transports.remote import RemoteKernel
 
 from ._facade import EffectRouter, wait_value
@@ -464,15 +466,27 @@ class Corral(EffectRouter[_Parked, Subscription]):
     ``list(name)`` and ``map(name)`` create the container if needed and return a handle.
     """
 
-    def __init__(self, *, kernel: Any = None) -> None:
+    def __init__(self, *, kernel: Any = None,
+                 journal: str | os.PathLike[str] | None = None, fsync: str = "always"
+                 ) -> None:
         """An embedded corral; ``corral.adapters.client.connect`` passes a remote
-        kernel instead."""
+        kernel instead. With ``journal`` (a directory) every container is durable:
+        each command is in the journal (synced as ``fsync`` says) before it returns,
+        and a corral opened on the same directory later starts where this one ended."""
+        self._journal: Journal | None = None
+        self._clock: Callable[[], float] = time.monotonic
+        if journal is not None:
+            self._journal = Journal(journal, fsync=fsync)
+            kernel = JournaledKernel(self._journal, autocommit=True)
+            self._clock = time.time  # deadlines outlive the process
+            for session in kernel.sessions():  # the last process's: gone
+                kernel.close_session(session, now=self._clock())
+            kernel.take_effects()
         super().__init__(kernel)
         self._lock = threading.Lock()
         self._alarm_changed = threading.Condition(self._lock)
         self._alarm: threading.Thread | None = None
         self._alarm_at: float | None = None  # the deadline the alarm sleeps toward
-        self._clock: Callable[[], float] = time.monotonic
         self._arrived = threading.Event()  # effects to dispatch, or items to give back
         self._give_backs: list[Event] = []  # outcomes for interrupted callers
         self._interrupted: set[int] = set()  # threads whose next wait ends at once
@@ -551,6 +565,8 @@ class Corral(EffectRouter[_Parked, Subscription]):
             alarm = self._alarm
         if alarm is not None and alarm is not threading.current_thread():
             alarm.join()
+        if self._journal is not None:
+            self._journal.close()
 
     # -- plumbing ---------------------------------------------------------------------
 

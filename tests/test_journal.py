@@ -159,7 +159,7 @@ def journal_with(tmp_path: Path, n: int) -> Path:
     for i in range(n):
         kernel.push_back("l", i)
     journal.close()
-    return tmp_path / "journal.log"
+    return journal.path
 
 
 def end_of_records(path: Path) -> int:
@@ -195,7 +195,8 @@ def test_a_flipped_bit_inside_stops_the_start(tmp_path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[60] ^= 0x04  # inside an early record
     path.write_bytes(bytes(data))
-    with pytest.raises(CorruptJournal, match=r"journal\.log: corrupt record at offset \d+"):
+    with pytest.raises(CorruptJournal,
+                       match=r"journal-00000001\.log: corrupt record at offset \d+"):
         Journal(tmp_path)
     kernel = JournaledKernel(Journal(tmp_path, repair=True))  # keep the good prefix
     assert kernel.count("l") < 10
@@ -399,3 +400,78 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(
             assert JobState.FINISHED == kernel.state("work", id)
         kernel.journal.close()
     assert len(acked["finished"]) > 100, {k: len(v) for k, v in acked.items()}
+
+
+# -- snapshots ----------------------------------------------------------------------------------
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(COMMANDS, max_size=40))
+def test_snapshots_and_journal_replay_equal_a_full_replay(log: list[Any]) -> None:
+    """Snapshotting after nearly every call (waiters, leases and timers in flight)
+    and replaying the rest gives the state a plain kernel reaches."""
+    with tempfile.TemporaryDirectory() as directory:
+        journal = Journal(directory, snapshot_size=1)
+        written = JournaledKernel(journal, autocommit=True)
+        run(written, log)
+        journal.close()
+        plain = Kernel()
+        run(plain, log)
+        with Journal(directory) as reopened:
+            replayed = JournaledKernel(reopened)
+            replayed._check()
+            assert dump(plain) == dump(replayed)
+        files = sorted(p.name for p in Path(directory).iterdir())
+        assert 3 >= len(files)  # lock, and one generation: its snapshot and its journal
+
+
+def test_a_crash_before_the_snapshot_is_in_place_recovers_from_older_files(
+        tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    kernel = JournaledKernel(journal)
+    kernel.create("l", "volatile_list")
+    kernel.push_back("l", "before")
+    journal.write()
+    journal.rotate(kernel.snapshot())  # ... and the process dies before finish()
+    kernel.push_back("l", "after")
+    journal.close()
+    assert not list(tmp_path.glob("snapshot-*"))
+    with Journal(tmp_path) as reopened:
+        assert ["before", "after"] == [r.value for r in
+                                       JournaledKernel(reopened).query("l")]
+
+
+def test_a_steady_workload_keeps_the_journal_bounded(tmp_path: Path) -> None:
+    """Pushes and pops forever: snapshots keep the directory near the live state."""
+    with Journal(tmp_path, snapshot_size=32 << 10) as journal, \
+            background_server(zmq=False, journal=journal) as urls, \
+            connect(urls.tcp) as client:
+        lst = client.list("steady")
+        sizes = []
+        for round in range(6):
+            for i in range(500):
+                lst.push_back(f"{round}-{i}" * 4)
+                lst.pop_back()
+            lst.push_back(f"live {round}")
+            sizes.append(sum(p.stat().st_size for p in tmp_path.glob("journal-*")))
+        assert max(sizes) < 5 * (32 << 10) + (4 << 20)  # a bounded generation (and its
+        generations = {p.name for p in tmp_path.glob("snapshot-*")}  # reserved tail)
+        assert generations  # snapshots were taken
+        assert sizes[-1] <= sizes[0] + (4 << 20)
+    with Journal(tmp_path) as journal:
+        replayed = JournaledKernel(journal)
+        assert [f"live {r}" for r in range(6)] == [r.value for r in replayed.query("steady")]
+
+
+def test_the_embedded_facade_keeps_a_journal(tmp_path: Path) -> None:
+    from corral.adapters.threads import Corral
+
+    with Corral(journal=tmp_path) as corral:
+        corral.list("l").push_back(b"raw")
+        jobs = corral.jobs("j", lease=60, release_on_close=False)
+        jobs.put("work")
+        job = jobs.claim(timeout=1)
+    with Corral(journal=tmp_path) as corral:
+        assert [b"raw"] == [r.value for r in corral.list("l").query()]
+        corral.jobs("j").finish(job, "done after a restart")
+        assert "done after a restart" == corral.jobs("j").result(job.id, timeout=1)

@@ -36,12 +36,16 @@ import fcntl
 import json
 import logging
 import os
+import pickle
+import re
 import struct
 import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from corral.kernel import CorralError, InvalidArgument, Job, Kernel, Kind
 
@@ -138,43 +142,101 @@ def frame(payload: bytes) -> bytes:
 # -- the file ---------------------------------------------------------------------------------
 
 
+SNAPSHOT_MAGIC = b"corral-snapshot-1\n"
+SNAPSHOT_HEADER = struct.Struct("<QI")  # length, CRC-32 of the state
+
+
+@attrs.define
+class Rotation:
+    """A snapshot under way: the old generation's last bytes and the state to write."""
+
+    old_fd: int
+    old_gen: int
+    tail: bytes  # the old generation's records not yet written
+    offset: int
+    state: bytes  # the kernel's state after the old generation's last record
+    gen: int  # the new generation: its snapshot is ``state``
+
+
 class Journal:
     """The journal in ``directory``: read (and checked) when opened, appended after.
+
+    Files come in generations: ``snapshot-G.bin`` is the kernel's state before the
+    first record of ``journal-G.log``. Opening loads the newest snapshot and the
+    records of its generation and any later ones (``records``), for replay. A snapshot
+    starts a new generation and, once durable, lets the older files go, so that the
+    directory stays about as big as the state plus what happened since.
 
     One process at a time: a second one opening the same directory fails. Appending is
     buffered; ``write()`` puts the buffer in the file and ``sync()`` makes it durable.
     """
 
     def __init__(self, directory: str | os.PathLike[str], *, fsync: str = "always",
-                 repair: bool = False) -> None:
+                 repair: bool = False, snapshot_size: int = 64 << 20) -> None:
         if fsync not in FSYNC_POLICIES:
             raise InvalidArgument(f"fsync policy must be one of {', '.join(FSYNC_POLICIES)}, "
                                   f"not {fsync!r}")
         self.fsync = fsync
+        self.snapshot_size = snapshot_size  # start one when a generation is this big
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.path = self.directory / "journal.log"
         self._lock = open(self.directory / "lock", "a")  # noqa: SIM115 (held until close)
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock.close()
             raise JournalFailed(f"{self.directory} is in use by another process") from None
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            self.records, self.end = self._read(repair)
+            self.snapshot, self.gen = self._load_snapshot()
+            self.records: list[bytes] = []
+            gens = [g for g in self._gens("journal") if g >= self.gen] or [self.gen]
+            for g in gens:
+                self.gen = g
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                records, self.end = self._read(repair, last=g == gens[-1])
+                self.records += records
+                if g != gens[-1]:
+                    os.close(self._fd)
         except BaseException:
-            os.close(self._fd)
             self._lock.close()
             raise
+        self.snapshot_bytes = len(self.snapshot or b"")
         self.reserved = max(os.fstat(self._fd).st_size, self.end)  # bytes allocated
         self._buffer = bytearray()
         self.appended = len(self.records)  # records appended, replayed ones included
         self.written = self.synced = self.appended  # ...in the file, ...made durable
         self.last_sync = time.monotonic()
+        self.rotating = False  # a snapshot is being written
 
-    def _read(self, repair: bool) -> tuple[list[bytes], int]:
-        """Every good record, and the offset after the last; cuts a torn tail."""
+    @property
+    def path(self) -> Path:
+        """The current generation's journal file."""
+        return self.directory / f"journal-{self.gen:08d}.log"
+
+    def _gens(self, kind: str) -> list[int]:
+        found = (re.fullmatch(rf"{kind}-(\d{{8}})\.(log|bin)", p.name)
+                 for p in self.directory.iterdir())
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def _load_snapshot(self) -> tuple[bytes | None, int]:
+        """The newest sound snapshot and its generation (None and the oldest journal's
+        generation, or 1, when there is none)."""
+        for gen in reversed(self._gens("snapshot")):
+            path = self.directory / f"snapshot-{gen:08d}.bin"
+            data = path.read_bytes()
+            head = len(SNAPSHOT_MAGIC) + SNAPSHOT_HEADER.size
+            if data.startswith(SNAPSHOT_MAGIC) and len(data) >= head:
+                size, crc = SNAPSHOT_HEADER.unpack_from(data, len(SNAPSHOT_MAGIC))
+                state = data[head:]
+                if len(state) == size and zlib.crc32(state) == crc:
+                    return state, gen
+            raise CorruptJournal(f"{path}: the snapshot is damaged; move it away to start "
+                                 "from the previous one, if its journal is still there")
+        return None, (self._gens("journal") or [1])[0]
+
+    def _read(self, repair: bool, *, last: bool) -> tuple[list[bytes], int]:
+        """Every good record of the current generation, and the offset after the last;
+        cuts a torn tail (only the last generation may have one)."""
         data = self.path.read_bytes()
         records: list[bytes] = []
         offset = 0
@@ -188,17 +250,18 @@ class Journal:
                 offset += FRAME.size + size
                 continue
             rest = data[offset + FRAME.size + size:]
-            if len(payload) < size or not rest.strip(b"\0"):
+            if last and (len(payload) < size or not rest.strip(b"\0")):
                 log.warning("%s: a torn record at offset %d (the last write before a "
                             "crash) is cut off", self.path, offset)
-            elif repair:
+            elif repair and last:
                 log.warning("%s: corrupt record at offset %d: keeping the %d records "
                             "before it, dropping %d bytes", self.path, offset,
                             len(records), len(data) - offset)
             else:
                 raise CorruptJournal(f"{self.path}: corrupt record at offset {offset} "
-                                     f"(after {len(records)} good ones); start with "
-                                     "--repair to keep the good ones and drop the rest")
+                                     f"(after {len(records)} good ones)" + (
+                                         "; start with --repair to keep the good ones and "
+                                         "drop the rest" if last else ""))
             break
         if offset < len(data) and data[offset:].strip(b"\0"):
             os.ftruncate(self._fd, offset)
@@ -235,11 +298,12 @@ class Journal:
         self.end += len(data)
         return data, offset, self.appended
 
-    def write_at(self, data: bytes, offset: int) -> None:
+    def write_at(self, data: bytes, offset: int, fd: int | None = None) -> None:
         """Write taken records (any thread). An OSError here is fatal to the server."""
+        fd = self._fd if fd is None else fd
         view = memoryview(data)
         while view:
-            written = os.pwrite(self._fd, view, offset)
+            written = os.pwrite(fd, view, offset)
             view, offset = view[written:], offset + written
 
     def write(self) -> None:
@@ -262,6 +326,55 @@ class Journal:
                                           and time.monotonic() - self.last_sync >= 1.0):
                 self.sync()
                 self.synced = self.written
+
+    # -- snapshots --------------------------------------------------------------------
+
+    def wants_snapshot(self) -> bool:
+        """Whether this generation has grown enough for a snapshot to pay: past
+        ``snapshot_size`` and twice the last snapshot."""
+        size = self.end + len(self._buffer)
+        return not self.rotating and size > max(self.snapshot_size, 2 * self.snapshot_bytes)
+
+    def rotate(self, state: bytes) -> Rotation:
+        """Start a new generation whose snapshot is ``state``, the kernel's state after
+        every record appended so far. Quick, in the caller's thread; then
+        ``finish(rotation)`` (any thread) writes the files."""
+        data, offset, _ = self.take()
+        rotation = Rotation(self._fd, self.gen, data, offset, state, self.gen + 1)
+        self.gen += 1
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.end = self.reserved = 0
+        self.rotating = True
+        return rotation
+
+    def finish(self, rotation: Rotation) -> None:
+        """Make the old generation and the new snapshot durable, then drop the files
+        the snapshot makes useless. Until the snapshot is in place a crash recovers
+        from the older files, which are all still there."""
+        self.write_at(rotation.tail, rotation.offset, rotation.old_fd)
+        os.fsync(rotation.old_fd)
+        os.close(rotation.old_fd)
+        path = self.directory / f"snapshot-{rotation.gen:08d}.bin"
+        temporary = path.with_suffix(".tmp")
+        with open(temporary, "wb") as f:
+            f.write(SNAPSHOT_MAGIC)
+            f.write(SNAPSHOT_HEADER.pack(len(rotation.state), zlib.crc32(rotation.state)))
+            f.write(rotation.state)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(temporary, path)
+        directory = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        for kind, suffix in (("journal", "log"), ("snapshot", "bin")):
+            for gen in self._gens(kind):
+                if gen < rotation.gen:
+                    (self.directory / f"{kind}-{gen:08d}.{suffix}").unlink()
+        self.snapshot_bytes = len(rotation.state)
+        self.rotating = False
+        log.info("snapshot %s: %d bytes", path, len(rotation.state))
 
     def close(self) -> None:
         """Write and sync what is buffered, and let the directory go. Idempotent."""
@@ -289,8 +402,14 @@ class JournaledKernel(Kernel):
     a call whose values cannot be journaled, or for which the disk has no room, raises
     before it is applied."""
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, *, autocommit: bool = False) -> None:
+        """``autocommit``: commit (and snapshot, when due) after every call, for
+        callers that apply one command at a time; a server commits in groups."""
         super().__init__()
+        self.autocommit = autocommit
+        if journal.snapshot is not None:
+            self.__dict__.update(pickle.loads(journal.snapshot))
+            journal.snapshot = None
         self.journal = journal
         for index, payload in enumerate(journal.records):
             name, args, kwargs = decode_call(payload)
@@ -307,6 +426,13 @@ class JournaledKernel(Kernel):
             self.take_effects()
         journal.records = []  # replayed: free the memory
 
+    def snapshot(self) -> bytes:
+        """The kernel's whole state, for ``Journal.rotate`` (waiters, timers and
+        sessions included: the records after it may refer to them)."""
+        return pickle.dumps({k: v for k, v in self.__dict__.items()
+                             if k not in ("journal", "autocommit")},
+                            protocol=pickle.HIGHEST_PROTOCOL)
+
 
 def _journaled(name: str) -> Callable[..., Any]:
     original = getattr(Kernel, name)
@@ -321,7 +447,12 @@ def _journaled(name: str) -> Callable[..., Any]:
             if self.now != before:  # it changed nothing but the clock: replay that too
                 self.journal.append(failed(payload))
             raise
-        self.journal.append(payload)
+        journal = self.journal
+        journal.append(payload)
+        if self.autocommit:
+            journal.commit()
+            if journal.wants_snapshot():
+                journal.finish(journal.rotate(self.snapshot()))
         return result
 
     method.__name__ = name

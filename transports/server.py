@@ -248,10 +248,7 @@ class Server:
                 for session in self.kernel.sessions():
                     self.kernel.close_session(session, now=self.now())
                 self.route()
-                if self.journal.fsync == "always":
-                    nursery.start_soon(self._commit)
-                elif self.journal.fsync == "everysec":
-                    nursery.start_soon(self._sync_every_second)
+                nursery.start_soon(self._keep_journal, nursery)
             nursery.start_soon(self.alarm.run)
 
     # -- the kernel's effects and timers ----------------------------------------------
@@ -289,39 +286,53 @@ class Server:
         for conn in dirty:
             conn.flush()
 
-    async def _commit(self) -> None:
-        """Group commit: write and fsync whatever records have piled up (in a thread,
-        while commands go on), then release the output that waited for them."""
-        journal = self.journal
-        assert journal is not None
-        while True:
-            await self._commit_wanted.wait()
-            self._commit_wanted = trio.Event()
-            if journal.appended > journal.synced:
-                data, offset, upto = journal.take()
-                try:
-                    await trio.to_thread.run_sync(_write_and_sync, journal, data, offset)
-                except OSError as error:
-                    log.critical("the journal %s failed: %s: stopping, so that nothing "
-                                 "unsynced is acknowledged", journal.path, error)
-                    raise
-                journal.written = journal.synced = upto
-            for conn in list(self.holding):
-                while conn.held and conn.held[0][0] <= journal.synced:
-                    conn.outbound += conn.held.popleft()[1]
-                if not conn.held:
-                    del self.holding[conn]
-                conn.flush()
+    async def _keep_journal(self, nursery: trio.Nursery) -> None:
+        """Sync the journal as its policy says, and snapshot it when it has grown.
 
-    async def _sync_every_second(self) -> None:
+        With ``always``, group commit: write and fsync whatever records have piled up
+        (in a thread, while commands go on), then release the output that waited for
+        them. With ``everysec``, an fsync every second. Snapshots are taken here, between
+        syncs, so that a generation ends with everything in it synced.
+        """
         journal = self.journal
         assert journal is not None
         while True:
-            await trio.sleep(1.0)
-            if journal.written > journal.synced:
-                upto = journal.written
-                await trio.to_thread.run_sync(journal.sync)
-                journal.synced = upto
+            if journal.fsync == "always":
+                await self._commit_wanted.wait()
+                self._commit_wanted = trio.Event()
+                if journal.appended > journal.synced:
+                    data, offset, upto = journal.take()
+                    await self._journal_io(_write_and_sync, journal, data, offset)
+                    journal.written = journal.synced = upto
+                for conn in list(self.holding):
+                    while conn.held and conn.held[0][0] <= journal.synced:
+                        conn.outbound += conn.held.popleft()[1]
+                    if not conn.held:
+                        del self.holding[conn]
+                    conn.flush()
+            else:
+                await trio.sleep(1.0)
+                if journal.fsync == "everysec" and journal.written > journal.synced:
+                    upto = journal.written
+                    await self._journal_io(journal.sync)
+                    journal.synced = upto
+                journal.write()
+            if journal.wants_snapshot() and journal.appended == journal.written:
+                assert isinstance(self.kernel, JournaledKernel)
+                rotation = journal.rotate(self.kernel.snapshot())
+                nursery.start_soon(self._journal_io, journal.finish, rotation)
+
+    async def _journal_io(self, work: Callable[..., None], *args: Any) -> None:
+        """Journal I/O in a thread. It failing is fatal: the server stops rather than
+        acknowledge what it could not make durable."""
+        journal = self.journal
+        assert journal is not None
+        try:
+            await trio.to_thread.run_sync(work, *args)
+        except OSError as error:
+            log.critical("the journal in %s failed: %s: stopping, so that nothing that "
+                         "is not durable is acknowledged", journal.directory, error)
+            raise
 
     # -- commands ---------------------------------------------------------------------
 
