@@ -301,8 +301,11 @@ class Server:
                 await self._commit_wanted.wait()
                 self._commit_wanted = trio.Event()
                 if journal.appended > journal.synced:
+                    # In this thread, as Redis does: whatever arrives meanwhile waits in
+                    # the sockets and goes into the next sync. A thread hop per sync
+                    # would cost more than it overlaps.
                     data, offset, upto = journal.take()
-                    await self._journal_io(_write_and_sync, journal, data, offset)
+                    self._journal_sync(_write_and_sync, journal, data, offset)
                     journal.written = journal.synced = upto
                 for conn in list(self.holding):
                     while conn.held and conn.held[0][0] <= journal.synced:
@@ -321,6 +324,15 @@ class Server:
                 assert isinstance(self.kernel, JournaledKernel)
                 rotation = journal.rotate(self.kernel.snapshot())
                 nursery.start_soon(self._journal_io, journal.finish, rotation)
+
+    def _journal_sync(self, work: Callable[..., None], *args: Any) -> None:
+        try:
+            work(*args)
+        except OSError as error:
+            log.critical("the journal in %s failed: %s: stopping, so that nothing that "
+                         "is not durable is acknowledged", self.journal.directory
+                         if self.journal else "?", error)
+            raise
 
     async def _journal_io(self, work: Callable[..., None], *args: Any) -> None:
         """Journal I/O in a thread. It failing is fatal: the server stops rather than

@@ -1,0 +1,177 @@
+"""Durable throughput: corral serve --journal against Redis with appendonly and
+beanstalkd with a binlog, in one run, on 127.0.0.1.
+
+1. durable pushes per second: push_back against RPUSH, one client calling in turn and
+   eight client threads at once (where group commit shows), for each fsync policy:
+   corral always / everysec / no against Redis appendfsync always / everysec / no.
+2. durable job cycles per second: put, claim, finish against beanstalkd's put,
+   reserve, delete with a binlog (-b DIR), fsync after every write (-f 0) for
+   ``always`` and every second (-f 1000) for ``everysec``.
+
+Journals and binlogs go to a temporary directory on the same disk. Target: corral
+fsync=always >= 1.0x Redis appendfsync always. Bounded: fixed counts, every server
+stopped and every directory removed at the end.
+
+    python benchmarks/durable.py [--n N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from network import PIN, free_port, process
+
+from corral.adapters.client import connect
+
+POLICIES = ("always", "everysec", "no")
+
+
+def rate(n: int, run: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    run()
+    return n / (time.perf_counter() - start)
+
+
+def threaded(n: int, clients: int, make: Callable[[], Callable[[int], None]]) -> float:
+    """Items/s with ``clients`` threads, each running its own client's call n/clients
+    times."""
+    calls = [make() for _ in range(clients)]
+    go = threading.Barrier(clients + 1)
+    per = n // clients
+
+    def work(call: Callable[[int], None]) -> None:
+        go.wait()
+        for i in range(per):
+            call(i)
+
+    threads = [threading.Thread(target=work, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    go.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    return per * clients / (time.perf_counter() - start)
+
+
+def bench_corral(n: int, policy: str, directory: str) -> dict[str, float]:
+    port = free_port()
+    results: dict[str, float] = {}
+    with process([sys.executable, "-m", "corral.adapters.cli", "serve", "--port", str(port),
+                  "--journal", directory, "--fsync", policy], port):
+        url = f"corral://127.0.0.1:{port}"
+        with connect(url) as corral:
+            lst = corral.list("bench")
+            results["pushes/s, 1 client"] = rate(n, lambda: [lst.push_back(i)
+                                                             for i in range(n)] and None)
+            jobs = corral.jobs("bench-jobs", result_ttl=0.0)
+
+            def cycles() -> None:
+                for i in range(n):
+                    jobs.put(i)
+                    jobs.claim(timeout=0).finish()
+
+            results["job cycles/s, 1 client"] = rate(n, cycles)
+            clients = []
+
+            def make() -> Callable[[int], None]:
+                client = connect(url)
+                clients.append(client)
+                return client.list("bench").push_back
+
+            results["pushes/s, 8 clients"] = threaded(n, 8, make)
+            for client in clients:
+                client.close()
+    return results
+
+
+def bench_redis(n: int, policy: str, directory: str) -> dict[str, float] | str:
+    if not shutil.which("redis-server"):
+        return "redis-server not installed (apt-get install redis-server)"
+    try:
+        import redis
+    except ImportError:
+        return "redis-py not installed (pip install redis hiredis)"
+    port = free_port()
+    results: dict[str, float] = {}
+    with process(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                  "--dir", directory, "--appendonly", "yes", "--appendfsync", policy], port):
+        r = redis.Redis(port=port)
+        results["pushes/s, 1 client"] = rate(n, lambda: [r.rpush("bench", i)
+                                                         for i in range(n)] and None)
+        def make() -> Callable[[int], None]:
+            client = redis.Redis(port=port)
+            return lambda i: client.rpush("bench", i)  # type: ignore[no-any-return]
+
+        results["pushes/s, 8 clients"] = threaded(n, 8, make)
+    return results
+
+
+def bench_beanstalkd(n: int, policy: str, directory: str) -> dict[str, float] | str:
+    if policy == "no":
+        return "no beanstalkd counterpart"
+    if not shutil.which("beanstalkd"):
+        return "beanstalkd not installed (apt-get install beanstalkd)"
+    try:
+        import greenstalk
+    except ImportError:
+        return "greenstalk not installed (pip install greenstalk)"
+    port = free_port()
+    every = "0" if policy == "always" else "1000"
+    with process(["beanstalkd", "-l", "127.0.0.1", "-p", str(port), "-b", directory,
+                  "-f", every], port):
+        client = greenstalk.Client(("127.0.0.1", port))
+
+        def cycles() -> None:
+            for i in range(n):
+                client.put(str(i))
+                client.delete(client.reserve(timeout=1))
+
+        result = {"job cycles/s, 1 client": rate(n, cycles)}
+        client.close()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=2000, help="operations per measure")
+    args = parser.parse_args()
+    with contextlib.suppress(OSError):
+        if PIN:
+            os.sched_setaffinity(0, {0})
+    print(f"{args.n:,} operations per measure" + ("; servers and client on CPU 0"
+                                                  if PIN else ""))
+    for policy in POLICIES:
+        with tempfile.TemporaryDirectory(prefix="corral-bench-") as base:
+            dirs = {name: os.path.join(base, name) for name in ("c", "r", "b")}
+            for path in dirs.values():
+                os.mkdir(path)
+            ours = bench_corral(args.n, policy, dirs["c"])
+            peers: dict[str, Any] = {"redis": bench_redis(args.n, policy, dirs["r"]),
+                                     "beanstalkd": bench_beanstalkd(args.n, policy,
+                                                                    dirs["b"])}
+        print(f"fsync {policy}:")
+        for name, result in peers.items():
+            if isinstance(result, str):
+                print(f"  ({name}: {result})")
+        for measure, value in ours.items():
+            peer_name = "beanstalkd" if measure.startswith("job") else "redis"
+            peer = peers[peer_name]
+            line = f"  {measure:<24} corral {value:>9,.0f}"
+            if isinstance(peer, dict) and measure in peer:
+                line += (f"   {peer_name} {peer[measure]:>9,.0f}   "
+                         f"ratio {value / peer[measure]:.2f}x")
+            print(line)
+
+
+if __name__ == "__main__":
+    main()
