@@ -317,7 +317,7 @@ Served = tuple[subprocess.Popen[str], threading.Thread]
 def serve(directory: Path, served: list[Served]) -> str:
     """`corral serve --journal DIR` as a child process; returns its URL."""
     proc = subprocess.Popen([sys.executable, "-m", "corral.adapters.cli", "serve", "--port",
-                             "0", "--journal", str(directory)],
+                             "0", "--journal", str(directory), "--snapshot-size", "50000"],
                             stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     for line in proc.stderr:
@@ -368,8 +368,9 @@ def client_load(url: str, me: str, acked: dict[str, list[Any]], stop: threading.
 def test_sigkill_at_random_moments_loses_nothing_acknowledged(
         journal_dir: Path, served: list[Served]) -> None:
     """fsync=always: kill -9 the server while three clients push, put, claim and
-    finish; after each restart every answered command's effect is there, and the
-    replayed kernel's invariants hold (no half-applied command)."""
+    finish (and the server snapshots every 50 kB); after each restart every answered
+    command's effect is there, and the replayed kernel's invariants hold (no
+    half-applied command)."""
     rng = random.Random(6)
     acked: dict[str, list[Any]] = {"pushed": [], "put": [], "finished": []}
     for _round in range(4):
@@ -399,6 +400,7 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(
         for id in acked["finished"]:
             assert JobState.FINISHED == kernel.state("work", id)
         kernel.journal.close()
+    assert list(journal_dir.glob("snapshot-*")), "no snapshot was taken"
     assert len(acked["finished"]) > 100, {k: len(v) for k, v in acked.items()}
 
 
