@@ -18,49 +18,26 @@ stopped and every directory removed at the end.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import shutil
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
-from network import PIN, free_port, process
+from _common import (
+    PIN,
+    beanstalkd_cycles,
+    free_port,
+    pin_self,
+    process,
+    rate,
+    redis_missing,
+    threaded,
+)
 
 from corral.adapters.client import connect
 
 POLICIES = ("always", "everysec", "no")
-
-
-def rate(n: int, run: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    run()
-    return n / (time.perf_counter() - start)
-
-
-def threaded(n: int, clients: int, make: Callable[[], Callable[[int], None]]) -> float:
-    """Items/s with ``clients`` threads, each running its own client's call n/clients
-    times."""
-    calls = [make() for _ in range(clients)]
-    go = threading.Barrier(clients + 1)
-    per = n // clients
-
-    def work(call: Callable[[int], None]) -> None:
-        go.wait()
-        for i in range(per):
-            call(i)
-
-    threads = [threading.Thread(target=work, args=(call,)) for call in calls]
-    for thread in threads:
-        thread.start()
-    go.wait()
-    start = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    return per * clients / (time.perf_counter() - start)
 
 
 def bench_corral(n: int, policy: str, directory: str) -> dict[str, float]:
@@ -95,12 +72,11 @@ def bench_corral(n: int, policy: str, directory: str) -> dict[str, float]:
 
 
 def bench_redis(n: int, policy: str, directory: str) -> dict[str, float] | str:
-    if not shutil.which("redis-server"):
-        return "redis-server not installed (apt-get install redis-server)"
-    try:
-        import redis
-    except ImportError:
-        return "redis-py not installed (pip install redis hiredis)"
+    missing = redis_missing()
+    if missing:
+        return missing
+    import redis
+
     port = free_port()
     results: dict[str, float] = {}
     with process(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
@@ -119,35 +95,17 @@ def bench_redis(n: int, policy: str, directory: str) -> dict[str, float] | str:
 def bench_beanstalkd(n: int, policy: str, directory: str) -> dict[str, float] | str:
     if policy == "no":
         return "no beanstalkd counterpart"
-    if not shutil.which("beanstalkd"):
-        return "beanstalkd not installed (apt-get install beanstalkd)"
-    try:
-        import greenstalk
-    except ImportError:
-        return "greenstalk not installed (pip install greenstalk)"
-    port = free_port()
-    every = "0" if policy == "always" else "1000"
-    with process(["beanstalkd", "-l", "127.0.0.1", "-p", str(port), "-b", directory,
-                  "-f", every], port):
-        client = greenstalk.Client(("127.0.0.1", port))
-
-        def cycles() -> None:
-            for i in range(n):
-                client.put(str(i))
-                client.delete(client.reserve(timeout=1))
-
-        result = {"job cycles/s, 1 client": rate(n, cycles)}
-        client.close()
-    return result
+    result = beanstalkd_cycles(["-b", directory, "-f", "0" if policy == "always" else "1000"],
+                               n)
+    return result if isinstance(result, str) else {
+        "job cycles/s, 1 client": result["job cycles/s"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=2000, help="operations per measure")
     args = parser.parse_args()
-    with contextlib.suppress(OSError):
-        if PIN:
-            os.sched_setaffinity(0, {0})
+    pin_self()
     print(f"{args.n:,} operations per measure" + ("; servers and client on CPU 0"
                                                   if PIN else ""))
     for policy in POLICIES:

@@ -21,56 +21,26 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
+
+from _common import (
+    PIN,
+    beanstalkd_cycles,
+    free_port,
+    pin_self,
+    process,
+    rate,
+    redis_missing,
+)
 
 from corral.adapters.client import connect
 from corral.transports.codec import encode
-
-PIN = ["taskset", "-c", "0"] if shutil.which("taskset") else []
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_for_port(port: int, limit: float = 10.0) -> None:
-    give_up = time.monotonic() + limit
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > give_up:
-                raise
-            time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def process(args: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(PIN + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_for_port(port)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
 
 
 def corral_server() -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
@@ -78,12 +48,6 @@ def corral_server() -> contextlib.AbstractContextManager[subprocess.Popen[bytes]
     corral_server.port = port  # type: ignore[attr-defined]
     return process([sys.executable, "-m", "corral.adapters.cli", "serve", "--port",
                     str(port)], port)
-
-
-def rate(n: int, run: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    run()
-    return n / (time.perf_counter() - start)
 
 
 def consumer_process(code: str) -> subprocess.Popen[bytes]:
@@ -108,6 +72,16 @@ def handoff(n: int, start_consumer: Callable[[], subprocess.Popen[bytes]],
 
 
 CORRAL_CONSUMER = """
+from _common import (
+    PIN,
+    beanstalkd_cycles,
+    free_port,
+    pin_self,
+    process,
+    rate,
+    redis_missing,
+)
+
 from corral.adapters.client import connect
 c = connect("corral://127.0.0.1:{port}")
 lst = c.list("handoff")
@@ -169,12 +143,11 @@ def bench_corral(n: int) -> dict[str, float]:
 
 
 def bench_redis(n: int) -> dict[str, float] | str:
-    if not shutil.which("redis-server"):
-        return "redis-server not installed (apt-get install redis-server)"
-    try:
-        import redis
-    except ImportError:
-        return "redis-py not installed (pip install redis hiredis)"
+    missing = redis_missing()
+    if missing:
+        return missing
+    import redis
+
     port = free_port()
     results: dict[str, float] = {}
     with process(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
@@ -202,32 +175,14 @@ def bench_redis(n: int) -> dict[str, float] | str:
 
 
 def bench_beanstalkd(n: int) -> dict[str, float] | str:
-    if not shutil.which("beanstalkd"):
-        return "beanstalkd not installed (apt-get install beanstalkd)"
-    try:
-        import greenstalk
-    except ImportError:
-        return "greenstalk not installed (pip install greenstalk)"
-    port = free_port()
-    with process(["beanstalkd", "-l", "127.0.0.1", "-p", str(port)], port):
-        client = greenstalk.Client(("127.0.0.1", port))
-
-        def cycles() -> None:
-            for i in range(n):
-                client.put(str(i))
-                client.delete(client.reserve(timeout=1))
-
-        result = {"job cycles/s": rate(n, cycles)}
-        client.close()
-    return result
+    return beanstalkd_cycles([], n)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=5000, help="operations per measure")
     args = parser.parse_args()
-    with contextlib.suppress(OSError):
-        os.sched_setaffinity(0, {0})
+    pin_self()
     print(f"{args.n:,} operations per measure; servers and client on CPU 0"
           if PIN else f"{args.n:,} operations per measure (taskset missing: not pinned)")
     ours = bench_corral(args.n)

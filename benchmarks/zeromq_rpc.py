@@ -17,65 +17,17 @@ over the CPUs. Bounded: fixed counts, every process stopped at the end.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import shutil
-import socket
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import zmq
+from _common import PIN, free_port, pin_self, process, rate, threaded
 
 from corral.adapters.workers import ExecutorClient
 from corral.transports.remote import RemoteKernel
-
-PIN = ["taskset", "-c", "0"] if shutil.which("taskset") else []
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def running(args: list[str], ready: Callable[[], None]) -> Iterator[subprocess.Popen[bytes]]:
-    """A child process, pinned, until the block ends; ``ready`` waits for it to serve."""
-    proc = subprocess.Popen(PIN + args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        ready()
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def rate(n: int, run: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    run()
-    return n / (time.perf_counter() - start)
-
-
-def wait_for_port(port: int) -> None:
-    give_up = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > give_up:
-                raise
-            time.sleep(0.05)
-
 
 REP_ECHO = """
 import sys, zmq
@@ -95,7 +47,7 @@ Executor("rpc", lambda payload: payload, corral=sys.argv[1]).run()
 def raw_round_trips(n: int) -> float:
     port = free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
-    with running([sys.executable, "-c", REP_ECHO, endpoint], lambda: wait_for_port(port)), \
+    with process([sys.executable, "-c", REP_ECHO, endpoint], port), \
             zmq.Context() as ctx, ctx.socket(zmq.REQ) as req:
         req.connect(endpoint)
         req.send(b"ping\r\n")  # the connection is up
@@ -120,7 +72,7 @@ def corral_measures(n: int, calls: int) -> dict[str, float]:
     results: dict[str, float] = {}
     serve = [sys.executable, "-m", "corral.adapters.cli", "serve", "--port", str(tcp),
              "--zmq", f"tcp://127.0.0.1:{zport}"]
-    with running(serve, lambda: wait_for_port(tcp)):
+    with process(serve, tcp):
         for transport, url in urls.items():
             kernel = RemoteKernel(url)
             kernel.ping()
@@ -145,26 +97,16 @@ def corral_measures(n: int, calls: int) -> dict[str, float]:
 
 
 def parallel_calls(url: str, calls: int) -> float:
-    clients = [ExecutorClient("rpc", corral=url) for _ in range(8)]
-    per = calls // 8
-    go = threading.Barrier(9)
+    clients: list[ExecutorClient] = []
 
-    def caller(client: ExecutorClient) -> None:
-        go.wait()
-        for i in range(per):
-            assert i == client.call(i, timeout=30)
+    def make() -> Callable[[int], Any]:
+        clients.append(ExecutorClient("rpc", corral=url))
+        return partial(clients[-1].call, timeout=30)
 
-    threads = [threading.Thread(target=caller, args=(c,)) for c in clients]
-    for thread in threads:
-        thread.start()
-    go.wait()
-    start = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - start
+    result = threaded(calls, 8, make)
     for client in clients:
         client.close()
-    return per * 8 / elapsed
+    return result
 
 
 def main() -> None:
@@ -177,9 +119,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.no_pin:
         PIN.clear()
-    elif PIN:
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(0, {0})
+    pin_self()
     print(f"{args.n:,} round trips and {args.calls:,} calls per measure, best of "
           f"{args.rounds}; " + ("all on CPU 0" if PIN else "not pinned"))
     best: dict[str, float] = {}
