@@ -112,6 +112,7 @@ class Worker:
         self.name = name or f"worker-{os.getpid()}"
         self.finished = 0  # jobs finished
         self.failed = 0  # jobs given back after an exception
+        self.lost: str | None = None  # why the connection went, if it did
         self._corral_arg = corral
         self._token = token
         self._max_attempts = max_attempts
@@ -142,7 +143,8 @@ class Worker:
 
     def run(self) -> None:
         """Start, and block until stopped; in the main thread SIGINT and SIGTERM stop
-        it gracefully."""
+        it gracefully. Raises Closed if the connection to the server is lost, so that
+        a worker process exits (and its pool starts a fresh one)."""
         previous = {}
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -154,6 +156,8 @@ class Worker:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+        if self.lost is not None:
+            raise Closed(f"{self.name}: {self.lost}")
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop claiming; let the jobs in hand finish (up to ``timeout`` seconds), then
@@ -186,7 +190,10 @@ class Worker:
                 job = handle.claim(timeout=None, lease=self.lease)
             except Empty:
                 continue  # interrupted by stop()
-            except Closed:
+            except Closed as error:
+                if not self._stopping.is_set():
+                    self.lost = str(error)
+                    self._stopping.set()  # the others stop too; run() raises
                 return
             self._run(job)
 

@@ -101,22 +101,40 @@ def bench_beanstalkd(n: int, policy: str, directory: str) -> dict[str, float] | 
         "job cycles/s, 1 client": result["job cycles/s"]}
 
 
+def best(into: dict[str, float], result: dict[str, float]) -> None:
+    for measure, value in result.items():
+        into[measure] = max(into.get(measure, 0.0), value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=2000, help="operations per measure")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="best of this many rounds, corral and peers interleaved")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="let servers and clients run on any CPU")
     args = parser.parse_args()
+    if args.no_pin:
+        PIN.clear()
     pin_self()
-    print(f"{args.n:,} operations per measure" + ("; servers and client on CPU 0"
-                                                  if PIN else ""))
+    print(f"{args.n:,} operations per measure, best of {args.rounds}"
+          + ("; servers and client on CPU 0" if PIN else ""))
     for policy in POLICIES:
-        with tempfile.TemporaryDirectory(prefix="corral-bench-") as base:
-            dirs = {name: os.path.join(base, name) for name in ("c", "r", "b")}
-            for path in dirs.values():
-                os.mkdir(path)
-            ours = bench_corral(args.n, policy, dirs["c"])
-            peers: dict[str, Any] = {"redis": bench_redis(args.n, policy, dirs["r"]),
-                                     "beanstalkd": bench_beanstalkd(args.n, policy,
-                                                                    dirs["b"])}
+        ours: dict[str, float] = {}
+        peers: dict[str, Any] = {}
+        for _ in range(args.rounds):  # fsync times drift: interleave, keep the best
+            with tempfile.TemporaryDirectory(prefix="corral-bench-") as base:
+                dirs = {name: os.path.join(base, name) for name in ("c", "r", "b")}
+                for path in dirs.values():
+                    os.mkdir(path)
+                best(ours, bench_corral(args.n, policy, dirs["c"]))
+                for name, result in (("redis", bench_redis(args.n, policy, dirs["r"])),
+                                     ("beanstalkd", bench_beanstalkd(args.n, policy,
+                                                                     dirs["b"]))):
+                    if isinstance(result, str):
+                        peers[name] = result
+                    else:
+                        best(peers.setdefault(name, {}), result)
         print(f"fsync {policy}:")
         for name, result in peers.items():
             if isinstance(result, str):

@@ -33,7 +33,7 @@ from corral.adapters.workers import (
     push_task,
     task_result,
 )
-from corral.kernel import InvalidArgument, Job, JobState, LeaseLost
+from corral.kernel import Closed, InvalidArgument, Job, JobState, LeaseLost
 
 
 @pytest.fixture(params=["embedded", "tcp", "zmq"])
@@ -332,3 +332,24 @@ def test_pool_of_workers_over_a_server_shares_the_work(tmp_path: Path) -> None:
             results = [jobs.result(id, timeout=30) for id in ids]
         assert [n * n for n in range(60)] == [square for _, square in results]
         assert set(Counter(wid for wid, _ in results)) <= {"1", "2", "3"}
+
+
+def test_a_worker_whose_server_goes_away_stops_and_says_so() -> None:
+    """run() raises Closed when the connection is lost, so that a worker process
+    exits and its pool starts a fresh one instead of idling forever."""
+    errors: list[BaseException] = []
+    with serving() as urls:
+        worker = Worker("orphan", lambda item: item, corral=urls.tcp, concurrency=2)
+
+        def run() -> None:
+            try:
+                worker.run()
+            except Closed as error:
+                errors.append(error)
+
+        thread = start(run)
+        with connect(urls.tcp) as watcher:
+            wait_until(lambda: watcher.jobs("orphan").statistics().waiters == 2)
+    thread.join(10)
+    assert not thread.is_alive()
+    assert 1 == len(errors) and "lost" in str(errors[0])

@@ -230,6 +230,7 @@ class Server:
         self.holding: dict[Session, None] = {}  # sessions with output awaiting an fsync
         self._commit_wanted = trio.Event()
         self.offset = 0.0  # kernel time minus trio time
+        self._nursery: trio.Nursery | None = None  # where snapshots are written
 
     def now(self) -> float:
         """The kernel's time: trio's clock, or with a journal the wall clock, so that
@@ -248,7 +249,8 @@ class Server:
                 for session in self.kernel.sessions():
                     self.kernel.close_session(session, now=self.now())
                 self.route()
-                nursery.start_soon(self._keep_journal, nursery)
+                self._nursery = nursery
+                nursery.start_soon(self._keep_journal)
             nursery.start_soon(self.alarm.run)
 
     # -- the kernel's effects and timers ----------------------------------------------
@@ -282,48 +284,59 @@ class Server:
                         conn.held.append((upto, bytes(conn.outbound)))
                         conn.outbound.clear()
                         self.holding[conn] = None
+                # Group commit: the journal task syncs once the other tasks woken with
+                # this one have applied their input too (as Redis syncs once its event
+                # loop has read everything).
                 self._commit_wanted.set()
         for conn in dirty:
             conn.flush()
 
-    async def _keep_journal(self, nursery: trio.Nursery) -> None:
-        """Sync the journal as its policy says, and snapshot it when it has grown.
+    def _commit(self) -> None:
+        """Write and sync the records that have piled up, in this thread (what arrives
+        meanwhile waits in the sockets for the next sync), then release the output
+        that waited for them."""
+        journal = self.journal
+        assert journal is not None
+        if journal.appended > journal.synced:
+            data, offset, upto = journal.take()
+            self._journal_sync(_write_and_sync, journal, data, offset)
+            journal.written = journal.synced = upto
+        for conn in list(self.holding):
+            while conn.held and conn.held[0][0] <= journal.synced:
+                conn.outbound += conn.held.popleft()[1]
+            if not conn.held:
+                del self.holding[conn]
+            conn.flush()
+        self._snapshot_if_due()
 
-        With ``always``, group commit: write and fsync whatever records have piled up
-        (in a thread, while commands go on), then release the output that waited for
-        them. With ``everysec``, an fsync every second. Snapshots are taken here, between
-        syncs, so that a generation ends with everything in it synced.
-        """
+    def _snapshot_if_due(self) -> None:
+        """Snapshot when the journal has grown (between syncs, so that a generation
+        ends with everything in it written)."""
+        journal = self.journal
+        assert journal is not None and self._nursery is not None
+        if journal.wants_snapshot() and journal.appended == journal.written:
+            assert isinstance(self.kernel, JournaledKernel)
+            rotation = journal.rotate(self.kernel.snapshot())
+            self._nursery.start_soon(self._journal_io, journal.finish, rotation)
+
+    async def _keep_journal(self) -> None:
+        """The journal's task: with ``always``, the syncs ``flush`` leaves to it; with
+        ``everysec``, an fsync every second; with ``no``, writes and snapshots."""
         journal = self.journal
         assert journal is not None
         while True:
             if journal.fsync == "always":
                 await self._commit_wanted.wait()
                 self._commit_wanted = trio.Event()
-                if journal.appended > journal.synced:
-                    # In this thread, as Redis does: whatever arrives meanwhile waits in
-                    # the sockets and goes into the next sync. A thread hop per sync
-                    # would cost more than it overlaps.
-                    data, offset, upto = journal.take()
-                    self._journal_sync(_write_and_sync, journal, data, offset)
-                    journal.written = journal.synced = upto
-                for conn in list(self.holding):
-                    while conn.held and conn.held[0][0] <= journal.synced:
-                        conn.outbound += conn.held.popleft()[1]
-                    if not conn.held:
-                        del self.holding[conn]
-                    conn.flush()
-            else:
-                await trio.sleep(1.0)
-                if journal.fsync == "everysec" and journal.written > journal.synced:
-                    upto = journal.written
-                    await self._journal_io(journal.sync)
-                    journal.synced = upto
-                journal.write()
-            if journal.wants_snapshot() and journal.appended == journal.written:
-                assert isinstance(self.kernel, JournaledKernel)
-                rotation = journal.rotate(self.kernel.snapshot())
-                nursery.start_soon(self._journal_io, journal.finish, rotation)
+                self._commit()
+                continue
+            await trio.sleep(1.0)
+            if journal.fsync == "everysec" and journal.written > journal.synced:
+                upto = journal.written
+                await self._journal_io(journal.sync)
+                journal.synced = upto
+            journal.write()
+            self._snapshot_if_due()
 
     def _journal_sync(self, work: Callable[..., None], *args: Any) -> None:
         try:
