@@ -238,3 +238,27 @@ def test_fuzzed_input_never_kills_the_server() -> None:
             assert "answer ok pong" == await w.line()
 
     run(test)
+
+
+def test_nothing_more_is_applied_once_a_client_is_dropped() -> None:
+    """A command whose answer overflows the outbound cap drops its client; commands
+    pipelined behind it in the same packet are not applied."""
+
+    async def test(server: Server, port: int) -> None:
+        async with wire(port) as setup:
+            await setup.send(b"create big volatile_list\r\ncreate after volatile_list\r\n")
+            await setup.line()
+            await setup.line()
+            for _ in range(40):
+                await setup.send(b"push_back 1 value raw 10000\r\n" + b"x" * 10000 + b"\r\n")
+                assert "answer ok " == await setup.line()
+        async with wire(port) as greedy:
+            await greedy.send(b"open big\r\nopen after\r\nquery 1\r\n"
+                              b"push_back 2 value string 4\r\nlost\r\n")
+            assert await greedy.closed()
+        async with wire(port) as check:
+            await check.send(b"open after\r\nget_count 1\r\n")
+            await check.line()
+            assert "answer ok count 0" == await check.line()
+
+    run(test, limits=Limits(max_outbound=64 * 1024))

@@ -178,6 +178,8 @@ class Session:
 
     def receive(self, data: bytes | bytearray) -> None:
         for item in self.parser.feed(data):
+            if self.dropped is not None:
+                return  # nothing more is applied for a client being dropped
             if type(item) is Broken:
                 self.fail("protocol", item.reason)
                 raise Drop(f"unreadable input: {item.reason}")
