@@ -106,9 +106,9 @@ def test_a_long_job_keeps_its_lease() -> None:
             release.wait(10)
             return "done"
 
-        with Worker("long", slow, corral=corral, lease=0.1, concurrency=2):
+        with Worker("long", slow, corral=corral, lease=0.5, concurrency=2):
             wait_until(lambda: bool(attempts))
-            time.sleep(0.5)  # five leases
+            time.sleep(1.6)  # three leases and more (touched every 1/6 s)
             release.set()
             assert "done" == jobs.result(id, timeout=10)
         assert [1] == attempts

@@ -89,7 +89,7 @@ def test_a_silent_peer_is_ended_and_told_closed_afterwards(
         caplog: pytest.LogCaptureFixture) -> None:
     """A peer that sends nothing for idle_timeout loses its session (and its claim); a
     message from it afterwards is answered closed, never served by a fresh session."""
-    with serving(zmq_options={"idle_timeout": 0.3}) as urls, connect(urls.tcp) as watcher, \
+    with serving(zmq_options={"idle_timeout": 1.0}) as urls, connect(urls.tcp) as watcher, \
             dealer(urls.zmq) as sock:
         jobs = watcher.jobs("j", lease=60)
         id = jobs.put("x")
@@ -98,7 +98,7 @@ def test_a_silent_peer_is_ended_and_told_closed_afterwards(
         assert b"event 0 closed value string" in frame(sock)  # told why, best effort
         assert JobState.READY == jobs.state(id)
         assert ask(sock, "ping").startswith(b"answer error closed session ended: silent")
-    assert "silent for more than 0.3 s" in caplog.text
+    assert "silent for more than 1 s" in caplog.text
 
 
 def test_a_peer_that_does_not_read_is_dropped(caplog: pytest.LogCaptureFixture) -> None:
