@@ -9,11 +9,18 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from corral.adapters.client import connect
 from corral.adapters.threads import Corral
 from corral.transports.background import background_server
 from corral.transports.remote import RemoteKernel
+
+# No test may depend on how fast the machine is: hypothesis's deadline and its check
+# that inputs are generated quickly are timing assertions, and CI machines are shared.
+settings.register_profile("corral", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("corral")
 
 # A corral server on 127.0.0.1, TCP and ZeroMQ on ephemeral ports, on a thread.
 serving = background_server
