@@ -477,3 +477,17 @@ def test_the_embedded_facade_keeps_a_journal(tmp_path: Path) -> None:
         assert [b"raw"] == [r.value for r in corral.list("l").query()]
         corral.jobs("j").finish(job, "done after a restart")
         assert "done after a restart" == corral.jobs("j").result(job.id, timeout=1)
+
+
+def test_a_snapshot_from_another_version_is_refused(tmp_path: Path) -> None:
+    """A snapshot holds the kernel's own objects: another version must not guess."""
+    with Journal(tmp_path, snapshot_size=1) as journal:
+        kernel = JournaledKernel(journal, autocommit=True)
+        kernel.create("l", "volatile_list")
+        kernel.push_back("l", 1)
+    (snapshot,) = tmp_path.glob("snapshot-*")
+    data = snapshot.read_bytes()
+    version = data.split(b"\n")[1]
+    snapshot.write_bytes(data.replace(b"\n" + version + b"\n", b"\n0.0.0-other\n", 1))
+    with pytest.raises(CorruptJournal, match="written by corral 0.0.0-other"):
+        Journal(tmp_path)

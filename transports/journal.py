@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import importlib.metadata
 import json
 import logging
 import os
@@ -135,6 +136,13 @@ def is_failed(payload: bytes) -> bool:
     return payload.endswith(b",1]") and len(json.loads(payload)) == 4
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("corral")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def frame(payload: bytes) -> bytes:
     return FRAME.pack(len(payload), zlib.crc32(payload)) + payload
 
@@ -142,7 +150,7 @@ def frame(payload: bytes) -> bytes:
 # -- the file ---------------------------------------------------------------------------------
 
 
-SNAPSHOT_MAGIC = b"corral-snapshot-1\n"
+SNAPSHOT_MAGIC = b"corral-snapshot-1\n"  # then the writer's version and a newline
 SNAPSHOT_HEADER = struct.Struct("<QI")  # length, CRC-32 of the state
 
 
@@ -219,16 +227,21 @@ class Journal:
         return sorted(int(m.group(1)) for m in found if m)
 
     def _load_snapshot(self) -> tuple[bytes | None, int]:
-        """The newest sound snapshot and its generation (None and the oldest journal's
+        """The newest snapshot and its generation (None and the oldest journal's
         generation, or 1, when there is none)."""
         for gen in reversed(self._gens("snapshot")):
             path = self.directory / f"snapshot-{gen:08d}.bin"
             data = path.read_bytes()
-            head = len(SNAPSHOT_MAGIC) + SNAPSHOT_HEADER.size
-            if data.startswith(SNAPSHOT_MAGIC) and len(data) >= head:
-                size, crc = SNAPSHOT_HEADER.unpack_from(data, len(SNAPSHOT_MAGIC))
-                state = data[head:]
+            version, _, rest = data.removeprefix(SNAPSHOT_MAGIC).partition(b"\n")
+            if data.startswith(SNAPSHOT_MAGIC) and len(rest) >= SNAPSHOT_HEADER.size:
+                size, crc = SNAPSHOT_HEADER.unpack_from(rest)
+                state = rest[SNAPSHOT_HEADER.size:]
                 if len(state) == size and zlib.crc32(state) == crc:
+                    if version.decode(errors="replace") != _version():
+                        raise CorruptJournal(
+                            f"{path} was written by corral {version.decode()}, and a "
+                            f"snapshot holds the kernel's own objects: open it with that "
+                            f"version (this is {_version()})")
                     return state, gen
             raise CorruptJournal(f"{path}: the snapshot is damaged; move it away to start "
                                  "from the previous one, if its journal is still there")
@@ -359,7 +372,7 @@ class Journal:
         path = self.directory / f"snapshot-{rotation.gen:08d}.bin"
         temporary = path.with_suffix(".tmp")
         with open(temporary, "wb") as f:
-            f.write(SNAPSHOT_MAGIC)
+            f.write(SNAPSHOT_MAGIC + _version().encode() + b"\n")
             f.write(SNAPSHOT_HEADER.pack(len(rotation.state), zlib.crc32(rotation.state)))
             f.write(rotation.state)
             f.flush()
