@@ -118,3 +118,19 @@ def redis_missing() -> str | None:
     except ImportError:
         return "redis-py not installed (pip install redis hiredis)"
     return None
+
+
+def print_ratios(ours: dict[str, float], peers: dict[str, Any], indent: str = "") -> None:
+    """One line per measure: corral's figure, the peer's and the ratio (job measures
+    against beanstalkd, the rest against Redis); peers that could not run are noted."""
+    for name, result in peers.items():
+        if isinstance(result, str):
+            print(f"{indent}(skipped {name}: {result})")
+    for measure, value in ours.items():
+        peer_name = "beanstalkd" if measure.startswith("job") else "redis"
+        peer = peers.get(peer_name)
+        line = f"{indent}{measure:<26} corral {value:>10,.0f}"
+        if isinstance(peer, dict) and measure in peer:
+            line += (f"   {peer_name} {peer[measure]:>10,.0f}   "
+                     f"ratio {value / peer[measure]:.2f}x")
+        print(line)

