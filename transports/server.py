@@ -288,8 +288,11 @@ class Server:
                         self.holding[conn] = None
                 # Group commit: the journal task syncs once the other tasks woken with
                 # this one have applied their input too (as Redis syncs once its event
-                # loop has read everything).
-                self._commit_wanted.set()
+                # loop has read everything). A lone client has nobody to wait for.
+                if len(self.connections) > 1:
+                    self._commit_wanted.set()
+                else:
+                    self._commit()
         for conn in dirty:
             conn.flush()
 
