@@ -47,6 +47,10 @@ log = logging.getLogger("corral.server")
 DEFAULT_ZMQ_PORT = 2606
 DEFAULT_ENDPOINT = f"tcp://127.0.0.1:{DEFAULT_ZMQ_PORT}"
 _BATCH = 256  # messages read before letting other tasks run
+# Plain ints: pyzmq's constants are enum flags, and combining those costs microseconds
+# on every message.
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
+_NOBLOCK, _SNDMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE)
 _GONE = 4096  # ended peers remembered, to answer them "closed"
 
 
@@ -95,8 +99,8 @@ class _Transport:
 
     def send(self, peer: Peer, data: bytes) -> None:
         try:
-            self.socket.send(peer.identity, zmq.NOBLOCK | zmq.SNDMORE)
-            self.socket.send(data, zmq.NOBLOCK)
+            self.socket.send(peer.identity, _NOBLOCK | _SNDMORE)
+            self.socket.send(data, _NOBLOCK)
         except zmq.Again:
             peer.drop(f"{self.socket.get(zmq.SNDHWM)!r} messages unread: a peer that "
                       "does not read")
@@ -163,13 +167,13 @@ class _Transport:
         fd = cast(int, sock.get(zmq.FD))
         while True:
             count = 0
-            while count < _BATCH and cast(int, sock.get(zmq.EVENTS)) & zmq.POLLIN:
-                self.receive(sock.recv_multipart(zmq.NOBLOCK))
+            while count < _BATCH and cast(int, sock.get(_EVENTS)) & _POLLIN:
+                self.receive(sock.recv_multipart(_NOBLOCK))
                 count += 1
             self.server.flush()
             self.reap()
             # Sends may have taken the descriptor's edge: look before waiting on it.
-            if count == _BATCH or cast(int, sock.get(zmq.EVENTS)) & zmq.POLLIN:
+            if count == _BATCH or cast(int, sock.get(_EVENTS)) & _POLLIN:
                 await trio.lowlevel.checkpoint()
                 continue
             with trio.CancelScope() as self.parked:
