@@ -314,10 +314,11 @@ def journal_dir(tmp_path: Path) -> Path:
 Served = tuple[subprocess.Popen[str], threading.Thread]
 
 
-def serve(directory: Path, served: list[Served]) -> str:
+def serve(directory: Path, served: list[Served], *options: str) -> str:
     """`corral serve --journal DIR` as a child process; returns its URL."""
     proc = subprocess.Popen([sys.executable, "-m", "corral.adapters.cli", "serve", "--port",
-                             "0", "--journal", str(directory), "--snapshot-size", "50000"],
+                             "0", "--journal", str(directory), "--snapshot-size", "50000",
+                             *options],
                             stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     for line in proc.stderr:
@@ -491,3 +492,18 @@ def test_a_snapshot_from_another_version_is_refused(tmp_path: Path) -> None:
     snapshot.write_bytes(data.replace(b"\n" + version + b"\n", b"\n0.0.0-other\n", 1))
     with pytest.raises(CorruptJournal, match="written by corral 0.0.0-other"):
         Journal(tmp_path)
+
+
+def test_corral_serve_names_the_damage_and_repair_starts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], served: list[Served]) -> None:
+    from corral.adapters.cli import main
+
+    path = journal_with(tmp_path, 10)
+    data = bytearray(path.read_bytes())
+    data[60] ^= 0x04
+    path.write_bytes(bytes(data))
+    assert 1 == main(["serve", "--port", "0", "--journal", str(tmp_path)])
+    assert "corrupt record at offset" in capsys.readouterr().err
+    with connect(serve(tmp_path, served, "--repair")) as client:
+        count = len(client.list("l"))
+        assert [r.value for r in client.list("l").query()] == list(range(count))
