@@ -26,8 +26,15 @@ QUEUE = "fibonacci"
 
 def fib(n: int) -> int:
     """Deliberately slow, as in the original: do not ask for much more than 30."""
-    print(f" [*] calling fib on {n} (pid={os.getpid()})", flush=True)
+    say(f" [*] calling fib on {n} (pid={os.getpid()})")
     return _fib(n)
+
+
+def say(line: str) -> None:
+    """One write per line: many processes share the terminal (print writes the end of
+    the line separately, and lines from two processes could mix)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def _fib(n: int) -> int:
@@ -51,7 +58,7 @@ def main() -> int:
     if args.role == "client":
         with ExecutorClient(QUEUE, corral=args.url) as client:
             result = client.call(args.n, timeout=args.timeout)
-        print(f"fib({args.n}) = {result}", flush=True)
+        say(f"fib({args.n}) = {result}")
         return 0 if result == _fib(args.n) else 1
     with background_server(zmq=args.zmq) as urls:
         url = urls.zmq if args.zmq else urls.tcp
