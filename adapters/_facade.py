@@ -3,6 +3,7 @@ callers and subscriptions of one session."""
 
 from __future__ import annotations
 
+import os
 from typing import Any, Generic, TypeVar
 
 from corral.kernel import (
@@ -14,11 +15,24 @@ from corral.kernel import (
     Notified,
     Unsubscribed,
 )
+from corral.transports.journal import Journal, JournaledKernel
 
 __all__ = ["EffectRouter", "wait_value"]
 
 P = TypeVar("P")  # how a parked caller is woken
 S = TypeVar("S")  # a subscription
+
+
+def journaled_kernel(directory: str | os.PathLike[str], fsync: str, now: float
+                     ) -> JournaledKernel:
+    """A kernel kept in the journal in ``directory`` (replayed), for an embedded
+    facade: each command is committed before it returns. The sessions of the process
+    that last used it are closed, as a disconnect would close them."""
+    kernel = JournaledKernel(Journal(directory, fsync=fsync), autocommit=True)
+    for session in kernel.sessions():
+        kernel.close_session(session, now=now)
+    kernel.take_effects()
+    return kernel
 
 
 def wait_value(got: Any) -> Any:

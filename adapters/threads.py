@@ -30,10 +30,10 @@ from corral.kernel import (
     Record,
     Waiting,
 )
-from corral.transports.journal import Journal, JournaledKernel
+from corral.transports.journal import JournaledKernel
 from corral.transports.remote import RemoteKernel
 
-from ._facade import EffectRouter, wait_value
+from ._facade import EffectRouter, journaled_kernel, wait_value
 
 __all__ = [
     "Corral",
@@ -473,15 +473,10 @@ class Corral(EffectRouter[_Parked, Subscription]):
         kernel instead. With ``journal`` (a directory) every container is durable:
         each command is in the journal (synced as ``fsync`` says) before it returns,
         and a corral opened on the same directory later starts where this one ended."""
-        self._journal: Journal | None = None
         self._clock: Callable[[], float] = time.monotonic
         if journal is not None:
-            self._journal = Journal(journal, fsync=fsync)
-            kernel = JournaledKernel(self._journal, autocommit=True)
             self._clock = time.time  # deadlines outlive the process
-            for session in kernel.sessions():  # the last process's: gone
-                kernel.close_session(session, now=self._clock())
-            kernel.take_effects()
+            kernel = journaled_kernel(journal, fsync, self._clock())
         super().__init__(kernel)
         self._lock = threading.Lock()
         self._alarm_changed = threading.Condition(self._lock)
@@ -565,8 +560,8 @@ class Corral(EffectRouter[_Parked, Subscription]):
             alarm = self._alarm
         if alarm is not None and alarm is not threading.current_thread():
             alarm.join()
-        if self._journal is not None:
-            self._journal.close()
+        if isinstance(self._kernel, JournaledKernel):
+            self._kernel.journal.close()
 
     # -- plumbing ---------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ kernel. One alarm task sleeps until the kernel's next deadline.
 from __future__ import annotations
 
 import math
+import os
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -32,9 +34,10 @@ from corral.kernel import (
     Waiting,
 )
 from corral.transports.alarm import Alarm
+from corral.transports.journal import JournaledKernel
 from corral.transports.remote import RemoteKernel
 
-from ._facade import EffectRouter, wait_value
+from ._facade import EffectRouter, journaled_kernel, wait_value
 
 __all__ = [
     "Corral",
@@ -220,7 +223,7 @@ class ListHandle(_Handle):
             corral._check_open()
         result = self._kernel.wait_pop_next(
             corral._session, self.name, timeout=timeout,
-            now=trio.current_time() if timeout else 0.0)
+            now=corral._now() if timeout else 0.0)
         if type(result) is tuple:
             if self._kernel.effects:
                 corral._dispatch()
@@ -390,7 +393,7 @@ class JobsHandle(_Handle):
         """Add a job (ready after ``delay`` seconds); returns its id."""
         result: str = await self._corral._run(self._kernel.put, self.name, item,
                                               priority=priority, delay=delay, id=id,
-                                              now=trio.current_time())
+                                              now=self._corral._now())
         return result
 
     async def claim(self, timeout: float | None = None, lease: float | None = None) -> Job:
@@ -405,13 +408,13 @@ class JobsHandle(_Handle):
                      result_ttl: float | None = None) -> None:
         """Finish a claimed job with ``result``. Raises LeaseLost if the claim is stale."""
         await self._corral._run(self._kernel.finish, self.name, job, result,
-                                result_ttl=result_ttl, now=trio.current_time())
+                                result_ttl=result_ttl, now=self._corral._now())
 
     async def cancel(self, job: kernel.Job, delay: float = 0.0, reason: str | None = None
                      ) -> None:
         """Give a claimed job back; it stalls once max_attempts claims have failed."""
         await self._corral._run(self._kernel.cancel, self.name, job, delay=delay,
-                                reason=reason, now=trio.current_time())
+                                reason=reason, now=self._corral._now())
 
     async def stall(self, job: kernel.Job, reason: str | None = None) -> None:
         """Park a claimed job until it is retried."""
@@ -420,11 +423,11 @@ class JobsHandle(_Handle):
     async def touch(self, job: kernel.Job, lease: float | None = None) -> None:
         """Extend a claim to ``lease`` seconds from now."""
         await self._corral._run(self._kernel.touch, self.name, job, lease=lease,
-                                now=trio.current_time())
+                                now=self._corral._now())
 
     async def retry(self, id: str) -> None:
         """Make a stalled job ready again."""
-        await self._corral._run(self._kernel.retry, self.name, id, now=trio.current_time())
+        await self._corral._run(self._kernel.retry, self.name, id, now=self._corral._now())
 
     async def retract(self, id: str) -> None:
         """Withdraw a job that has not ended."""
@@ -465,6 +468,10 @@ class Corral(EffectRouter[trio.lowlevel.Task | None, Subscription]):
             token = trio.lowlevel.current_trio_token()
             self._kernel.notify = partial(token.run_sync_soon, self._dispatch_remote)
         self._alarm = Alarm(self._kernel, self._dispatch)
+        self._offset = 0.0  # the kernel's time minus trio's (the wall clock's, journaled)
+
+    def _now(self) -> float:
+        return trio.current_time() + self._offset
 
     async def list(self, name: str) -> ListHandle:
         """The list ``name``, created if needed. Raises WrongKind if it is not a list."""
@@ -535,7 +542,7 @@ class Corral(EffectRouter[trio.lowlevel.Task | None, Subscription]):
         if self._closed:
             self._check_open()
         call = partial(command, self._session, *args, timeout=timeout,
-                       now=trio.current_time(), **kwargs)
+                       now=self._now(), **kwargs)
         result = await trio.to_thread.run_sync(call) if self._remote else call()
         if type(result) is Waiting:
             return await self._park(result.waiter, timeout)
@@ -595,12 +602,22 @@ class Corral(EffectRouter[trio.lowlevel.Task | None, Subscription]):
         return subscription
 
 @asynccontextmanager
-async def open_corral(*, kernel: Any = None) -> AsyncIterator[Corral]:
+async def open_corral(*, kernel: Any = None,
+                      journal: str | os.PathLike[str] | None = None,
+                      fsync: str = "always") -> AsyncIterator[Corral]:
     """An embedded corral for this trio run, closed when the block exits.
 
-    ``corral.adapters.client.open_client`` passes a remote kernel.
+    With ``journal`` (a directory) every container is durable: each command is in the
+    journal (synced as ``fsync`` says, in this thread: with ``always`` each command
+    waits for its fsync) before it returns. ``corral.adapters.client.open_client``
+    passes a remote kernel.
     """
+    offset = 0.0
+    if journal is not None:
+        offset = time.time() - trio.current_time()  # deadlines outlive the process
+        kernel = journaled_kernel(journal, fsync, trio.current_time() + offset)
     corral = Corral(kernel=kernel)
+    corral._offset = corral._alarm.offset = offset
     async with trio.open_nursery() as nursery:
         nursery.start_soon(corral._alarm.run)
         try:
@@ -608,3 +625,5 @@ async def open_corral(*, kernel: Any = None) -> AsyncIterator[Corral]:
         finally:
             corral.close()
             nursery.cancel_scope.cancel()
+            if isinstance(corral._kernel, JournaledKernel):
+                corral._kernel.journal.close()

@@ -507,3 +507,25 @@ def test_corral_serve_names_the_damage_and_repair_starts(
     with connect(serve(tmp_path, served, "--repair")) as client:
         count = len(client.list("l"))
         assert [r.value for r in client.list("l").query()] == list(range(count))
+
+
+def test_the_embedded_trio_facade_keeps_a_journal(tmp_path: Path) -> None:
+    from corral.adapters.trio import open_corral
+
+    async def first() -> None:
+        async with open_corral(journal=tmp_path) as corral:
+            await (await corral.list("l")).push_back("kept")
+            jobs = await corral.jobs("j", lease=60, release_on_close=False)
+            await jobs.put("work", delay=30)
+
+    async def second() -> None:
+        async with open_corral(journal=tmp_path) as corral:
+            assert ["kept"] == [r.value for r in await (await corral.list("l")).query()]
+            jobs = await corral.jobs("j")
+            assert JobState.DELAYED == await jobs.state("1")
+            assert 1 == (await jobs.statistics()).delayed
+
+    import trio
+
+    trio.run(first)
+    trio.run(second)

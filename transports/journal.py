@@ -136,6 +136,20 @@ def is_failed(payload: bytes) -> bool:
     return payload.endswith(b",1]") and len(json.loads(payload)) == 4
 
 
+_fdatasync = getattr(os, "fdatasync", os.fsync)  # not on macOS
+
+
+def _allocate(fd: int, offset: int, length: int) -> None:
+    """Reserve disk blocks, so that a full disk shows here and not in a later write.
+    Where posix_fallocate is missing (macOS) the file is only extended: a full disk
+    then fails a write, which stops the server instead of refusing one command."""
+    allocate = getattr(os, "posix_fallocate", None)
+    if allocate is None:
+        os.ftruncate(fd, offset + length)
+    else:
+        allocate(fd, offset, length)
+
+
 def _version() -> str:
     try:
         return importlib.metadata.version("corral")
@@ -291,7 +305,7 @@ class Journal:
             return
         grow = max(_CHUNK, needed - self.reserved)
         try:
-            os.posix_fallocate(self._fd, self.reserved, grow)
+            _allocate(self._fd, self.reserved, grow)
         except OSError as error:
             if essential and used <= self.reserved:
                 return
@@ -329,7 +343,7 @@ class Journal:
     def sync(self) -> None:
         # fdatasync, as Redis's appendfsync does: the data and the metadata needed to
         # read it back (the size, changed only when room is reserved), not the times.
-        os.fdatasync(self._fd)
+        _fdatasync(self._fd)
         self.last_sync = time.monotonic()
 
     def commit(self) -> None:
@@ -367,7 +381,7 @@ class Journal:
         the snapshot makes useless. Until the snapshot is in place a crash recovers
         from the older files, which are all still there."""
         self.write_at(rotation.tail, rotation.offset, rotation.old_fd)
-        os.fdatasync(rotation.old_fd)
+        _fdatasync(rotation.old_fd)
         os.close(rotation.old_fd)
         path = self.directory / f"snapshot-{rotation.gen:08d}.bin"
         temporary = path.with_suffix(".tmp")
