@@ -529,3 +529,17 @@ def test_the_embedded_trio_facade_keeps_a_journal(tmp_path: Path) -> None:
 
     trio.run(first)
     trio.run(second)
+
+
+def test_opening_what_exists_is_not_journaled(tmp_path: Path) -> None:
+    """The facades create-or-open on every handle; only a creation is a record."""
+    with Journal(tmp_path) as journal:
+        kernel = JournaledKernel(journal)
+        kernel.create("l", "volatile_list")
+        appended = journal.appended
+        for _ in range(10):
+            kernel.create("l", "volatile_list")
+        assert appended == journal.appended
+        with pytest.raises(CorralError):
+            kernel.create("l", "job")  # a different kind: refused, not journaled
+        assert appended == journal.appended

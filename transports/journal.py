@@ -455,6 +455,13 @@ class JournaledKernel(Kernel):
             self.take_effects()
         journal.records = []  # replayed: free the memory
 
+    def _exists(self, name: Any) -> bool:
+        try:
+            self.open(name)
+        except CorralError:
+            return False
+        return True
+
     def snapshot(self) -> bytes:
         """The kernel's whole state, for ``Journal.rotate`` (waiters, timers and
         sessions included: the records after it may refer to them)."""
@@ -470,6 +477,7 @@ def _journaled(name: str) -> Callable[..., Any]:
         payload = encode_call(name, args, kwargs)
         self.journal.reserve(FRAME.size + len(payload) + 2, essential=name in ESSENTIAL)
         before = self.now
+        existed = name == "create" and bool(args) and self._exists(args[0])
         try:
             result = original(self, *args, **kwargs)
         except CorralError:
@@ -477,7 +485,8 @@ def _journaled(name: str) -> Callable[..., Any]:
                 self.journal.append(failed(payload))
             raise
         journal = self.journal
-        journal.append(payload)
+        if not (name == "create" and existed):  # opening what exists changes nothing
+            journal.append(payload)
         if self.autocommit:
             journal.commit()
             if journal.wants_snapshot():
