@@ -74,6 +74,21 @@ def _using(corral: Corral | str, token: str | None) -> Iterator[Corral]:
             yield connected
 
 
+@contextlib.contextmanager
+def _stopped_by_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """While the block runs, SIGINT and SIGTERM call ``stop`` (in the main thread;
+    elsewhere signals are not this thread's to take)."""
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda *_: stop())
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
@@ -145,17 +160,10 @@ class Worker:
         """Start, and block until stopped; in the main thread SIGINT and SIGTERM stop
         it gracefully. Raises Closed if the connection to the server is lost, so that
         a worker process exits (and its pool starts a fresh one)."""
-        previous = {}
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                previous[signum] = signal.signal(signum, lambda *_: self._stopping.set())
-        try:
+        with _stopped_by_signals(self._stopping.set):
             self.start()
             self._stopping.wait()
             self.stop()
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
         if self.lost is not None:
             raise Closed(f"{self.name}: {self.lost}")
 
@@ -339,17 +347,12 @@ class WorkerPool:
 
     def run(self) -> None:
         """Start, and block until SIGINT or SIGTERM (main thread) or ``stop()``."""
-        previous = {}
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                previous[signum] = signal.signal(signum, lambda *_: self._stop.set())
-        try:
-            self.start()
-            self._stop.wait()
-        finally:
-            self.stop()
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+        with _stopped_by_signals(self._stop.set):
+            try:
+                self.start()
+                self._stop.wait()
+            finally:
+                self.stop()
 
     def alive(self) -> list[int]:
         """The pids of the running workers."""

@@ -72,17 +72,6 @@ def handoff(n: int, start_consumer: Callable[[], subprocess.Popen[bytes]],
 
 
 CORRAL_CONSUMER = """
-from _common import (
-    PIN,
-    beanstalkd_cycles,
-    free_port,
-    pin_self,
-    print_ratios,
-    process,
-    rate,
-    redis_missing,
-)
-
 from corral.adapters.client import connect
 c = connect("corral://127.0.0.1:{port}")
 lst = c.list("handoff")
