@@ -170,14 +170,10 @@ SNAPSHOT_HEADER = struct.Struct("<QI")  # length, CRC-32 of the state
 
 @attrs.define
 class Rotation:
-    """A snapshot under way: the old generation's last bytes and the state to write."""
+    """A snapshot under way: the generation it starts, and the last one's file."""
 
     old_fd: int
-    old_gen: int
-    tail: bytes  # the old generation's records not yet written
-    offset: int
-    state: bytes  # the kernel's state after the old generation's last record
-    gen: int  # the new generation: its snapshot is ``state``
+    gen: int
 
 
 class Journal:
@@ -364,31 +360,27 @@ class Journal:
         size = self.end + len(self._buffer)
         return not self.rotating and size > max(self.snapshot_size, 2 * self.snapshot_bytes)
 
-    def rotate(self, state: bytes) -> Rotation:
-        """Start a new generation whose snapshot is ``state``, the kernel's state after
-        every record appended so far. Quick, in the caller's thread; then
-        ``finish(rotation)`` (any thread) writes the files."""
-        data, offset, _ = self.take()
-        rotation = Rotation(self._fd, self.gen, data, offset, state, self.gen + 1)
+    def rotate(self) -> Rotation:
+        """Start a new generation, whose snapshot must be the kernel's state now, with
+        every record appended so far written (take a snapshot between writes). Then
+        ``write_snapshot`` (any thread, or a child process) and ``retire``."""
+        assert not self._buffer, "rotate after a write"
+        rotation = Rotation(self._fd, self.gen + 1)
         self.gen += 1
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         self.end = self.reserved = 0
         self.rotating = True
         return rotation
 
-    def finish(self, rotation: Rotation) -> None:
-        """Make the old generation and the new snapshot durable, then drop the files
-        the snapshot makes useless. Until the snapshot is in place a crash recovers
-        from the older files, which are all still there."""
-        self.write_at(rotation.tail, rotation.offset, rotation.old_fd)
-        _fdatasync(rotation.old_fd)
-        os.close(rotation.old_fd)
-        path = self.directory / f"snapshot-{rotation.gen:08d}.bin"
+    def write_snapshot(self, gen: int, state: bytes) -> int:
+        """Put generation ``gen``'s snapshot in place, durably; returns its size. Until
+        it is in place a crash recovers from the older files, all still there."""
+        path = self.directory / f"snapshot-{gen:08d}.bin"
         temporary = path.with_suffix(".tmp")
         with open(temporary, "wb") as f:
             f.write(SNAPSHOT_MAGIC + _version().encode() + b"\n")
-            f.write(SNAPSHOT_HEADER.pack(len(rotation.state), zlib.crc32(rotation.state)))
-            f.write(rotation.state)
+            f.write(SNAPSHOT_HEADER.pack(len(state), zlib.crc32(state)))
+            f.write(state)
             f.flush()
             os.fsync(f.fileno())
         os.rename(temporary, path)
@@ -397,13 +389,29 @@ class Journal:
             os.fsync(directory)
         finally:
             os.close(directory)
+        return len(state)
+
+    def retire(self, rotation: Rotation, size: int) -> None:
+        """Once the snapshot is in place: sync and close the last generation's file and
+        drop the files the snapshot makes useless."""
+        _fdatasync(rotation.old_fd)
+        os.close(rotation.old_fd)
         for kind, suffix in (("journal", "log"), ("snapshot", "bin")):
             for gen in self._gens(kind):
                 if gen < rotation.gen:
                     (self.directory / f"{kind}-{gen:08d}.{suffix}").unlink()
-        self.snapshot_bytes = len(rotation.state)
+        self.snapshot_bytes = size
         self.rotating = False
-        log.info("snapshot %s: %d bytes", path, len(rotation.state))
+        log.info("snapshot of generation %d: %d bytes", rotation.gen, size)
+
+    def abandon(self, rotation: Rotation) -> None:
+        """The snapshot failed: keep every file (recovery replays them all) and try
+        again when the journal has grown again."""
+        with contextlib.suppress(OSError):
+            _fdatasync(rotation.old_fd)
+        os.close(rotation.old_fd)
+        self.snapshot_bytes = self.end  # wait for as much growth again
+        self.rotating = False
 
     def close(self) -> None:
         """Write and sync what is buffered, and let the directory go. Idempotent."""
@@ -463,7 +471,7 @@ class JournaledKernel(Kernel):
         return True
 
     def snapshot(self) -> bytes:
-        """The kernel's whole state, for ``Journal.rotate`` (waiters, timers and
+        """The kernel's whole state, for ``Journal.write_snapshot`` (waiters, timers and
         sessions included: the records after it may refer to them)."""
         return pickle.dumps({k: v for k, v in self.__dict__.items()
                              if k not in ("journal", "autocommit")},
@@ -490,7 +498,9 @@ def _journaled(name: str) -> Callable[..., Any]:
         if self.autocommit:
             journal.commit()
             if journal.wants_snapshot():
-                journal.finish(journal.rotate(self.snapshot()))
+                rotation = journal.rotate()
+                journal.retire(rotation, journal.write_snapshot(rotation.gen,
+                                                                self.snapshot()))
         return result
 
     method.__name__ = name

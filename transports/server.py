@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import signal
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -47,7 +50,7 @@ from corral.kernel import (
 from .alarm import Alarm
 from .codec import Broken, Malformed, Message, Parser, encode, fields_start, present
 from .errors import ACCESS_DENIED, INVALID_COMMAND, code_of
-from .journal import Journal, JournaledKernel
+from .journal import Journal, JournaledKernel, Rotation
 
 __all__ = ["VERSION", "Drop", "Limits", "Server", "Session"]
 
@@ -95,6 +98,29 @@ class _Wait:
 def _write_and_sync(journal: Journal, data: bytes, offset: int) -> None:
     journal.write_at(data, offset)
     journal.sync()
+
+
+def _write_and_retire(journal: Journal, rotation: Rotation, state: bytes) -> None:
+    journal.retire(rotation, journal.write_snapshot(rotation.gen, state))
+
+
+def _fork_snapshot(journal: Journal, gen: int, kernel: JournaledKernel) -> int:
+    """Fork a child that writes generation ``gen``'s snapshot from its image of the
+    kernel and exits; returns its pid. The child touches nothing but the snapshot."""
+    with warnings.catch_warnings():  # the threads it leaves behind never run in it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        signal.set_wakeup_fd(-1)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_DFL)
+        journal.write_snapshot(gen, kernel.snapshot())
+        code = 0
+    finally:
+        os._exit(code)
 
 
 class Session:
@@ -315,14 +341,35 @@ class Server:
         self._snapshot_if_due()
 
     def _snapshot_if_due(self) -> None:
-        """Snapshot when the journal has grown (between syncs, so that a generation
-        ends with everything in it written)."""
+        """Snapshot when the journal has grown, between writes, so that a generation
+        ends with everything in it written. A child process writes it, from a
+        copy-on-write image of this one (as Redis does), so that service goes on;
+        where there is no fork, the state is copied here and written in a thread."""
         journal = self.journal
         assert journal is not None and self._nursery is not None
-        if journal.wants_snapshot() and journal.appended == journal.written:
-            assert isinstance(self.kernel, JournaledKernel)
-            rotation = journal.rotate(self.kernel.snapshot())
-            self._nursery.start_soon(self._journal_io, journal.finish, rotation)
+        if not (journal.wants_snapshot() and journal.appended == journal.written):
+            return
+        assert isinstance(self.kernel, JournaledKernel)
+        rotation = journal.rotate()
+        if hasattr(os, "fork"):
+            pid = _fork_snapshot(journal, rotation.gen, self.kernel)
+            self._nursery.start_soon(self._await_snapshot, rotation, pid)
+        else:
+            state = self.kernel.snapshot()
+            self._nursery.start_soon(self._journal_io, _write_and_retire, journal,
+                                     rotation, state)
+
+    async def _await_snapshot(self, rotation: Rotation, pid: int) -> None:
+        journal = self.journal
+        assert journal is not None
+        _, status = await trio.to_thread.run_sync(os.waitpid, pid, 0)
+        if os.waitstatus_to_exitcode(status) == 0:
+            size = (journal.directory / f"snapshot-{rotation.gen:08d}.bin").stat().st_size
+            await self._journal_io(journal.retire, rotation, size)
+        else:
+            log.error("the snapshot of generation %d failed (status %d): keeping every "
+                      "journal file, trying again later", rotation.gen, status)
+            journal.abandon(rotation)
 
     async def _keep_journal(self) -> None:
         """The journal's task: with ``always``, the syncs ``flush`` leaves to it; with
