@@ -157,6 +157,19 @@ def _version() -> str:
         return "unknown"
 
 
+def _good_record_after(data: bytes, start: int) -> bool:
+    """Whether a sound record starts anywhere after ``start``: what tells damage in
+    the middle (records follow it) from a torn last write (nothing does). Records are
+    JSON arrays, so only places where ``["`` follows a frame header are tried."""
+    at = data.find(b'["', start + FRAME.size)
+    while at != -1:
+        size, crc = FRAME.unpack_from(data, at - FRAME.size)
+        if 0 < size <= len(data) - at and zlib.crc32(data[at:at + size]) == crc:
+            return True
+        at = data.find(b'["', at + 1)
+    return False
+
+
 def frame(payload: bytes) -> bytes:
     return FRAME.pack(len(payload), zlib.crc32(payload)) + payload
 
@@ -272,8 +285,7 @@ class Journal:
                 records.append(bytes(payload))
                 offset += FRAME.size + size
                 continue
-            rest = data[offset + FRAME.size + size:]
-            if last and (len(payload) < size or not rest.strip(b"\0")):
+            if last and not _good_record_after(data, offset + FRAME.size):
                 log.warning("%s: a torn record at offset %d (the last write before a "
                             "crash) is cut off", self.path, offset)
             elif repair and last:
