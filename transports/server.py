@@ -117,6 +117,9 @@ def _fork_snapshot(journal: Journal, gen: int, kernel: JournaledKernel) -> int:
         signal.set_wakeup_fd(-1)
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, signal.SIG_DFL)
+        # Let go of the sockets (and everything else): a connection the server closes
+        # meanwhile must not stay open in the child.
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         journal.write_snapshot(gen, kernel.snapshot())
         code = 0
     finally:
