@@ -565,3 +565,32 @@ def test_a_damaged_length_in_the_middle_is_not_taken_for_a_torn_tail(
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptJournal, match=f"offset {second}"):
         Journal(tmp_path)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=40), min_size=1, max_size=12), st.data())
+def test_any_flipped_byte_is_refused_or_cut_from_the_end(items: list[bytes],
+                                                         data: st.DataObject) -> None:
+    """Wherever a byte goes bad, opening either refuses with CorruptJournal or gives the
+    records written, less at most the last one (a torn write looks like that):
+    never a different record, never one from the middle missing."""
+    with tempfile.TemporaryDirectory() as directory:
+        with Journal(directory) as journal:
+            kernel = JournaledKernel(journal)
+            kernel.create("l", "volatile_list")
+            for item in items:
+                kernel.push_back("l", item)
+            path = journal.path
+        written = Journal(directory)
+        expected = written.records
+        written.close()
+        raw = bytearray(path.read_bytes())
+        at = data.draw(st.integers(0, min(len(raw), end_of_records(path) + 64) - 1))
+        raw[at] ^= data.draw(st.integers(1, 255))
+        path.write_bytes(bytes(raw))
+        try:
+            reopened = Journal(directory)
+        except CorruptJournal:
+            return
+        with reopened:
+            assert reopened.records in (expected, expected[:-1])
