@@ -594,3 +594,24 @@ def test_any_flipped_byte_is_refused_or_cut_from_the_end(items: list[bytes],
             return
         with reopened:
             assert reopened.records in (expected, expected[:-1])
+
+
+def test_a_snapshot_that_cannot_fork_is_tried_again_later(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """No memory for a child: the server logs it, keeps every file and goes on."""
+    def no_fork() -> int:
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    with Journal(tmp_path, snapshot_size=4 << 10) as journal, \
+            background_server(zmq=False, journal=journal) as urls, \
+            connect(urls.tcp) as client:
+        lst = client.list("l")
+        for i in range(300):
+            lst.push_back(i)
+        assert 300 == len(lst)
+    assert "cannot fork to write a snapshot" in caplog.text
+    assert not list(tmp_path.glob("snapshot-*"))
+    with Journal(tmp_path) as journal:
+        assert 300 == JournaledKernel(journal).count("l")

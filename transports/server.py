@@ -355,7 +355,13 @@ class Server:
         assert isinstance(self.kernel, JournaledKernel)
         rotation = journal.rotate()
         if hasattr(os, "fork"):
-            pid = _fork_snapshot(journal, rotation.gen, self.kernel)
+            try:
+                pid = _fork_snapshot(journal, rotation.gen, self.kernel)
+            except OSError as error:  # no memory for a child, say: not fatal
+                log.error("cannot fork to write a snapshot: %s: trying again later",
+                          error)
+                journal.abandon(rotation)
+                return
             self._nursery.start_soon(self._await_snapshot, rotation, pid)
         else:
             state = self.kernel.snapshot()
