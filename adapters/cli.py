@@ -243,13 +243,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.run(args)
-    except OSError as error:
-        print(f"corral {args.command}: {error}", file=sys.stderr)
-        return 1
     except Exception as error:
         from corral.kernel import CorralError
 
-        if not isinstance(error, CorralError):
+        # trio's nurseries wrap what their tasks raise in exception groups.
+        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+            error = error.exceptions[0]  # type: ignore[assignment]
+        if not isinstance(error, (OSError, CorralError)):
             raise
         print(f"corral {args.command}: {error}", file=sys.stderr)
         return 1

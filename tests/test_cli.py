@@ -6,6 +6,7 @@ import io
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -108,3 +109,29 @@ def test_serve_zmq_too(capsys: pytest.CaptureFixture[str]) -> None:
         finally:
             proc.send_signal(signal.SIGTERM)
             assert 0 == proc.wait(10)
+
+
+def test_a_zmq_endpoint_in_use_is_a_clear_error() -> None:
+    """As with a TCP port in use: one line on stderr and exit 1, no traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "corral.adapters.cli", "serve",
+                               "--port", "0", "--zmq", f"tcp://127.0.0.1:{port}"],
+                              capture_output=True, text=True, timeout=30)
+    assert 1 == proc.returncode
+    assert "cannot serve ZeroMQ on tcp://127.0.0.1" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_tcp_port_in_use_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "corral.adapters.cli", "serve",
+                               "--port", str(port)], capture_output=True, text=True,
+                              timeout=30)
+    assert 1 == proc.returncode
+    assert "Traceback" not in proc.stderr and "in use" in proc.stderr

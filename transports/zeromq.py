@@ -219,7 +219,11 @@ async def serve_zmq(server: Server, endpoint: str = DEFAULT_ENDPOINT, *,
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a full peer raises instead of losing
         sock.setsockopt(zmq.SNDHWM, sndhwm)
         sock.setsockopt(zmq.MAXMSGSIZE, server.limits.max_line + server.limits.max_payload)
-        sock.bind(endpoint)
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError as error:  # as a TCP bind would fail: an OSError
+            raise OSError(error.errno, f"cannot serve ZeroMQ on {endpoint}: {error}"
+                          ) from None
         bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         transport = _Transport(server, sock, idle_timeout, max_peers)
         try:
