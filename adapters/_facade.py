@@ -35,6 +35,9 @@ def journaled_kernel(directory: str | os.PathLike[str], fsync: str, now: float
     return kernel
 
 
+_NOT_PARKED: Any = object()
+
+
 def wait_value(got: Any) -> Any:
     """A wait's value: from the Event that served it, or from its immediate pair."""
     return got.value if type(got) is Event else got[0]
@@ -52,6 +55,7 @@ class EffectRouter(Generic[P, S]):
         self._kernel: Kernel = kernel if kernel is not None else Kernel()
         self._session = self._kernel.open_session()
         self._parked: dict[int, P] = {}
+        self._early: dict[int, Delivered | Cancelled] = {}  # outcomes before their park
         self._subscriptions: dict[int, S] = {}
         self._closed = False
 
@@ -71,10 +75,17 @@ class EffectRouter(Generic[P, S]):
         for effect in self._kernel.take_effects():
             if type(effect) is Notified:
                 self._publish(self._subscriptions[effect.subscription], effect.event)
-            elif type(effect) is Delivered:
-                self._wake(self._parked.pop(effect.waiter), effect.event, None)
-            elif type(effect) is Cancelled:
-                self._wake(self._parked.pop(effect.waiter), None, effect.error)
+            elif type(effect) is Delivered or type(effect) is Cancelled:
+                parked = self._parked.pop(effect.waiter, _NOT_PARKED)
+                if parked is _NOT_PARKED:
+                    # A remote outcome that overtook the answer saying its wait parked
+                    # (the trio facade hears that answer from a worker thread): kept
+                    # for the waiter, which takes it as it parks.
+                    self._early[effect.waiter] = effect
+                elif isinstance(effect, Delivered):
+                    self._wake(parked, effect.event, None)
+                else:
+                    self._wake(parked, None, effect.error)
             elif type(effect) is Unsubscribed:
                 self._end(self._subscriptions.pop(effect.subscription), effect.reason)
 

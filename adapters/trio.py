@@ -23,8 +23,10 @@ import trio
 
 from corral import kernel
 from corral.kernel import (
+    Cancelled,
     Closed,
     ContainerStatistics,
+    Delivered,
     Empty,
     Event,
     JobState,
@@ -558,6 +560,12 @@ class Corral(EffectRouter[trio.lowlevel.Task | None, Subscription]):
     async def _park(self, waiter: int, timeout: float | None) -> Event:
         """Park the calling task until ``waiter`` is served or cancelled; cancelling the
         task withdraws the waiter."""
+        early = self._early.pop(waiter, None)
+        if early is not None:  # its outcome came before we parked (remote kernels)
+            if type(early) is Cancelled:
+                raise early.error
+            assert type(early) is Delivered
+            return early.event
         self._parked[waiter] = trio.lowlevel.current_task()
         if timeout is not None:
             self._rearm()

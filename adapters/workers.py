@@ -303,9 +303,15 @@ class WorkerPool:
         self._thread: threading.Thread | None = None
 
     def _spawn(self, slot: _Slot) -> None:
+        """Start a worker in ``slot`` (lock held); a command that cannot start counts
+        as a crash."""
         argv = [word.replace("{wid}", str(slot.wid)) for word in self.command]
-        slot.process = subprocess.Popen(argv, env=self.env)
         slot.started = time.monotonic()
+        try:
+            slot.process = subprocess.Popen(argv, env=self.env)
+        except OSError as error:
+            self._ended(slot, f"could not start: {error}", lived=0.0)
+            return
         self.starts += 1
         threading.Thread(target=self._reap, args=(slot, slot.process), daemon=True,
                          name=f"pool-wait-{slot.wid}").start()
@@ -318,15 +324,19 @@ class WorkerPool:
                 return
             slot.process = None
             lived = time.monotonic() - slot.started
-            slot.crashes = slot.crashes + 1 if lived < self.stable_after else 0
-            delay = 0.0 if not slot.crashes else min(
-                self.max_backoff, self.backoff * 2 ** (slot.crashes - 1))
-            slot.due = time.monotonic() + delay
-            self.delays.append(delay)
-            if not self._stopping:
-                log.warning("worker %d exited with %s after %.1f s; restarting in %.1f s",
-                            slot.wid, code, lived, delay)
-            self._changed.notify_all()
+            self._ended(slot, f"exited with {code} after {lived:.1f} s", lived)
+
+    def _ended(self, slot: _Slot, what: str, lived: float) -> None:
+        """Schedule the replacement of the worker in ``slot`` (lock held): at once after
+        a stable life, after a doubling backoff after a crash."""
+        slot.crashes = slot.crashes + 1 if lived < self.stable_after else 0
+        delay = 0.0 if not slot.crashes else min(
+            self.max_backoff, self.backoff * 2 ** (slot.crashes - 1))
+        slot.due = time.monotonic() + delay
+        self.delays.append(delay)
+        if not self._stopping:
+            log.warning("worker %d %s; restarting in %.1f s", slot.wid, what, delay)
+        self._changed.notify_all()
 
     def _supervise(self) -> None:
         with self._changed:

@@ -353,3 +353,14 @@ def test_a_worker_whose_server_goes_away_stops_and_says_so() -> None:
     thread.join(10)
     assert not thread.is_alive()
     assert 1 == len(errors) and "lost" in str(errors[0])
+
+
+def test_a_command_that_cannot_start_backs_off_too(caplog: pytest.LogCaptureFixture
+                                                   ) -> None:
+    pool = WorkerPool(["/nonexistent/corral-worker", "{wid}"], 1, backoff=0.05,
+                      max_backoff=0.1, grace=1)
+    with pool:
+        wait_until(lambda: len(pool.delays) >= 3)
+    assert 0 == pool.starts
+    assert [0.05, 0.1, 0.1] == pool.delays[:3]
+    assert "could not start" in caplog.text
