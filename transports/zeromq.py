@@ -278,6 +278,7 @@ class ZmqWire:
         for sock in (self._socket, self._monitor, self._relay_out):
             self._poller.register(sock, zmq.POLLIN)
         self._polling = False  # a reader owns the socket, in poll()
+        self._sockets_closed = threading.Event()
         self._relayed = 0  # frames handed to the reader to forward
         self._closed = False
         self._asked: float | None = None  # when the oldest unanswered send went
@@ -364,10 +365,12 @@ class ZmqWire:
             if self._closed:
                 return
             self._closed = True
-            if self._polling:
-                self._relay_in.send(b"")  # wakes the reader, which closes the sockets
-            else:
+            if not self._polling:
                 self._close_sockets()
+                return
+            self._relay_in.send(b"")  # wakes the reader, which closes the sockets
+        # Give it a moment: a process that exits now would lose the bye.
+        self._sockets_closed.wait(1.0)
 
     def _close_sockets(self) -> None:
         with contextlib.suppress(zmq.ZMQError):
@@ -376,3 +379,4 @@ class ZmqWire:
         for sock in (self._monitor, self._relay_in, self._relay_out):
             sock.close(linger=0)
         self._socket.close(linger=100)  # a moment for the bye to leave
+        self._sockets_closed.set()
