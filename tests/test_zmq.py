@@ -183,3 +183,11 @@ def test_endpoints_are_checked() -> None:
         check_endpoint("tcp://0.0.0.0:2606", None)
     with pytest.raises(InvalidArgument):
         check_endpoint("udp://127.0.0.1:1", None)
+
+
+def test_peers_beyond_the_cap_are_refused() -> None:
+    with serving(zmq_options={"max_peers": 1}) as urls, dealer(urls.zmq) as first, \
+            dealer(urls.zmq) as second:
+        assert ask(first, "ping").startswith(b"answer ok pong")
+        assert ask(second, "ping").startswith(b"answer error closed session ended: 1 peers")
+        assert ask(first, "ping").startswith(b"answer ok pong")  # the first is served on
