@@ -333,12 +333,11 @@ class Journal:
         self.end += len(data)
         return data, offset, self.appended
 
-    def write_at(self, data: bytes, offset: int, fd: int | None = None) -> None:
+    def write_at(self, data: bytes, offset: int) -> None:
         """Write taken records (any thread). An OSError here is fatal to the server."""
-        fd = self._fd if fd is None else fd
         view = memoryview(data)
         while view:
-            written = os.pwrite(fd, view, offset)
+            written = os.pwrite(self._fd, view, offset)
             view, offset = view[written:], offset + written
 
     def write(self) -> None:

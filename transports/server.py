@@ -400,25 +400,19 @@ class Server:
             self._snapshot_if_due()
 
     def _journal_sync(self, work: Callable[..., None], *args: Any) -> None:
+        """Journal I/O. It failing is fatal: the server stops rather than acknowledge
+        what it could not make durable."""
         try:
             work(*args)
         except OSError as error:
             log.critical("the journal in %s failed: %s: stopping, so that nothing that "
-                         "is not durable is acknowledged", self.journal.directory
-                         if self.journal else "?", error)
+                         "is not durable is acknowledged",
+                         self.journal.directory if self.journal else "?", error)
             raise
 
     async def _journal_io(self, work: Callable[..., None], *args: Any) -> None:
-        """Journal I/O in a thread. It failing is fatal: the server stops rather than
-        acknowledge what it could not make durable."""
-        journal = self.journal
-        assert journal is not None
-        try:
-            await trio.to_thread.run_sync(work, *args)
-        except OSError as error:
-            log.critical("the journal in %s failed: %s: stopping, so that nothing that "
-                         "is not durable is acknowledged", journal.directory, error)
-            raise
+        """``_journal_sync`` in a thread."""
+        await trio.to_thread.run_sync(self._journal_sync, work, *args)
 
     # -- commands ---------------------------------------------------------------------
 
