@@ -98,12 +98,12 @@ def encode_value(value: Any) -> tuple[str, bytes]:
                             f"not str, bytes, int, float or JSON ({error})") from None
 
 
-def decode_value(kind: str, data: bytes) -> Any:
+def decode_value(kind: str, data: bytes | bytearray) -> Any:
     """The Python value of a payload of wire type ``kind``. Raises ValueError."""
     if kind == "string":
         return data.decode()
     if kind == "raw":
-        return data
+        return bytes(data)
     if kind == "int":
         if not data.strip(b"-").isdigit():
             raise ValueError(f"not an int: {data[:40]!r}")
@@ -165,57 +165,73 @@ class Parser:
         ProtocolError."""
         if self._broken is not None:
             raise ProtocolError(f"the stream is unreadable: {self._broken}")
-        self._buffer += data
+        buf = self._buffer
+        buf += data
         out: list[Parsed] = []
+        pos = 0  # what is consumed is cut from the buffer once, at the end
         try:
             while True:
                 if self._skip:
-                    dropped = min(self._skip, len(self._buffer))
-                    del self._buffer[:dropped]
+                    dropped = min(self._skip, len(buf) - pos)
+                    pos += dropped
                     self._skip -= dropped
                     if self._skip:
-                        return out
-                if self._words is None:
-                    if not self._read_line(out):
-                        return out
-                elif not self._read_payload(out):
-                    return out
+                        break
+                if self._words is None:  # a line
+                    end = buf.find(b"\n", pos)
+                    if end < 0:
+                        if len(buf) - pos > self._max_line:
+                            raise ProtocolError(f"line longer than {self._max_line} bytes")
+                        break
+                    if end - pos > self._max_line:
+                        raise ProtocolError(f"line longer than {self._max_line} bytes")
+                    start, pos = pos, end + 1
+                    if end > start and buf[end - 1] == 13:  # \r
+                        end -= 1
+                    if end == start:
+                        continue  # empty lines are ignored
+                    try:
+                        words = tuple(buf[start:end].decode().split(" "))
+                    except UnicodeDecodeError:
+                        out.append(Malformed(("?",), "a command line must be UTF-8"))
+                        continue
+                    offset = self._data_offset(words)
+                    if offset is None or offset >= len(words):
+                        out.append(Message(words))
+                        continue
+                    self._specs, self._problem = self._parse_specs(words[offset:])
+                    self._words, self._fields = words[:offset], {}
+                # the next payload of the line in self._words
+                name, kind, size = self._specs[-1]
+                if size > self._max_payload:  # already Malformed: drained, not buffered
+                    self._skip = size + 2
+                else:
+                    if len(buf) - pos < size + 2:
+                        break
+                    if self._problem is None:
+                        try:  # a repeated field: the last wins
+                            self._fields[name] = decode_value(kind, buf[pos:pos + size])
+                        except (ValueError, UnicodeDecodeError, RecursionError) as error:
+                            self._problem = f"{name} is not a valid {kind}: {error}"
+                    pos += size + 2
+                self._specs.pop()
+                if not self._specs:
+                    if self._problem is None:
+                        out.append(Message(self._words, self._fields))
+                    else:
+                        out.append(Malformed(self._words, self._problem))
+                    self._words, self._fields, self._problem = None, {}, None
         except ProtocolError as error:
             self._broken = str(error)
-            self._buffer.clear()
+            buf.clear()
             out.append(Broken(self._broken))
             return out
-
-    def _read_line(self, out: list[Parsed]) -> bool:
-        end = self._buffer.find(b"\n")
-        if end < 0:
-            if len(self._buffer) > self._max_line:
-                raise ProtocolError(f"line longer than {self._max_line} bytes")
-            return False
-        if end > self._max_line:
-            raise ProtocolError(f"line longer than {self._max_line} bytes")
-        raw = bytes(self._buffer[:end])
-        del self._buffer[:end + 1]
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
-        if not raw:
-            return True  # empty lines are ignored
-        try:
-            words = tuple(raw.decode().split(" "))
-        except UnicodeDecodeError:
-            out.append(Malformed(("?",), "a command line must be UTF-8"))
-            return True
-        offset = self._data_offset(words)
-        if offset is None or offset >= len(words):
-            out.append(Message(words))
-            return True
-        specs, problem = self._parse_specs(words[offset:])
-        self._words, self._specs, self._fields = words[:offset], specs, {}
-        self._problem = problem
-        return True
+        del buf[:pos]
+        return out
 
     def _parse_specs(self, tokens: tuple[str, ...]
                      ) -> tuple[list[tuple[str, str, int]], str | None]:
+        """The specs, last first (they are taken from the end), and the first problem."""
         if len(tokens) % 3:
             raise ProtocolError(f"field specs come in threes, got {' '.join(tokens)!r}")
         specs, problem = [], None
@@ -232,30 +248,5 @@ class Parser:
                 problem = problem or (f"{name} payload of {size} bytes is over the "
                                       f"{self._max_payload}-byte cap")
             specs.append((name, kind, size))
+        specs.reverse()
         return specs, problem
-
-    def _read_payload(self, out: list[Parsed]) -> bool:
-        name, kind, size = self._specs[0]
-        if size > self._max_payload:  # already Malformed: drop it without buffering
-            self._specs.pop(0)
-            self._skip = size + 2  # drained without buffering
-        else:
-            if len(self._buffer) < size + 2:
-                return False
-            data = bytes(self._buffer[:size])
-            del self._buffer[:size + 2]
-            self._specs.pop(0)
-            if self._problem is None:
-                try:
-                    self._fields[name] = decode_value(kind, data)  # a repeat: last wins
-                except (ValueError, UnicodeDecodeError, RecursionError) as error:
-                    self._problem = f"{name} is not a valid {kind}: {error}"
-        if not self._specs:
-            assert self._words is not None
-            if self._problem is None:
-                out.append(Message(self._words, self._fields))
-            else:
-                out.append(Malformed(self._words, self._problem))
-            self._words, self._fields, self._problem = None, {}, None
-        return True
-
