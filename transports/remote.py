@@ -179,6 +179,7 @@ class RemoteKernel:
                                         daemon=True)
         self._stopping = threading.Event()  # set when the connection is lost
         self._last_send = time.monotonic()
+        self._beats = self._wire.heartbeat is not None  # whether sends are timed
         self._reader.start()
         if self._wire.heartbeat is not None:
             threading.Thread(target=self._beat, name="corral-client-heartbeat",
@@ -198,18 +199,22 @@ class RemoteKernel:
                 self._pending.append(request)
             try:
                 self._wire.sendall(data)
-                self._last_send = time.monotonic()
+                if self._beats:
+                    self._last_send = time.monotonic()
             except OSError as error:
                 self._lose(f"send failed: {error}")
         self._await(request)
         if request.error is not None:
             raise request.error
+        if not request.done:  # queued just as the connection was lost
+            raise Closed(f"the connection to the server is lost: {self._lost}")
         return request
 
     def _await(self, request: _Request) -> None:
         """Wait for ``request``'s answer, reading the socket ourselves when nobody else
-        is reading it."""
-        with self._turn:
+        is reading it. (``_state_lock`` is ``_turn``'s lock: taken directly, it is
+        cheaper than through the condition.)"""
+        with self._state_lock:
             while not request.done and self._reading:
                 self._waiting += 1
                 self._turn.wait()
@@ -221,7 +226,7 @@ class RemoteKernel:
             while not request.done and self._read_some():
                 pass
         finally:
-            with self._turn:
+            with self._state_lock:
                 self._reading = False
                 if self._waiting or self._interest():
                     self._turn.notify_all()
@@ -274,7 +279,7 @@ class RemoteKernel:
                 self._lose(f"unreadable reply: {item.reason}")
                 return False
         if self._waiting:  # a follower may have its answer in this chunk
-            with self._turn:
+            with self._state_lock:
                 self._turn.notify_all()
         return True
 
@@ -380,8 +385,12 @@ class RemoteKernel:
 
     def _wait(self, words: Sequence[Any], fields: dict[str, Any] | None,
               timeout: float | None) -> dict[str, Any] | Waiting:
-        """A wait command, tagged so that its outcome event can find the waiter."""
-        with self._turn:
+        """A wait command, tagged so that its outcome event can find the waiter. One
+        that cannot park (timeout 0) needs no tag, except Tio's wnp commands: untagged,
+        they answer with an event even at once."""
+        if timeout == 0 and words[0] not in ("wnp_next", "wnp_key"):
+            return self._data([*words, "timeout=0"], fields)
+        with self._state_lock:
             self._last_tag += 1
             tag = self._last_tag
             self._waits[tag] = int(words[1])
@@ -571,8 +580,10 @@ class RemoteKernel:
 
     def queue_put(self, session: int, name: str, item: Any, *, priority: int = 0,
                   timeout: float | None = 0.0, now: float = 0.0) -> Waiting | None:
-        got = self._wait(["put", self._handle(name), f"priority={priority}"],
-                         {"value": item}, timeout)
+        words: list[Any] = ["put", self._handle(name)]
+        if priority:
+            words.append(f"priority={priority}")
+        got = self._wait(words, {"value": item}, timeout)
         return got if isinstance(got, Waiting) else None
 
     def queue_get(self, session: int, name: str, *, timeout: float | None = None,
@@ -584,9 +595,12 @@ class RemoteKernel:
 
     def put(self, name: str, item: Any, *, priority: int = 0, delay: float = 0.0,
             id: str | None = None, now: float = 0.0) -> str:
-        result: str = self._data(("put", self._handle(name), f"priority={priority}",
-                                  f"delay={_option(float(delay))}"),
-                                 {**present(key=id), "value": item})["key"]
+        words: list[Any] = ["put", self._handle(name)]
+        if priority:
+            words.append(f"priority={priority}")
+        if delay:
+            words.append(f"delay={_option(float(delay))}")
+        result: str = self._data(words, {**present(key=id), "value": item})["key"]
         return result
 
     def claim(self, session: int, name: str, *, timeout: float | None = None,

@@ -58,6 +58,8 @@ log = logging.getLogger("corral.server")
 
 VERSION = "0.1"
 
+OK = b"answer ok \r\n"  # the answer of a command that returns nothing (Tio's form)
+
 # Commands whose lines may end in field specs (after the handle and any options).
 DATA_COMMANDS = frozenset({
     "get", "set", "insert", "delete", "push_back", "push_front", "get_property",
@@ -492,7 +494,7 @@ def _wait(server: Server, conn: Session, handle: int, tag: str | None, op: str,
                                   "on this connection")
         conn.waits[result.waiter] = _Wait(handle, tag, op)
         server.route()
-        conn.answer("waiting", tag) if tag is not None else conn.answer("")
+        conn.answer("waiting", tag) if tag is not None else conn.send(OK)
         return
     immediate(result)
 
@@ -518,7 +520,7 @@ def _auth(server: Server, conn: Session, words: tuple[str, ...], fields: dict[st
         len(words) == 4 and words[2] == "clean") else None
     if server.token is None or given == server.token:
         conn.authenticated = True
-        conn.answer("")
+        conn.send(OK)
     else:
         conn.fail(ACCESS_DENIED, "wrong token")
 
@@ -570,7 +572,7 @@ def _close(server: Server, conn: Session, words: tuple[str, ...], fields: dict[s
     handle, _ = _handle(conn, words)
     _unsubscribe_handle(server, conn, handle)
     del conn.handles[handle]
-    conn.answer("")
+    conn.send(OK)
 
 
 def _delete_container(server: Server, conn: Session, words: tuple[str, ...],
@@ -581,7 +583,7 @@ def _delete_container(server: Server, conn: Session, words: tuple[str, ...],
         raise NotFound(f"delete_container: {words[2]!r} is not a {words[1]}")
     server.kernel.delete_container(words[2])
     server.route()
-    conn.answer("")
+    conn.send(OK)
 
 
 def _get_count(server: Server, conn: Session, words: tuple[str, ...],
@@ -610,7 +612,7 @@ def _set_or_insert(op: str) -> Command:
         getattr(server.kernel, op)(_handle(conn, words)[1], key, value,
                                    fields.get("metadata"))
         server.route()
-        conn.answer("")
+        conn.send(OK)
     return command
 
 
@@ -619,7 +621,7 @@ def _delete(server: Server, conn: Session, words: tuple[str, ...], fields: dict[
     (key,) = _required(fields, "key", op="delete")
     server.kernel.delete(_handle(conn, words)[1], key)
     server.route()
-    conn.answer("")
+    conn.send(OK)
 
 
 def _push(op: str) -> Command:
@@ -628,7 +630,7 @@ def _push(op: str) -> Command:
         (value,) = _required(fields, "value", op=op)
         getattr(server.kernel, op)(_handle(conn, words)[1], value, fields.get("metadata"))
         server.route()
-        conn.answer("")
+        conn.send(OK)
     return command
 
 
@@ -645,7 +647,7 @@ def _clear(server: Server, conn: Session, words: tuple[str, ...], fields: dict[s
            ) -> None:
     server.kernel.clear(_handle(conn, words)[1])
     server.route()
-    conn.answer("")
+    conn.send(OK)
 
 
 def _subscribe(server: Server, conn: Session, words: tuple[str, ...],
@@ -676,7 +678,7 @@ def _unsubscribe(server: Server, conn: Session, words: tuple[str, ...],
                  fields: dict[str, Any]) -> None:
     handle, _ = _handle(conn, words)
     _unsubscribe_handle(server, conn, handle)
-    conn.answer("")
+    conn.send(OK)
 
 
 def _get_property(server: Server, conn: Session, words: tuple[str, ...],
@@ -690,7 +692,7 @@ def _set_property(server: Server, conn: Session, words: tuple[str, ...],
                   fields: dict[str, Any]) -> None:
     key, value = _required(fields, "key", "value", op="set_property")
     server.kernel.set_property(_handle(conn, words)[1], key, value)
-    conn.answer("")
+    conn.send(OK)
 
 
 def _send_query(server: Server, conn: Session, rows: list[dict[str, Any]]) -> None:
@@ -736,7 +738,7 @@ def _wnp(op: str) -> Command:
                 conn.answer("data", fields=popped)
             else:  # classic: the event, then the answer
                 conn.send(encode(("event", str(handle), event), popped))
-                conn.answer("")
+                conn.send(OK)
 
         _wait(server, conn, handle, tag, event, result, immediate)
     return command
@@ -762,7 +764,7 @@ def _simple(op: str, fields_in: tuple[str, ...] = (), optional: tuple[str, ...] 
         result = getattr(server.kernel, op)(name, *args, **kwargs)
         server.route()
         if answer is None:
-            conn.answer("")
+            conn.send(OK)
         else:
             conn.answer("data", fields={answer: result})
     return command
@@ -805,7 +807,7 @@ def _leased(op: str, options: dict[str, Callable[[str], Any]], value: str | None
             kwargs["reason"] = fields.get("value")
         getattr(server.kernel, op)(name, job, *args, **kwargs)
         server.route()
-        conn.answer("")
+        conn.send(OK)
     return command
 
 
@@ -827,7 +829,7 @@ def _put(server: Server, conn: Session, words: tuple[str, ...], fields: dict[str
 
     def immediate(_: Any) -> None:
         server.route()
-        conn.answer("")
+        conn.send(OK)
 
     _wait(server, conn, handle, tag, "put", result, immediate)
 
