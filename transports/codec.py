@@ -53,9 +53,11 @@ class ProtocolError(CorralError):
     """The peer sent bytes that cannot be read as the protocol."""
 
 
-@attrs.frozen
+@attrs.define
 class Message:
-    """One parsed line: its words and the fields its specs carried."""
+    """One parsed line: its words and the fields its specs carried. (Not frozen: one is
+    made per message on both ends of a connection, and a frozen class takes twice as
+    long to make.)"""
 
     words: tuple[str, ...]
     fields: dict[str, Any] = attrs.field(factory=dict)

@@ -305,6 +305,8 @@ class Server:
     def flush(self) -> None:
         """Send what the last input queued for every connection it touched: at once,
         or with ``fsync=always`` once the journal records it depends on are synced."""
+        if not self.dirty and self.journal is None:
+            return
         dirty, self.dirty = self.dirty, {}
         journal = self.journal
         if journal is not None:
@@ -474,10 +476,11 @@ def _options(words: tuple[str, ...], start: int, allowed: dict[str, Callable[[st
 
 
 def _required(fields: dict[str, Any], *names: str, op: str) -> list[Any]:
-    missing = [n for n in names if n not in fields]
-    if missing:
-        raise InvalidArgument(f"{op}: missing field {', '.join(missing)}")
-    return [fields[n] for n in names]
+    try:
+        return [fields[n] for n in names]
+    except KeyError:
+        missing = [n for n in names if n not in fields]
+        raise InvalidArgument(f"{op}: missing field {', '.join(missing)}") from None
 
 
 def _timeout(text: str) -> float | None:
