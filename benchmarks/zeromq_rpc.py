@@ -2,7 +2,9 @@
 
 1. round trips per second on one connection: corral's client pinging a `corral serve
    --zmq` process, against a pyzmq REQ socket and a REP echo process (the least a
-   ZeroMQ round trip costs from Python). Target: >= 0.8x.
+   ZeroMQ round trip costs from Python). Target: >= 0.8x. For the bound on it, a
+   DEALER pinging a trio task that echoes frames on a ROUTER socket, waiting on it as
+   corral's server does, with no protocol at all.
 2. the same round trip over corral's TCP transport, for scale.
 3. RPC calls per second through `ExecutorClient.call` to `Executor` processes, over TCP
    and over ZeroMQ: one caller calling in turn (latency-bound), then 8 caller threads.
@@ -37,6 +39,22 @@ while True:
     sock.send(sock.recv())
 """
 
+# The least a ZeroMQ server on trio can do: wait on the ROUTER's descriptor as corral's
+# server does (looking again after each send: the descriptor is edge-triggered) and
+# echo each frame, with no protocol at all. Its round trips bound any such server's.
+TRIO_ROUTER_ECHO = """
+import sys, trio, zmq
+async def main():
+    sock = zmq.Context().socket(zmq.ROUTER)
+    sock.bind(sys.argv[1])
+    fd = sock.getsockopt(zmq.FD)
+    while True:
+        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            sock.send_multipart(sock.recv_multipart(zmq.NOBLOCK))
+        await trio.lowlevel.wait_readable(fd)
+trio.run(main)
+"""
+
 EXECUTOR = """
 import sys
 from corral.adapters.workers import Executor
@@ -44,11 +62,11 @@ Executor("rpc", lambda payload: payload, corral=sys.argv[1]).run()
 """
 
 
-def raw_round_trips(n: int) -> float:
+def raw_round_trips(n: int, server: str, client_type: int) -> float:
     port = free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
-    with process([sys.executable, "-c", REP_ECHO, endpoint], port), \
-            zmq.Context() as ctx, ctx.socket(zmq.REQ) as req:
+    with process([sys.executable, "-c", server, endpoint], port), \
+            zmq.Context() as ctx, ctx.socket(client_type) as req:
         req.connect(endpoint)
         req.send(b"ping\r\n")  # the connection is up
         req.recv()
@@ -124,13 +142,17 @@ def main() -> None:
           f"{args.rounds}; " + ("all on CPU 0" if PIN else "not pinned"))
     best: dict[str, float] = {}
     for _ in range(args.rounds):  # interleaved, so that noise hits both sides alike
-        for name, value in [("raw pyzmq REQ/REP round trips/s", raw_round_trips(args.n)),
-                            *corral_measures(args.n, args.calls).items()]:
+        for name, value in [
+                ("raw pyzmq REQ/REP round trips/s", raw_round_trips(args.n, REP_ECHO,
+                                                                    zmq.REQ)),
+                ("round trips/s (trio echo, no protocol)",
+                 raw_round_trips(args.n, TRIO_ROUTER_ECHO, zmq.DEALER)),
+                *corral_measures(args.n, args.calls).items()]:
             best[name] = max(best.get(name, 0.0), value)
     raw = best.pop("raw pyzmq REQ/REP round trips/s")
-    print(f"{'raw pyzmq REQ/REP round trips/s':<34} {raw:>10,.0f}")
+    print(f"{'raw pyzmq REQ/REP round trips/s':<40} {raw:>10,.0f}")
     for name, value in best.items():
-        line = f"{name:<34} {value:>10,.0f}"
+        line = f"{name:<40} {value:>10,.0f}"
         if name.startswith("round trips"):
             line += f"   ratio to raw pyzmq {value / raw:.2f}x"
         print(line)
