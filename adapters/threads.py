@@ -177,6 +177,9 @@ class ListHandle(_Handle):
         # The list hand-off (push_back, wait_pop_next) spells out what _run and _wait do:
         # the call is a fifth of its cost, and it is the path benchmarks/handoff.py times.
         corral = self._corral
+        if corral._remote:
+            corral._run(self._kernel.push_back, self.name, value, metadata)
+            return
         with corral._lock:
             if corral._closed:
                 corral._check_open()
@@ -485,6 +488,7 @@ class Corral(EffectRouter[_Parked, Subscription]):
         self._arrived = threading.Event()  # effects to dispatch, or items to give back
         self._give_backs: list[Event] = []  # outcomes for interrupted callers
         self._interrupted: set[int] = set()  # threads whose next wait ends at once
+        self._remote = isinstance(self._kernel, RemoteKernel)
         if isinstance(self._kernel, RemoteKernel):
             # Effects of a remote kernel arrive on its reader thread, which must never
             # wait for this lock (a caller holding it waits for that thread's answers):
@@ -567,7 +571,16 @@ class Corral(EffectRouter[_Parked, Subscription]):
 
     def _run(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """One kernel command under the lock; route its effects; re-arm the alarm if
-        the command armed an earlier deadline."""
+        the command armed an earlier deadline. A remote kernel's command runs outside
+        the lock: the connection orders the commands, so other threads' calls go out
+        meanwhile instead of queueing behind this one's round trip."""
+        if self._remote:
+            if self._closed:
+                self._check_open()
+            result = command(*args, **kwargs)
+            if self._kernel.effects:
+                self._remote_effects()
+            return result
         with self._lock:
             if self._closed:
                 self._check_open()
