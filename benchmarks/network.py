@@ -8,6 +8,8 @@
    items per second from the first push to the last item taken.
 4. job cycles per second: put, claim, finish against beanstalkd's put, reserve, delete
    (greenstalk).
+5. pushes per second from 4 threads sharing one client: corral's pipelines them on its
+   one connection; redis-py's takes a connection per thread from its pool.
 
 Servers and this process are pinned to CPU 0 (taskset), so round-trip figures repeat.
 Peers are started here when installed (apt-get install redis-server beanstalkd; pip
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from _common import (
@@ -37,6 +40,7 @@ from _common import (
     process,
     rate,
     redis_missing,
+    threaded,
 )
 
 from corral.adapters.client import connect
@@ -113,6 +117,8 @@ def bench_corral(n: int) -> dict[str, float]:
                     jobs.claim(timeout=0).finish()
 
             results["job cycles/s"] = rate(n, cycles)
+            shared = corral.list("shared")
+            results["pushes/s, 4 threads"] = threaded(n, 4, lambda: shared.push_back)
             corral.list("handoff")
             results["hand-off items/s"] = handoff(
                 n, lambda: consumer_process(CORRAL_CONSUMER.format(port=port)),
@@ -158,6 +164,7 @@ def bench_redis(n: int) -> dict[str, float] | str:
             pipe.execute()
 
         results["pipelined pushes/s"] = rate(n, pipelined)
+        results["pushes/s, 4 threads"] = threaded(n, 4, lambda: partial(r.rpush, "shared"))
         results["hand-off items/s"] = handoff(
             n, lambda: consumer_process(REDIS_CONSUMER.format(port=port)),
             lambda i: r.rpush("handoff", i))
