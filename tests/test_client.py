@@ -76,3 +76,33 @@ def test_an_outcome_for_an_interrupted_caller_is_given_back() -> None:
             corral._wake(parked, Event("l", "wnp_next", 0, "served", None), None)
         wait_until(lambda: lst.count() == 2)
         assert ["served", "behind"] == [r.value for r in lst.query()]
+
+
+@pytest.mark.parametrize("transport", ["tcp", "zmq"])
+def test_threads_sharing_a_client_each_get_their_own_answers(transport: str) -> None:
+    """Eight threads on one connection, their calls in flight together (only waits
+    hold the facade's lock), one of them parked meanwhile: every answer reaches the
+    thread that asked, and the parked wait is served by the push made for it."""
+    with serving() as urls, connect(getattr(urls, transport)) as corral:
+        parked = corral.list("parked")
+        got: list[object] = []
+        waiter = start(lambda: got.append(parked.wait_pop_next(timeout=30)))
+        wait_until(lambda: parked.statistics().waiters == 1)
+        wrong: list[tuple[int, int, object]] = []
+
+        def work(thread: int) -> None:
+            mine = corral.list(f"own-{thread}")
+            for i in range(300):
+                mine.push_back([thread, i])
+                value = mine.pop_back()
+                if value != [thread, i]:
+                    wrong.append((thread, i, value))
+
+        workers = [start(work, n) for n in range(8)]
+        for worker in workers:
+            worker.join(60)
+        parked.push_back("for the waiter")
+        waiter.join(30)
+        assert [] == wrong
+        assert ["for the waiter"] == got
+        assert not any(worker.is_alive() for worker in workers)

@@ -136,10 +136,12 @@ def client_data_offset(words: tuple[str, ...]) -> int | None:
 
 @attrs.define(eq=False)
 class _Request:
-    done: bool = False  # set by whichever thread read its answer; waiters use the turn
+    done: bool = False  # set by whichever thread read its answer
     reply: Message | None = None
     rows: list[dict[str, Any]] = attrs.Factory(list)
     error: CorralError | None = None
+    # Set (before it looks at done) by a caller that waits while another thread reads.
+    wake: threading.Condition | None = None
 
 
 def _option(value: Any) -> str:
@@ -169,11 +171,13 @@ class RemoteKernel:
         self.effects: list[Effect] = []
         self.notify: Callable[[], None] = lambda: None  # called when effects arrive
         # Leader/follower reading: whoever needs an answer reads the socket while nobody
-        # else does, so a round trip needs no thread switch. The background reader
-        # leads only while something can arrive unasked (parked waits, subscriptions).
+        # else does, so a round trip needs no thread switch. The others (followers)
+        # sleep until their own answer is read or the lead is theirs; the background
+        # reader leads only while something can arrive unasked (parked waits,
+        # subscriptions), and sleeps on the turn.
         self._turn = threading.Condition(self._state_lock)
         self._reading = False
-        self._waiting = 0  # callers waiting for their answer while another reads
+        self._followers: dict[_Request, None] = {}  # in the order they came
         self._parser = Parser(client_data_offset, max_payload=1 << 30)
         self._reader = threading.Thread(target=self._read, name="corral-client-reader",
                                         daemon=True)
@@ -215,11 +219,15 @@ class RemoteKernel:
         is reading it. (``_state_lock`` is ``_turn``'s lock: taken directly, it is
         cheaper than through the condition.)"""
         with self._state_lock:
-            while not request.done and self._reading:
-                self._waiting += 1
-                self._turn.wait()
-                self._waiting -= 1
+            if not request.done and self._reading:
+                request.wake = threading.Condition(self._state_lock)
+                self._followers[request] = None
+                while not request.done and self._reading:
+                    request.wake.wait()
+                del self._followers[request]
             if request.done:
+                if not self._reading:  # the lead may have been handed to us: pass it on
+                    self._hand_off()
                 return
             self._reading = True
         try:
@@ -228,8 +236,25 @@ class RemoteKernel:
         finally:
             with self._state_lock:
                 self._reading = False
-                if self._waiting or self._interest():
-                    self._turn.notify_all()
+                self._hand_off()
+
+    def _hand_off(self) -> None:
+        """The lead is free: wake the first follower to take it, or else the background
+        reader if something can arrive unasked (state lock held)."""
+        for follower in self._followers:
+            assert follower.wake is not None
+            follower.wake.notify()
+            return
+        if self._interest():
+            self._turn.notify_all()
+
+    def _complete(self, request: _Request) -> None:
+        """Mark ``request`` answered and wake its caller if it sleeps as a follower (it
+        sets ``wake`` before it looks at ``done``, so one of the two sees the other)."""
+        request.done = True
+        if request.wake is not None:
+            with self._state_lock:
+                request.wake.notify()
 
     def _interest(self) -> bool:
         """Whether something can arrive that nobody is reading for (state lock held)."""
@@ -253,9 +278,12 @@ class RemoteKernel:
             try:
                 self._read_some()
             finally:
-                with self._turn:
+                with self._state_lock:
                     self._reading = False
-                    self._turn.notify_all()
+                    for follower in self._followers:  # a caller waits to read
+                        assert follower.wake is not None
+                        follower.wake.notify()
+                        break
 
     def _read_some(self) -> bool:
         """One blocking receive, its messages handled; False once the connection is lost."""
@@ -278,9 +306,6 @@ class RemoteKernel:
                 assert isinstance(item, (Broken, Malformed))
                 self._lose(f"unreadable reply: {item.reason}")
                 return False
-        if self._waiting:  # a follower may have its answer in this chunk
-            with self._state_lock:
-                self._turn.notify_all()
         return True
 
     def _receive(self, message: Message) -> None:
@@ -298,11 +323,11 @@ class RemoteKernel:
                 self._query = request
                 return  # done at "query Q end"
             request.reply = message
-            request.done = True
+            self._complete(request)
         elif words[0] == "query":
             assert self._query is not None
             if words[2] == "end":
-                self._query.done = True
+                self._complete(self._query)
                 self._query = None
             else:
                 self._query.rows.append(message.fields)
@@ -368,7 +393,7 @@ class RemoteKernel:
             self._waits.clear()
         for request in pending + ([self._query] if self._query else []):
             request.error = Closed(f"the connection to the server is lost: {reason}")
-            request.done = True
+            self._complete(request)
         self._wire.close()
         self._stopping.set()
         with self._turn:
