@@ -90,12 +90,11 @@ def threaded(n: int, clients: int, make: Callable[[], Callable[[int], Any]]) -> 
 
 def beanstalkd_cycles(args: list[str], n: int) -> dict[str, float] | str:
     """put, reserve, delete cycles/s against ``beanstalkd`` run with extra ``args``."""
-    if not shutil.which("beanstalkd"):
-        return "beanstalkd not installed (apt-get install beanstalkd)"
-    try:
-        import greenstalk
-    except ImportError:
-        return "greenstalk not installed (pip install greenstalk)"
+    missing = beanstalkd_missing()
+    if missing:
+        return missing
+    import greenstalk
+
     port = free_port()
     with process(["beanstalkd", "-l", "127.0.0.1", "-p", str(port), *args], port):
         client = greenstalk.Client(("127.0.0.1", port))
@@ -108,6 +107,16 @@ def beanstalkd_cycles(args: list[str], n: int) -> dict[str, float] | str:
         result = rate(n, cycles)
         client.close()
     return {"job cycles/s": result}
+
+
+def beanstalkd_missing() -> str | None:
+    if not shutil.which("beanstalkd"):
+        return "beanstalkd not installed (apt-get install beanstalkd)"
+    try:
+        import greenstalk  # noqa: F401
+    except ImportError:
+        return "greenstalk not installed (pip install greenstalk)"
+    return None
 
 
 def redis_missing() -> str | None:

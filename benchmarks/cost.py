@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-from _common import PIN, free_port, pin_self, process, redis_missing
+from _common import PIN, beanstalkd_missing, free_port, pin_self, process, redis_missing
 
 from corral.adapters.client import connect
 
@@ -138,12 +137,11 @@ def redis(n: int) -> Cost | str:
 
 
 def beanstalkd(n: int) -> Cost | str:
-    if not shutil.which("beanstalkd"):
-        return "beanstalkd not installed (apt-get install beanstalkd)"
-    try:
-        import greenstalk
-    except ImportError:
-        return "greenstalk not installed (pip install greenstalk)"
+    missing = beanstalkd_missing()
+    if missing:
+        return missing
+    import greenstalk
+
     port = free_port()
     with process(["beanstalkd", "-l", "127.0.0.1", "-p", str(port)], port) as server:
         client = greenstalk.Client(("127.0.0.1", port))
