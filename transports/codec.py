@@ -155,7 +155,7 @@ class Parser:
         self._buffer = bytearray()
         # While a data line's payloads are being read:
         self._words: tuple[str, ...] | None = None
-        self._specs: list[tuple[str, str, int]] = []
+        self._specs: list[tuple[str, str, int]] = []  # those still to read, last first
         self._fields: dict[str, Any] = {}
         self._problem: str | None = None  # set once the line is known to be Malformed
         self._skip = 0  # payload bytes still to drop (an over-cap payload)

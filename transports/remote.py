@@ -280,10 +280,7 @@ class RemoteKernel:
             finally:
                 with self._state_lock:
                     self._reading = False
-                    for follower in self._followers:  # a caller waits to read
-                        assert follower.wake is not None
-                        follower.wake.notify()
-                        break
+                    self._hand_off()
 
     def _read_some(self) -> bool:
         """One blocking receive, its messages handled; False once the connection is lost."""
