@@ -11,6 +11,12 @@ server cost no more than the bare echo server does (its system calls), so that o
 the floor and corral's client were left. A ceiling under 1.0x means that no change to
 the server alone can reach parity.
 
+For push+pop it also runs corral's client against the least server that speaks the
+protocol: corral's codec and kernel, one connection, no sessions, limits or routing,
+written twice: with blocking socket calls, and on trio, reading as corral's server
+reads (a non-blocking receive, and trio's wait_readable when there is nothing to read).
+The two differ only in how the server waits for its next request.
+
     python benchmarks/cost.py [--n N]
 """
 
@@ -41,6 +47,60 @@ while True:
     while data := c.recv(65536):
         c.sendall(b"answer ok \\r\\n")
     c.close()
+"""
+
+
+# The least server: push_back and pop_front on one list, for one connection at a time.
+LEAST_SERVER = """
+import socket, sys
+from corral.kernel import Kernel
+from corral.transports.codec import Parser, encode
+from corral.transports.server import OK, data_offset
+
+kernel = Kernel()
+
+def answer(data, parser):
+    out = []
+    for message in parser.feed(data):
+        if message.words[0] == "push_back":
+            kernel.push_back("list", message.fields["value"])
+            out.append(OK)
+        elif message.words[0] == "pop_front":
+            value = kernel.pop_front("list").value
+            out.append(encode(("answer", "ok", "data"), {"value": value}))
+        else:  # create and open: the one list
+            kernel.create("list", "volatile_list")
+            out.append(b"answer ok handle 1 volatile_list\\r\\n")
+    return b"".join(out)
+
+def blocking():
+    listener = socket.create_server(("127.0.0.1", int(sys.argv[2])))
+    while True:
+        conn, _ = listener.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        parser = Parser(data_offset)
+        while data := conn.recv(65536):
+            conn.sendall(answer(data, parser))
+        conn.close()
+
+async def serve(stream):
+    import trio
+    conn, parser = stream.socket._sock, Parser(data_offset)
+    while True:
+        try:
+            data = conn.recv(65536)
+        except BlockingIOError:
+            await trio.lowlevel.wait_readable(conn)
+            continue
+        if not data:
+            return
+        conn.send(answer(data, parser))
+
+if sys.argv[1] == "trio":
+    import trio
+    trio.run(trio.serve_tcp, serve, int(sys.argv[2]))
+else:
+    blocking()
 """
 
 
@@ -92,6 +152,22 @@ def echo(n: int) -> Cost:
                 sock.recv(65536)
 
         return measure(server, n, run)
+
+
+def push_pop(n: int, server_args: list[str]) -> Cost:
+    """corral's client pushing and popping against the server run with ``server_args``
+    and a port."""
+    port = free_port()
+    with (process([*server_args, str(port)], port) as server,
+          connect(f"corral://127.0.0.1:{port}") as client):
+        lst = client.list("list")
+
+        def run() -> None:
+            for i in range(n // 2):
+                lst.push_back(i)
+                lst.pop_front()
+
+        return measure(server, n // 2 * 2, run)
 
 
 def corral(n: int) -> dict[str, Cost]:
@@ -167,6 +243,8 @@ def main() -> None:
           + ("; servers and client on CPU 0" if PIN else " (taskset missing: not pinned)"))
     floor = echo(args.n)
     ours = corral(args.n)
+    least = {mode: push_pop(args.n, [sys.executable, "-c", LEAST_SERVER, mode])
+             for mode in ("blocking", "trio")}
     peers: dict[str, Any] = {"push+pop": ("redis + redis-py", redis(args.n)),
                              "job cycle": ("beanstalkd + greenstalk", beanstalkd(args.n))}
     print(f"{'floor: Python socket echo':<34} {floor}")
@@ -177,6 +255,10 @@ def main() -> None:
             print(f"  (skipped {peer_name}: {peer})")
             continue
         print(f"{peer_name + ' ' + measure_name:<34} {peer}")
+        if measure_name == "push+pop":
+            for mode, cost_least in least.items():
+                print(f"{'least server, ' + mode:<34} {cost_least}   ratio "
+                      f"{peer.wall / cost_least.wall:.2f}x")
         # corral's client on the floor, with a server as cheap as the echo
         ideal = floor.wall + (cost.client_user + cost.client_sys
                               - floor.client_user - floor.client_sys)
