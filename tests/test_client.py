@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from conftest import server_thread, serving, start, wait_until
 
@@ -106,3 +108,30 @@ def test_threads_sharing_a_client_each_get_their_own_answers(transport: str) -> 
         assert [] == wrong
         assert ["for the waiter"] == got
         assert not any(worker.is_alive() for worker in workers)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "zmq"])
+def test_closing_a_shared_client_ends_every_call_in_flight(transport: str) -> None:
+    """Threads in the middle of calls on one connection when it is closed: each call
+    either completes or raises Closed, and none is left waiting."""
+    with serving() as urls:
+        corral = connect(getattr(urls, transport))
+        lst = corral.list("l")
+        outcomes: list[str] = []
+        going = threading.Event()
+
+        def work() -> None:
+            try:
+                while True:
+                    lst.push_back(1)
+                    going.set()
+            except Closed:
+                outcomes.append("closed")
+
+        workers = [start(work) for _ in range(8)]
+        going.wait(10)
+        corral.close()
+        for worker in workers:
+            worker.join(10)
+        assert not any(worker.is_alive() for worker in workers)
+        assert ["closed"] * 8 == outcomes
