@@ -262,15 +262,15 @@ def main() -> None:
             print(f"  (skipped {peer_name}: {peer})")
             continue
         print(f"{peer_name + ' ' + measure_name:<34} {peer}")
-        if measure_name == "push+pop":
-            for mode, cost_least in least.items():
-                print(f"{'least server, ' + mode:<34} {cost_least}   ratio "
-                      f"{peer.wall / cost_least.wall:.2f}x")
         # corral's client on the floor, with a server as cheap as the echo
         ideal = floor.wall + (cost.client_user + cost.client_sys
                               - floor.client_user - floor.client_sys)
-        print(f"  ratio {peer.wall / cost.wall:.2f}x; ceiling with a server as cheap as "
-              f"the echo: {peer.wall / ideal:.2f}x")
+        print(f"  corral: ratio {peer.wall / cost.wall:.2f}x; ceiling with a server as "
+              f"cheap as the echo: {peer.wall / ideal:.2f}x")
+        if measure_name == "push+pop":
+            for mode, cost_least in least.items():
+                print(f"{'least server, ' + mode:<34} {cost_least}")
+                print(f"  corral's client with it: ratio {peer.wall / cost_least.wall:.2f}x")
 
 
 if __name__ == "__main__":
