@@ -3,6 +3,7 @@ callers and subscriptions of one session."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any, Generic, TypeVar
 
@@ -12,6 +13,7 @@ from corral.kernel import (
     Delivered,
     Event,
     Kernel,
+    LeaseLost,
     Notified,
     Unsubscribed,
 )
@@ -35,7 +37,9 @@ def journaled_kernel(directory: str | os.PathLike[str], fsync: str, now: float
     return kernel
 
 
-_NOT_PARKED: Any = object()
+# The deliveries that ``Kernel.give_back`` undoes: the others (a queue put that went
+# in, a result that was read) took nothing from anyone.
+GIVEN_BACK = frozenset({"wnp_next", "wnp_key", "get", "claimed"})
 
 
 def wait_value(got: Any) -> Any:
@@ -51,11 +55,9 @@ class EffectRouter(Generic[P, S]):
     """
 
     def __init__(self, kernel: Any = None) -> None:
-        # An embedded Kernel, or a transports.remote.RemoteKernel with the same methods.
         self._kernel: Kernel = kernel if kernel is not None else Kernel()
         self._session = self._kernel.open_session()
         self._parked: dict[int, P] = {}
-        self._early: dict[int, Delivered | Cancelled] = {}  # outcomes before their park
         self._subscriptions: dict[int, S] = {}
         self._closed = False
 
@@ -75,17 +77,10 @@ class EffectRouter(Generic[P, S]):
         for effect in self._kernel.take_effects():
             if type(effect) is Notified:
                 self._publish(self._subscriptions[effect.subscription], effect.event)
-            elif type(effect) is Delivered or type(effect) is Cancelled:
-                parked = self._parked.pop(effect.waiter, _NOT_PARKED)
-                if parked is _NOT_PARKED:
-                    # A remote outcome that overtook the answer saying its wait parked
-                    # (the trio facade hears that answer from a worker thread): kept
-                    # for the waiter, which takes it as it parks.
-                    self._early[effect.waiter] = effect
-                elif isinstance(effect, Delivered):
-                    self._wake(parked, effect.event, None)
-                else:
-                    self._wake(parked, None, effect.error)
+            elif isinstance(effect, Delivered):
+                self._wake(self._parked.pop(effect.waiter), effect.event, None)
+            elif isinstance(effect, Cancelled):
+                self._wake(self._parked.pop(effect.waiter), None, effect.error)
             elif type(effect) is Unsubscribed:
                 self._end(self._subscriptions.pop(effect.subscription), effect.reason)
 
@@ -106,21 +101,12 @@ class EffectRouter(Generic[P, S]):
         for s in subscriptions.values():
             self._end(s, "the corral was closed")
 
-    def _give_back(self, event: Event) -> None:
-        """Return what was served to a caller interrupted before taking it.
-
-        Rare (a KeyboardInterrupt while parked), but nothing is swallowed: a list item
-        goes back to the front, a map value back under its key, a queue item back on the
-        queue, a claimed job back to the queue (cancelled). A put that was admitted and a
-        result that was read stay as they are.
-        """
-        kernel, name = self._kernel, event.container
-        if event.name == "wnp_next":
-            kernel.push_front(name, event.value, event.metadata)
-        elif event.name == "wnp_key":
-            kernel.set(name, event.key, event.value, event.metadata)
-        elif event.name == "get":
-            kernel.queue_put(self._session, name, event.value, priority=event.key)
-        elif event.name == "claimed":
-            kernel.cancel(name, event.value, reason="the claimer was interrupted")
-        self._dispatch()
+    def _give_back(self, event: Event, now: float) -> None:
+        """Return what was served to a caller interrupted before taking it (rare: a
+        KeyboardInterrupt while parked), with the kernel's exact inverse of the
+        delivery. A put that was admitted and a result that was read stay as they are;
+        a claim whose lease is already gone needs nothing."""
+        if event.name in GIVEN_BACK:
+            with contextlib.suppress(LeaseLost):
+                self._kernel.give_back(self._session, event.container, event, now=now)
+            self._dispatch()

@@ -86,24 +86,22 @@ def _version() -> str:
 
 
 def _connect(args: argparse.Namespace) -> Any:
-    from corral.transports.remote import RemoteKernel
+    from .client import connect
 
-    return RemoteKernel(args.url, token=args.token)
+    return connect(args.url, token=args.token, reconnect=None)
 
 
 def _ping(args: argparse.Namespace) -> int:
-    kernel = _connect(args)
-    start = time.perf_counter()
-    kernel.ping()
-    print(f"pong from {args.url} in {(time.perf_counter() - start) * 1000:.2f} ms")
-    kernel.close_session(1)
+    with _connect(args) as client:
+        start = time.perf_counter()
+        client.ping()
+        print(f"pong from {args.url} in {(time.perf_counter() - start) * 1000:.2f} ms")
     return 0
 
 
 def _stats(args: argparse.Namespace) -> int:
-    kernel = _connect(args)
-    print(json.dumps(kernel.stats(), indent=2, sort_keys=True))
-    kernel.close_session(1)
+    with _connect(args) as client:
+        print(json.dumps(client.stats(), indent=2, sort_keys=True))
     return 0
 
 
@@ -140,7 +138,8 @@ def run_cli(url: str, token: str | None, lines: TextIO, out: TextIO, *,
     import socket
 
     from corral.transports.codec import Message, Parser, encode
-    from corral.transports.remote import client_data_offset, parse_url
+    from corral.transports.connection import client_data_offset
+    from corral.transports.remote import parse_url
 
     host, port = parse_url(url)
     sock = socket.create_connection((host, port), timeout=10)

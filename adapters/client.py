@@ -1,47 +1,460 @@
-"""Remote clients: the embedded facades' surface, over a connection to ``corral serve``.
+"""Clients: the embedded facades' surface, over a connection to ``corral serve``.
 
-``connect(url)`` returns the thread facade's ``Corral`` speaking to a server instead of
-an embedded kernel, and ``open_client(url)`` the trio facade's: the same handles,
-methods, results and errors. A connection is one kernel session on the server. Values
-travel as str, bytes, int, float or JSON (a tuple comes back a list).
+``connect(url)`` returns a ``Client``, the thread facade's surface speaking to a server,
+and ``open_client(url)`` a ``TrioClient``, the trio facade's: the same handles, methods,
+results and errors. A connection is one kernel session on the server. Values travel as
+str, bytes, int, float or JSON (a tuple comes back a list).
 
-Reconnection is explicit: a lost connection is final for its client. Calls in flight and
-parked waits fail with ``Closed``, later calls raise ``Closed``, and the server has
-released the session's waits, subscriptions and (per each job queue's policy) leases.
-To go on, connect again; a new connection is a new session, so claims held by the old
-one must be claimed afresh.
+Both are thin shells over one sans-IO protocol object
+(``corral.transports.connection.ClientConnection``), which settles every wait, cancel
+and loss by the order of the bytes; the shells only move bytes and wake callers. TCP
+and ZeroMQ are pipes under the same core.
+
+A lost connection is reconnected, with bounded exponential backoff and jitter
+(``Reconnect``; ``reconnect=None`` makes a loss final). Calls in flight when it broke
+raise ``Closed`` and may or may not have been applied; calls made while it is down raise
+``Closed`` at once; once it is back, the client goes on with the same handles and
+subscriptions (each subscription gets a ``reconnected`` event: it may have missed
+events). The new connection is a new session: the server released the old one's waits,
+and its job claims came back by release or lease, so their late finishes raise
+LeaseLost. ``wait_connected()`` waits for the connection to come back.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+import random
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any, cast
 
-import trio
+from corral.kernel import Closed, Empty, Notified, Unsubscribed
+from corral.transports.codec import Message
+from corral.transports.connection import (
+    ClientConnection,
+    Reconnect,
+    Request,
+    Wait,
+    Withdrawn,
+)
+from corral.transports.remote import Wire, open_wire
 
-from corral.transports.remote import RemoteKernel
+from . import threads
+from ._trio_client import TrioClient, open_trio_client
 
-from . import trio as trio_facade
-from .threads import Corral
+__all__ = ["Client", "Reconnect", "TrioClient", "connect", "open_client"]
 
-__all__ = ["connect", "open_client"]
+log = logging.getLogger("corral.client")
 
 
-def connect(url: str = "corral://127.0.0.1:2605", *, token: str | None = None) -> Corral:
-    """A blocking, thread-safe client of the server at ``url`` (``corral://host:port``).
+class Client(threads.Facade):
+    """The thread facade over a connection to a corral server. Thread-safe: threads
+    sharing one client pipeline their calls. Get one from ``connect()``."""
 
-    Raises OSError if the server cannot be reached, Closed or ProtocolError if it
-    refuses the token.
+    def __init__(self, url: str, *, token: str | None = None, connect_timeout: float = 10.0,
+                 reconnect: Reconnect | None = Reconnect()) -> None:
+        self.url = url
+        self._connect_timeout = connect_timeout
+        self._policy = reconnect
+        self._core = ClientConnection(token=token)
+        self._kernel = self._core
+        # Bytes leave in the order their requests were made (the server answers in that
+        # order): whoever takes them from the core sends them under _send_lock.
+        self._send_lock = threading.Lock()
+        self._lock = threading.Lock()  # the core, and what follows
+        # Leader/follower reading: whoever needs an answer reads the wire while nobody
+        # else does, so a round trip needs no thread switch; the others sleep until
+        # their own answer is read or the lead is theirs. The background reader leads
+        # only while something can arrive that nobody reads for.
+        self._turn = threading.Condition(self._lock)
+        self._reading = False
+        self._followers: dict[Request, threading.Condition] = {}
+        self._progress = threading.Condition(self._lock)  # after each chunk read
+        self._subscriptions: dict[int, threads.Subscription] = {}
+        self._waiting: dict[int, Wait] = {}  # thread -> the wait it is in
+        self._interrupted: set[int] = set()  # threads whose next wait ends at once
+        self._closed = False
+        self._connected = threading.Event()
+        self._last_send = time.monotonic()
+        self._wire: Wire = open_wire(url, connect_timeout)
+        self._connected.set()
+        threading.Thread(target=self._read_in_background, name="corral-client-reader",
+                         daemon=True).start()
+        if self._wire.heartbeat is not None:
+            threading.Thread(target=self._beat, name="corral-client-heartbeat",
+                             daemon=True).start()
+        if self._core.auth is not None:
+            self._flush()
+            self._await(self._core.auth)
+            if self._core.auth.error is not None:
+                self.close()
+                raise self._core.auth.error
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __repr__(self) -> str:
+        return f"<corral Client {self.url}>"
+
+    # -- what the handles call ------------------------------------------------------------
+
+    def _clock(self) -> float:
+        return 0.0  # the server keeps the time
+
+    def _send(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> Request:
+        with self._send_lock:
+            with self._lock:
+                if self._closed:
+                    raise Closed("this corral is closed")
+                request: Request = command(*args, **kwargs)
+                if isinstance(request, Wait):
+                    self._waiting[threading.get_ident()] = request
+                data = self._core.data_to_send()
+            self._write(data)
+        return request
+
+    def _write(self, data: bytes) -> None:
+        """Send ``data`` (send lock held)."""
+        if not data:
+            return
+        wire = self._wire
+        try:
+            wire.sendall(data)
+        except OSError as error:
+            self._lose(wire, f"send failed: {error}")
+        finally:
+            if wire.cut:
+                self._lose(wire, "a send was cut by an interrupt")
+        self._last_send = time.monotonic()
+
+    def _flush(self) -> None:
+        """Send what the core queued by itself (an unwait, a give-back, a reopen)."""
+        with self._send_lock:
+            with self._lock:
+                data = self._core.data_to_send()
+                self._turn.notify_all()  # there may be answers for nobody to read now
+            self._write(data)
+
+    def _run(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        request = self._send(command, *args, **kwargs)
+        if not request.done:
+            self._await(request)
+        if request.error is not None:
+            raise request.error
+        return request.value
+
+    def _wait(self, command: Callable[..., Any], *args: Any, timeout: float | None,
+              **kwargs: Any) -> Any:
+        me = threading.get_ident()
+        try:
+            wait = cast(Wait, self._send(command, *args, timeout=timeout, **kwargs))
+            if self._interrupted and me in self._interrupted:
+                self._cancel(wait, gone=False)  # withdrawn if it parks; else it is ours
+            try:
+                if not wait.done:
+                    self._await(wait)
+            except BaseException:  # an interrupted caller is gone: what served it goes back
+                self._cancel(wait, gone=True)
+                raise
+        finally:
+            self._waiting.pop(me, None)
+        if wait.parked and self._interrupted:
+            with self._lock:
+                self._interrupted.discard(me)  # used up by a wait that would park
+        error = wait.error
+        if error is None:
+            return wait.value
+        if type(error) is Withdrawn:
+            raise Closed("the corral was closed while waiting") if self._closed else (
+                Empty("interrupted"))
+        raise error
+
+    def _cancel(self, wait: Wait, *, gone: bool) -> None:
+        with self._send_lock:
+            with self._lock:
+                self._core.cancel_wait(wait, gone=gone)
+                data = self._core.data_to_send()
+                self._turn.notify_all()
+            self._write(data)
+
+    def interrupt(self, thread: threading.Thread) -> None:
+        with self._lock:
+            wait = self._waiting.get(thread.ident or 0)
+            if wait is None or wait.done:
+                if thread.ident is not None:
+                    self._interrupted.add(thread.ident)
+                return
+        self._cancel(wait, gone=False)
+
+    interrupt.__doc__ = threads.Facade.interrupt.__doc__
+
+    def _subscribe(self, name: str, start: int | None) -> threads.Subscription:
+        with self._send_lock:
+            with self._lock:
+                if self._closed:
+                    raise Closed("this corral is closed")
+                request = self._core.subscribe(name, start=start)
+                subscription = threads.Subscription(self, request.value)
+                self._subscriptions[request.value] = subscription
+                data = self._core.data_to_send()
+            self._write(data)
+        try:
+            self._await(request)
+            if request.error is not None:
+                raise request.error
+        except BaseException:
+            self._subscriptions.pop(subscription._sid, None)
+            raise
+        return subscription
+
+    def _unsubscribe(self, subscription: threads.Subscription) -> None:
+        if self._subscriptions.pop(subscription._sid, None) is not None:
+            try:
+                self._run(self._core.unsubscribe, subscription._sid)
+            except Closed:
+                pass  # the server ended it with the connection
+        subscription._end("closed")
+
+    # -- public extras -----------------------------------------------------------------
+
+    def wait_connected(self, timeout: float | None = None) -> bool:
+        """Wait until the connection is up (at once if it is); False after ``timeout``
+        seconds without it, or once the client is closed."""
+        return self._connected.wait(timeout) and not self._closed
+
+    def ping(self) -> None:
+        """One round trip to the server. Raises Closed if the connection is lost."""
+        self._run(self._core.ping)
+
+    def stats(self) -> dict[str, Any]:
+        """The server's statistics: version, uptime, connections, commands, containers."""
+        stats: dict[str, Any] = self._run(self._core.stats)
+        return stats
+
+    def raw(self, words: Sequence[str], fields: dict[str, Any] | None = None) -> Message:
+        """One protocol command as words and fields (docs/protocol.md): its answer, or
+        the error it raises. For what the surface does not offer, such as Tio's
+        ``persistent_list`` kind."""
+        message: Message = self._run(self._core.raw, words, fields)
+        return message
+
+    def close(self) -> None:
+        """Close: parked callers get Closed (or what served them, if it was on its way),
+        subscriptions end. Idempotent."""
+        with self._send_lock:
+            with self._lock:
+                if self._closed:
+                    return
+                self._closed = True
+                for wait in list(self._waiting.values()):
+                    self._core.cancel_wait(wait, gone=False)
+                data = self._core.data_to_send()
+                self._turn.notify_all()
+            self._write(data)
+        with self._lock:  # a moment for the withdrawals to settle
+            give_up = time.monotonic() + 2.0
+            while self._core.waiting and (left := give_up - time.monotonic()) > 0:
+                self._progress.wait(left)
+        self._lose(self._wire, "closed by this client")
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _await(self, request: Request) -> None:
+        """Wait for ``request`` to complete, reading the wire ourselves when nobody else
+        is reading it."""
+        with self._lock:
+            if not request.done and self._reading:
+                request.waker = wake = threading.Condition(self._lock)
+                self._followers[request] = wake
+                try:
+                    while not request.done and self._reading:
+                        wake.wait()
+                finally:
+                    del self._followers[request]
+            if request.done:
+                if not self._reading:  # the lead may have been handed to us: pass it on
+                    self._hand_off()
+                return
+            self._reading = True
+        try:
+            while not request.done and self._read_some():
+                pass
+        finally:
+            with self._lock:
+                self._reading = False
+                self._hand_off()
+
+    def _hand_off(self) -> None:
+        """The lead is free: wake the first follower to take it, or else the background
+        reader if something can arrive unasked (lock held)."""
+        for wake in self._followers.values():
+            wake.notify()
+            return
+        if self._core.busy:
+            self._turn.notify_all()
+
+    def _read_some(self) -> bool:
+        """One blocking receive and what it completes; False once the wire is lost."""
+        wire = self._wire
+        try:
+            data = wire.recv(65536)
+            reason = "the server closed the connection"
+        except OSError as error:
+            data, reason = b"", f"receive failed: {error}"
+        finally:
+            if wire.cut:  # an interrupt took bytes from the stream: it is unreadable
+                self._lose(wire, "a read was cut by an interrupt")
+        unread = True
+        try:
+            with self._lock:
+                if wire is not self._wire:
+                    return False  # a wire we already gave up
+                if data:
+                    done, effects = self._core.receive_data(data)
+                else:
+                    done, effects = self._core.connection_lost(reason)
+                unread = False
+                self._settled(done, effects)
+                lost, queued = self._core.lost is not None, self._core.has_data
+        finally:
+            if unread and data:  # bytes read and dropped (a KeyboardInterrupt, say):
+                self._lose(wire, "a read was interrupted")  # the stream is cut
+        if queued:
+            self._flush()
+        if lost:
+            self._lose(wire, self._core.lost or reason)
+            return False
+        return True
+
+    def _settled(self, done: list[Request], effects: list[Notified | Unsubscribed]) -> None:
+        """Wake the callers of completed requests; hand events to subscriptions (lock
+        held)."""
+        for request in done:
+            if request.waker is not None:
+                request.waker.notify()
+        for effect in effects:
+            subscription = self._subscriptions.get(effect.subscription)
+            if subscription is None:
+                continue
+            if isinstance(effect, Notified):
+                subscription._queue.put(effect.event)
+            else:
+                del self._subscriptions[effect.subscription]
+                subscription._end(effect.reason)
+        self._progress.notify_all()
+
+    def _read_in_background(self) -> None:
+        while True:
+            with self._lock:
+                while self._reading or not self._core.busy:
+                    if self._closed and not self._core.busy:
+                        return
+                    self._turn.wait()
+                self._reading = True
+            try:
+                self._read_some()
+            finally:
+                with self._lock:
+                    self._reading = False
+                    self._hand_off()
+
+    def _beat(self) -> None:
+        """Ping when idle, so that the server keeps the session and a dead server is
+        noticed (the wire gives up on a request unanswered for too long)."""
+        heartbeat = self._wire.heartbeat
+        assert heartbeat is not None
+        while not self._closed:
+            time.sleep(heartbeat / 2)
+            if (self._connected.is_set()
+                    and time.monotonic() - self._last_send >= heartbeat):
+                try:
+                    self._run(self._core.ping)
+                except Closed:
+                    pass
+
+    # -- loss and reconnection -----------------------------------------------------------
+
+    def _lose(self, wire: Wire, reason: str) -> None:
+        """``wire`` is gone: fail what is open on it, once; reconnect unless closed."""
+        with self._lock:
+            if wire is not self._wire or not self._connected.is_set():
+                return
+            self._connected.clear()
+            self._settled(*self._core.connection_lost(reason))
+            final = self._closed or self._policy is None
+            if final:
+                self._closed = True
+                self._end_subscriptions(reason)
+            self._turn.notify_all()
+        wire.close()
+        if not final:
+            log.warning("corral: lost %s (%s); reconnecting", self.url, reason)
+            threading.Thread(target=self._reconnect, args=(time.monotonic(),),
+                             name="corral-client-reconnect", daemon=True).start()
+
+    def _end_subscriptions(self, reason: str) -> None:
+        subscriptions, self._subscriptions = self._subscriptions, {}
+        for subscription in subscriptions.values():
+            subscription._end(f"the connection is lost: {reason}")
+
+    def _reconnect(self, since: float) -> None:
+        policy = self._policy
+        assert policy is not None
+        for delay in policy.delays(random.Random()):
+            time.sleep(delay)
+            if self._closed:
+                return
+            if policy.give_up is not None and time.monotonic() - since > policy.give_up:
+                log.error("corral: gave up reconnecting to %s after %.1f s", self.url,
+                          time.monotonic() - since)
+                with self._lock:
+                    self._closed = True
+                    self._end_subscriptions("gave up reconnecting")
+                return
+            try:
+                wire = open_wire(self.url, self._connect_timeout)
+            except (OSError, Closed):
+                continue
+            with self._send_lock:
+                with self._lock:
+                    if self._closed:
+                        wire.close()
+                        return
+                    self._wire = wire
+                    self._core.reconnect()
+                    data = self._core.data_to_send()
+                    self._connected.set()
+                    self._turn.notify_all()
+                self._write(data)
+            log.info("corral: reconnected to %s after %.1f s", self.url,
+                     time.monotonic() - since)
+            return
+
+
+def connect(url: str = "corral://127.0.0.1:2605", *, token: str | None = None,
+            connect_timeout: float = 10.0, reconnect: Reconnect | None = Reconnect()
+            ) -> Client:
+    """A blocking, thread-safe client of the server at ``url`` (``corral://host:port``
+    or ``zmq+tcp://host:port``).
+
+    Raises OSError if the server cannot be reached, ProtocolError if it refuses the
+    token. ``reconnect``: how to come back after a lost connection (None: never).
     """
-    return Corral(kernel=RemoteKernel(url, token=token))
+    return Client(url, token=token, connect_timeout=connect_timeout, reconnect=reconnect)
 
 
 @asynccontextmanager
-async def open_client(url: str = "corral://127.0.0.1:2605", *, token: str | None = None
-                      ) -> AsyncIterator[trio_facade.Corral]:
+async def open_client(url: str = "corral://127.0.0.1:2605", *, token: str | None = None,
+                      connect_timeout: float = 10.0,
+                      reconnect: Reconnect | None = Reconnect()
+                      ) -> AsyncIterator[TrioClient]:
     """The trio facade's surface over a connection to the server at ``url``, closed when
-    the block exits. Cancelling a waiting call withdraws it on the server; an outcome
-    already on its way is given back (a list item to the front, a claim cancelled)."""
-    kernel = await trio.to_thread.run_sync(lambda: RemoteKernel(url, token=token))
-    async with trio_facade.open_corral(kernel=kernel) as corral:
-        yield corral
+    the block exits. Cancelling a waiting call withdraws it on the server; if it was
+    served first, the call returns what served it (an operation that completed is not
+    undone)."""
+    async with open_trio_client(url, token=token, connect_timeout=connect_timeout,
+                                reconnect=reconnect) as client:
+        yield client
+

@@ -1,9 +1,14 @@
-"""The blocking, thread-safe facade over one embedded kernel.
+"""The blocking, thread-safe facade: ``Facade`` is its surface, ``Corral`` the embedded
+one.
 
-Every call takes one lock around one kernel command and the routing of its effects; a
-call that must wait parks its thread on a lock of its own, released by whoever serves
-it. One alarm thread, started at the first timed wait, sleeps until the kernel's next
-deadline. Nothing polls.
+The handles name each call by a method of the facade's ``_kernel`` and pass it to the
+facade's ``_run`` (a command) or ``_wait`` (one that may wait): an embedded ``Corral``
+applies it to its kernel, a client (``corral.adapters.client``) sends it to a server.
+
+Embedded, every call takes one lock around one kernel command and the routing of its
+effects; a call that must wait parks its thread on a lock of its own, released by
+whoever serves it. One alarm thread, started at the first timed wait, sleeps until the
+kernel's next deadline. Nothing polls.
 """
 
 from __future__ import annotations
@@ -31,12 +36,12 @@ from corral.kernel import (
     Waiting,
 )
 from corral.transports.journal import JournaledKernel
-from corral.transports.remote import RemoteKernel
 
 from ._facade import EffectRouter, journaled_kernel, wait_value
 
 __all__ = [
     "Corral",
+    "Facade",
     "FeedHandle",
     "Job",
     "JobsHandle",
@@ -55,7 +60,6 @@ class _Parked:
     lock: threading.Lock = attrs.Factory(threading.Lock)
     event: Event | None = None
     error: BaseException | None = None
-    abandoned: bool = False  # its thread was interrupted; an outcome goes back
     thread: int = attrs.Factory(threading.get_ident)
 
 
@@ -65,7 +69,7 @@ _END = object()  # queued on a subscription when it ends
 class Subscription:
     """The events of one container, in order. Iterate it, or ``get()`` one at a time."""
 
-    def __init__(self, corral: Corral, sid: int) -> None:
+    def __init__(self, corral: Facade, sid: int) -> None:
         self._corral = corral
         self._sid = sid
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -97,11 +101,8 @@ class Subscription:
 
     def close(self) -> None:
         """Stop receiving events; buffered ones can still be read. Idempotent."""
-        with self._corral._lock:
-            if self._ended is None:
-                self._corral._kernel.unsubscribe(self._corral._session, self._sid)
-                del self._corral._subscriptions[self._sid]
-                self._end("closed")
+        if self._ended is None:
+            self._corral._unsubscribe(self)
 
     def _end(self, reason: str) -> None:
         self._ended = reason
@@ -117,7 +118,7 @@ class Subscription:
 class _Handle:
     """What lists and maps share: a name, properties, count, query, clear, subscribe."""
 
-    def __init__(self, corral: Corral, name: str) -> None:
+    def __init__(self, corral: Facade, name: str) -> None:
         self._corral = corral
         self._kernel = corral._kernel
         self.name = name
@@ -174,18 +175,7 @@ class ListHandle(_Handle):
 
     def push_back(self, value: Any, metadata: Any = None) -> None:
         """Append; the oldest ``wait_pop_next`` caller, if any, receives it."""
-        # The list hand-off (push_back, wait_pop_next) spells out what _run and _wait do:
-        # the call is a fifth of its cost, and it is the path benchmarks/handoff.py times.
-        corral = self._corral
-        if corral._remote:
-            corral._run(self._kernel.push_back, self.name, value, metadata)
-            return
-        with corral._lock:
-            if corral._closed:
-                corral._check_open()
-            self._kernel.push_back(self.name, value, metadata)
-            if self._kernel.effects:
-                corral._dispatch()
+        self._corral._run(self._kernel.push_back, self.name, value, metadata)
 
     def push_front(self, value: Any, metadata: Any = None) -> None:
         """Prepend; the oldest ``wait_pop_next`` caller, if any, receives it."""
@@ -220,20 +210,8 @@ class ListHandle(_Handle):
         Callers are served first come, first served. Raises Empty after ``timeout``
         seconds (None waits forever), Closed if the corral closes meanwhile.
         """
-        corral = self._corral
-        with corral._lock:
-            if corral._closed:
-                corral._check_open()
-            result = self._kernel.wait_pop_next(
-                corral._session, self.name, timeout=timeout,
-                now=corral._clock() if timeout else 0.0)
-            if type(result) is tuple:
-                if self._kernel.effects:
-                    corral._dispatch()
-                return result[0]
-            assert type(result) is Waiting
-            parked = corral._park(result.waiter, timeout)
-        return corral._unpark(parked, result.waiter).value
+        return wait_value(self._corral._wait(self._kernel.wait_pop_next, self.name,
+                                             timeout=timeout))
 
 
 class MapHandle(_Handle):
@@ -463,41 +441,61 @@ class JobsHandle(_Handle):
         return result
 
 
-class Corral(EffectRouter[_Parked, Subscription]):
-    """An embedded corral for threads. Thread-safe; use it as a context manager.
+class Facade:
+    """The thread facade's surface: what an embedded ``Corral`` and a connected client
+    (``corral.adapters.client.connect``) share. Thread-safe; use it as a context
+    manager.
 
-    ``list(name)`` and ``map(name)`` create the container if needed and return a handle.
+    ``list(name)``, ``map(name)`` and the others create the container if needed and
+    return a handle.
     """
 
-    def __init__(self, *, kernel: Any = None,
-                 journal: str | os.PathLike[str] | None = None, fsync: str = "always"
-                 ) -> None:
-        """An embedded corral; ``corral.adapters.client.connect`` passes a remote
-        kernel instead. With ``journal`` (a directory) every container is durable:
-        each command is in the journal (synced as ``fsync`` says) before it returns,
-        and a corral opened on the same directory later starts where this one ended."""
-        self._clock: Callable[[], float] = time.monotonic
-        if journal is not None:
-            self._clock = time.time  # deadlines outlive the process
-            kernel = journaled_kernel(journal, fsync, self._clock())
-        super().__init__(kernel)
-        self._lock = threading.Lock()
-        self._alarm_changed = threading.Condition(self._lock)
-        self._alarm: threading.Thread | None = None
-        self._alarm_at: float | None = None  # the deadline the alarm sleeps toward
-        self._arrived = threading.Event()  # effects to dispatch, or items to give back
-        self._give_backs: list[Event] = []  # outcomes for interrupted callers
-        self._interrupted: set[int] = set()  # threads whose next wait ends at once
-        self._remote = isinstance(self._kernel, RemoteKernel)
-        if isinstance(self._kernel, RemoteKernel):
-            # Effects of a remote kernel arrive on its reader thread, which must never
-            # wait for this lock (a caller holding it waits for that thread's answers):
-            # it delivers them itself when the lock is free, else leaves them to a pump.
-            self._kernel.notify = self._remote_effects
-            threading.Thread(target=self._pump, name="corral-client-pump",
-                             daemon=True).start()
+    _kernel: Any  # whose methods name the commands the handles run
 
-    def __enter__(self) -> Corral:
+    def _run(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run one command; return its result or raise its error."""
+        raise NotImplementedError
+
+    def _wait(self, command: Callable[..., Any], *args: Any, timeout: float | None,
+              **kwargs: Any) -> Any:
+        """Run one wait command: its immediate result, or what served it."""
+        raise NotImplementedError
+
+    def _clock(self) -> float:
+        raise NotImplementedError
+
+    def _subscribe(self, name: str, start: int | None) -> Subscription:
+        raise NotImplementedError
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close: parked callers get Closed, subscriptions end. Idempotent."""
+        raise NotImplementedError
+
+    def interrupt(self, thread: threading.Thread) -> None:
+        """End the wait ``thread`` is parked in with Empty, as if it had timed out; if
+        it is not parked, its next wait that would park raises Empty instead. What was
+        already handed to it stays its own. For stopping threads that wait without a
+        timeout, such as workers (``Thread.interrupt`` in Java does the same)."""
+        raise NotImplementedError
+
+    _closed: bool
+
+    @property
+    def closed(self) -> bool:
+        """Whether it is closed (over a connection: by ``close()``, or for good after
+        the connection was lost with no reconnecting)."""
+        return self._closed
+
+    def wait_connected(self, timeout: float | None = None) -> bool:
+        """Wait until the corral can take calls: at once embedded; over a connection,
+        until it is back after a loss. False after ``timeout`` seconds without it, or
+        once the corral is closed."""
+        return not self._closed
+
+    def __enter__(self) -> Facade:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -554,6 +552,31 @@ class Corral(EffectRouter[_Parked, Subscription]):
         """Delete a container: its waiters get NotFound, its subscriptions end."""
         self._run(self._kernel.delete_container, name)
 
+
+class Corral(Facade, EffectRouter[_Parked, Subscription]):
+    """An embedded corral for threads. Thread-safe; use it as a context manager."""
+
+    def __init__(self, *, kernel: Any = None,
+                 journal: str | os.PathLike[str] | None = None, fsync: str = "always"
+                 ) -> None:
+        """An embedded corral, on ``kernel`` if given. With ``journal`` (a directory)
+        every container is durable: each command is in the journal (synced as
+        ``fsync`` says) before it returns, and a corral opened on the same directory
+        later starts where this one ended."""
+        self._clock: Callable[[], float] = time.monotonic
+        if journal is not None:
+            self._clock = time.time  # deadlines outlive the process
+            kernel = journaled_kernel(journal, fsync, self._clock())
+        super().__init__(kernel)
+        self._lock = threading.Lock()
+        self._alarm_changed = threading.Condition(self._lock)
+        self._alarm: threading.Thread | None = None
+        self._alarm_at: float | None = None  # the deadline the alarm sleeps toward
+        self._interrupted: set[int] = set()  # threads whose next wait ends at once
+
+    def __enter__(self) -> Corral:
+        return self
+
     def close(self) -> None:
         """Close: parked callers get Closed, subscriptions end. Idempotent."""
         with self._lock:
@@ -571,16 +594,7 @@ class Corral(EffectRouter[_Parked, Subscription]):
 
     def _run(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """One kernel command under the lock; route its effects; re-arm the alarm if
-        the command armed an earlier deadline. A remote kernel's command runs outside
-        the lock: the connection orders the commands, so other threads' calls go out
-        meanwhile instead of queueing behind this one's round trip."""
-        if self._remote:
-            if self._closed:
-                self._check_open()
-            result = command(*args, **kwargs)
-            if self._kernel.effects:
-                self._remote_effects()
-            return result
+        the command armed an earlier deadline."""
         with self._lock:
             if self._closed:
                 self._check_open()
@@ -599,32 +613,26 @@ class Corral(EffectRouter[_Parked, Subscription]):
                 self._check_open()
             result = command(self._session, *args, timeout=timeout, now=self._clock(),
                              **kwargs)
-            if type(result) is Waiting:
-                # Parked before any dispatch: a remote kernel may have its outcome queued.
-                parked = self._park(result.waiter, timeout)
-                if self._kernel.effects:
-                    self._dispatch()
-            else:
-                if self._kernel.effects:
-                    self._dispatch()
+            if self._kernel.effects:
+                self._dispatch()
+            if type(result) is not Waiting:
                 self._rearm()
                 return result
+            parked = self._park(result.waiter, timeout)
         return self._unpark(parked, result.waiter)
 
     def interrupt(self, thread: threading.Thread) -> None:
-        """End the wait ``thread`` is parked in with Empty, as if it had timed out; if
-        it is not parked, its next wait that would park raises Empty instead. What was
-        already handed to it stays its own. For stopping threads that wait without a
-        timeout, such as workers (``Thread.interrupt`` in Java does the same)."""
         with self._lock:
             for waiter, parked in list(self._parked.items()):
-                if parked.thread == thread.ident and not parked.abandoned:
+                if parked.thread == thread.ident:
                     if self._closed or self._kernel.cancel_wait(self._session, waiter):
                         del self._parked[waiter]
                         self._wake(parked, None, Empty("interrupted"))
-                    return  # else served: its outcome is on the way
+                    return
             if thread.ident is not None:
                 self._interrupted.add(thread.ident)
+
+    interrupt.__doc__ = Facade.interrupt.__doc__
 
     def _park(self, waiter: int, timeout: float | None) -> _Parked:
         """Prepare to park the calling thread for ``waiter`` (lock held)."""
@@ -646,12 +654,8 @@ class Corral(EffectRouter[_Parked, Subscription]):
             with self._lock:
                 if self._closed or self._kernel.cancel_wait(self._session, waiter):
                     self._parked.pop(waiter, None)
-                else:  # served already; a remote outcome may still be on its way
-                    self._dispatch()
-                    if parked.event is not None:
-                        self._give_back(parked.event)
-                    elif self._parked.get(waiter) is parked:
-                        parked.abandoned = True  # given back when it arrives
+                elif parked.event is not None:  # served meanwhile: give it back
+                    self._give_back(parked.event, self._clock())
             raise
         if parked.error is not None:
             raise parked.error
@@ -660,13 +664,6 @@ class Corral(EffectRouter[_Parked, Subscription]):
 
     def _wake(self, parked: _Parked, event: Event | None, error: BaseException | None
               ) -> None:
-        if parked.abandoned:
-            if event is not None:
-                # Not here: this may run on a remote kernel's reader thread, which must
-                # not make calls that wait for itself. The pump gives it back.
-                self._give_backs.append(event)
-                self._arrived.set()
-            return
         parked.event = event
         parked.error = error
         parked.lock.release()
@@ -685,26 +682,12 @@ class Corral(EffectRouter[_Parked, Subscription]):
             self._dispatch()
             return subscription
 
-    def _remote_effects(self) -> None:
-        if self._lock.acquire(blocking=False):
-            try:
-                if not self._closed:
-                    self._dispatch()
-            finally:
-                self._lock.release()
-        else:
-            self._arrived.set()
-
-    def _pump(self) -> None:
-        while True:
-            self._arrived.wait()
-            self._arrived.clear()
-            with self._lock:
-                if self._closed:
-                    return
-                self._dispatch()
-                while self._give_backs:
-                    self._give_back(self._give_backs.pop(0))
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        with self._lock:
+            if subscription._ended is None:
+                self._kernel.unsubscribe(self._session, subscription._sid)
+                del self._subscriptions[subscription._sid]
+                subscription._end("closed")
 
     def _rearm(self) -> None:
         """If the kernel's next deadline is earlier than the alarm's, wake the alarm

@@ -1,4 +1,6 @@
-"""The trio facade: the thread facade's surface with async methods.
+"""The trio facade: the thread facade's surface with async methods. ``Facade`` is the
+surface, shared with the native trio client (``corral.adapters.client.open_client``);
+``Corral`` is the embedded one.
 
 trio runs one task at a time, so no lock is needed: each call is one kernel command and
 the routing of its effects. Calls that complete at once are checkpoints as trio's own
@@ -14,7 +16,6 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import Any
 
 import attrs
@@ -23,10 +24,8 @@ import trio
 
 from corral import kernel
 from corral.kernel import (
-    Cancelled,
     Closed,
     ContainerStatistics,
-    Delivered,
     Empty,
     Event,
     JobState,
@@ -37,12 +36,12 @@ from corral.kernel import (
 )
 from corral.transports.alarm import Alarm
 from corral.transports.journal import JournaledKernel
-from corral.transports.remote import RemoteKernel
 
 from ._facade import EffectRouter, journaled_kernel, wait_value
 
 __all__ = [
     "Corral",
+    "Facade",
     "FeedHandle",
     "Job",
     "JobsHandle",
@@ -61,7 +60,7 @@ _cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
 class Subscription:
     """The events of one container, in order. ``async for`` it, or ``await get()``."""
 
-    def __init__(self, corral: Corral, sid: int) -> None:
+    def __init__(self, corral: Facade, sid: int) -> None:
         self._corral = corral
         self._sid = sid
         self._send, self._receive = trio.open_memory_channel[Event](math.inf)
@@ -93,9 +92,7 @@ class Subscription:
         """Stop receiving events; buffered ones can still be read. Idempotent."""
         await _checkpoint_if_cancelled()
         if self._ended is None:
-            self._corral._kernel.unsubscribe(self._corral._session, self._sid)
-            del self._corral._subscriptions[self._sid]
-            self._end("closed")
+            self._corral._unsubscribe(self)
         await _cancel_shielded_checkpoint()
 
     def _end(self, reason: str) -> None:
@@ -106,7 +103,7 @@ class Subscription:
 class _Handle:
     """What lists and maps share: a name, properties, count, query, clear, subscribe."""
 
-    def __init__(self, corral: Corral, name: str) -> None:
+    def __init__(self, corral: Facade, name: str) -> None:
         self._corral = corral
         self._kernel = corral._kernel
         self.name = name
@@ -115,8 +112,8 @@ class _Handle:
         return f"<{type(self).__name__} {self.name!r}>"
 
     def __len__(self) -> int:
-        self._corral._check_open()
-        return self._kernel.count(self.name)
+        """How many records it holds, embedded (a connection needs ``await count()``)."""
+        return self._corral._len(self.name)
 
     async def statistics(self) -> ContainerStatistics:
         """A snapshot: kind and how many records, waiters and subscribers it has."""
@@ -158,9 +155,7 @@ class _Handle:
         With ``start`` (a position; 0 for everything), the records from there on come
         first, as push_back events (lists) or set events (maps).
         """
-        subscription: Subscription = await self._corral._run(self._corral._subscribe,
-                                                             self.name, start)
-        return subscription
+        return await self._corral._subscribe(self.name, start)
 
 
 class ListHandle(_Handle):
@@ -168,19 +163,7 @@ class ListHandle(_Handle):
 
     async def push_back(self, value: Any, metadata: Any = None) -> None:
         """Append; the oldest ``wait_pop_next`` caller, if any, receives it."""
-        # The list hand-off (push_back, wait_pop_next) spells out what _run and _wait do:
-        # the call is a fifth of its cost, and it is the path benchmarks/handoff.py times.
-        corral = self._corral
-        if corral._remote:
-            await corral._run(self._kernel.push_back, self.name, value, metadata)
-            return
-        await _checkpoint_if_cancelled()
-        if corral._closed:
-            corral._check_open()
-        self._kernel.push_back(self.name, value, metadata)
-        if self._kernel.effects:
-            corral._dispatch()
-        await _cancel_shielded_checkpoint()
+        await self._corral._run(self._kernel.push_back, self.name, value, metadata)
 
     async def push_front(self, value: Any, metadata: Any = None) -> None:
         """Prepend; the oldest ``wait_pop_next`` caller, if any, receives it."""
@@ -216,23 +199,8 @@ class ListHandle(_Handle):
         seconds (None waits forever), Closed if the corral closes meanwhile. Cancelling
         the call withdraws it without losing an item.
         """
-        corral = self._corral
-        if corral._remote:
-            return wait_value(await corral._wait(self._kernel.wait_pop_next, self.name,
-                                             timeout=timeout))
-        await _checkpoint_if_cancelled()
-        if corral._closed:
-            corral._check_open()
-        result = self._kernel.wait_pop_next(
-            corral._session, self.name, timeout=timeout,
-            now=corral._now() if timeout else 0.0)
-        if type(result) is tuple:
-            if self._kernel.effects:
-                corral._dispatch()
-            await _cancel_shielded_checkpoint()
-            return result[0]
-        assert type(result) is Waiting
-        return (await corral._park(result.waiter, timeout)).value
+        return wait_value(await self._corral._wait(self._kernel.wait_pop_next, self.name,
+                                                   timeout=timeout))
 
 
 class MapHandle(_Handle):
@@ -456,24 +424,38 @@ class JobsHandle(_Handle):
         return result
 
 
-class Corral(EffectRouter[trio.lowlevel.Task | None, Subscription]):
-    """An embedded corral for the tasks of one trio run; get one from ``open_corral()``."""
+class Facade:
+    """The trio facade's surface: what an embedded ``Corral`` and a connected client
+    (``corral.adapters.client.open_client``) share. Use it from the trio run it was
+    made in."""
 
-    def __init__(self, *, kernel: Any = None) -> None:
-        """An embedded corral; ``open_client`` passes a remote kernel instead. Make it
-        inside the trio run that will use it."""
-        super().__init__(kernel)
-        self._remote = isinstance(self._kernel, RemoteKernel)
-        if isinstance(self._kernel, RemoteKernel):
-            # A remote kernel's effects arrive on its reader thread; hand them to this
-            # run without ever blocking that thread.
-            token = trio.lowlevel.current_trio_token()
-            self._kernel.notify = partial(token.run_sync_soon, self._dispatch_remote)
-        self._alarm = Alarm(self._kernel, self._dispatch)
-        self._offset = 0.0  # the kernel's time minus trio's (the wall clock's, journaled)
+    _kernel: Any  # whose methods name the commands the handles run
+
+    async def _run(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run one command as a checkpoint; return its result or raise its error."""
+        raise NotImplementedError
+
+    async def _wait(self, command: Callable[..., Any], *args: Any, timeout: float | None,
+                    **kwargs: Any) -> Any:
+        """Run one wait command: its immediate result, or what served it."""
+        raise NotImplementedError
 
     def _now(self) -> float:
-        return trio.current_time() + self._offset
+        raise NotImplementedError
+
+    async def _subscribe(self, name: str, start: int | None) -> Subscription:
+        raise NotImplementedError
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        raise NotImplementedError
+
+    def _len(self, name: str) -> int:
+        raise TypeError("len() of a handle needs a round trip over a connection: "
+                        "use await handle.count()")
+
+    def close(self) -> None:
+        """Close: parked callers get Closed, subscriptions end. Idempotent."""
+        raise NotImplementedError
 
     async def list(self, name: str) -> ListHandle:
         """The list ``name``, created if needed. Raises WrongKind if it is not a list."""
@@ -513,6 +495,25 @@ class Corral(EffectRouter[trio.lowlevel.Task | None, Subscription]):
         """Delete a container: its waiters get NotFound, its subscriptions end."""
         await self._run(self._kernel.delete_container, name)
 
+
+class Corral(Facade, EffectRouter[trio.lowlevel.Task, Subscription]):
+    """An embedded corral for the tasks of one trio run; get one from ``open_corral()``."""
+
+    def __init__(self, *, kernel: Any = None) -> None:
+        """An embedded corral, on ``kernel`` if given. Make it inside the trio run that
+        will use it."""
+        super().__init__(kernel)
+        self._alarm = Alarm(self._kernel, self._dispatch)
+        self._offset = 0.0  # the kernel's time minus trio's (the wall clock's, journaled)
+
+    def _now(self) -> float:
+        return trio.current_time() + self._offset
+
+    def _len(self, name: str) -> int:
+        self._check_open()
+        count: int = self._kernel.count(name)
+        return count
+
     def close(self) -> None:
         """Close: parked callers get Closed, subscriptions end. Idempotent."""
         if not self._closed:
@@ -525,15 +526,15 @@ class Corral(EffectRouter[trio.lowlevel.Task | None, Subscription]):
         """One kernel command as a checkpoint; route its effects; re-arm the alarm if
         the command armed an earlier deadline."""
         await _checkpoint_if_cancelled()
-        if self._closed:
-            self._check_open()
-        if self._remote:  # a round trip, on a worker thread; it completes once sent
-            return await trio.to_thread.run_sync(partial(command, *args, **kwargs))
-        result = command(*args, **kwargs)
-        if self._kernel.effects:
-            self._dispatch()
-        self._rearm()
-        await _cancel_shielded_checkpoint()
+        try:
+            if self._closed:
+                self._check_open()
+            result = command(*args, **kwargs)
+        finally:  # a call that fails is a checkpoint too
+            if self._kernel.effects:
+                self._dispatch()
+            self._alarm.rearm()
+            await _cancel_shielded_checkpoint()
         return result
 
     async def _wait(self, command: Callable[..., Any], *args: Any, timeout: float | None,
@@ -541,60 +542,41 @@ class Corral(EffectRouter[trio.lowlevel.Task | None, Subscription]):
         """A wait command for this session: its immediate result, or else (after
         parking) the Event that served it."""
         await _checkpoint_if_cancelled()
-        if self._closed:
-            self._check_open()
-        call = partial(command, self._session, *args, timeout=timeout,
-                       now=self._now(), **kwargs)
-        result = await trio.to_thread.run_sync(call) if self._remote else call()
-        if type(result) is Waiting:
-            return await self._park(result.waiter, timeout)
+        try:
+            if self._closed:
+                self._check_open()
+            result = command(self._session, *args, timeout=timeout, now=self._now(),
+                             **kwargs)
+        except BaseException:
+            await _cancel_shielded_checkpoint()
+            raise
         if self._kernel.effects:
             self._dispatch()
-        self._rearm()
+        if type(result) is Waiting:
+            return await self._park(result.waiter, timeout)
+        self._alarm.rearm()
         await _cancel_shielded_checkpoint()
         return result
 
-    def _rearm(self) -> None:
-        self._alarm.rearm()
-
     async def _park(self, waiter: int, timeout: float | None) -> Event:
         """Park the calling task until ``waiter`` is served or cancelled; cancelling the
-        task withdraws the waiter."""
-        early = self._early.pop(waiter, None)
-        if early is not None:  # its outcome came before we parked (remote kernels)
-            if type(early) is Cancelled:
-                raise early.error
-            assert type(early) is Delivered
-            return early.event
+        task withdraws the waiter (a served one has been rescheduled already, so it is
+        never aborted)."""
         self._parked[waiter] = trio.lowlevel.current_task()
         if timeout is not None:
-            self._rearm()
+            self._alarm.rearm()
 
         def abort(raise_cancel: Any) -> trio.lowlevel.Abort:
-            # An embedded waiter that was served has been rescheduled already, so it is
-            # still parked here. A remote one may have its outcome on the way: then it is
-            # given back when it arrives.
-            if self._closed or self._kernel.cancel_wait(self._session, waiter):
-                self._parked.pop(waiter, None)
-            else:
-                self._parked[waiter] = None
+            if not self._closed:
+                self._kernel.cancel_wait(self._session, waiter)
+            self._parked.pop(waiter, None)
             return trio.lowlevel.Abort.SUCCEEDED
 
-        if self._kernel.effects:
-            self._dispatch()
         served: Event = await trio.lowlevel.wait_task_rescheduled(abort)
         return served
 
-    def _dispatch_remote(self) -> None:
-        if not self._closed:
-            self._dispatch()
-
-    def _wake(self, parked: trio.lowlevel.Task | None, event: Event | None,
+    def _wake(self, parked: trio.lowlevel.Task, event: Event | None,
               error: BaseException | None) -> None:
-        if parked is None:  # its caller was cancelled while the outcome was on the way
-            if event is not None:
-                self._give_back(event)
-            return
         trio.lowlevel.reschedule(
             parked, outcome.Value(event) if error is None else outcome.Error(error))
 
@@ -604,10 +586,23 @@ class Corral(EffectRouter[trio.lowlevel.Task | None, Subscription]):
     def _end(self, subscription: Subscription, reason: str) -> None:
         subscription._end(reason)
 
-    def _subscribe(self, name: str, start: int | None) -> Subscription:
-        sid = self._kernel.subscribe(self._session, name, start=start)
-        subscription = self._subscriptions[sid] = Subscription(self, sid)
+    async def _subscribe(self, name: str, start: int | None) -> Subscription:
+        await _checkpoint_if_cancelled()
+        try:
+            self._check_open()
+            sid = self._kernel.subscribe(self._session, name, start=start)
+            subscription = self._subscriptions[sid] = Subscription(self, sid)
+            self._dispatch()
+        finally:
+            await _cancel_shielded_checkpoint()
         return subscription
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        if subscription._ended is None:
+            self._kernel.unsubscribe(self._session, subscription._sid)
+            del self._subscriptions[subscription._sid]
+            subscription._end("closed")
+
 
 @asynccontextmanager
 async def open_corral(*, kernel: Any = None,
@@ -617,8 +612,7 @@ async def open_corral(*, kernel: Any = None,
 
     With ``journal`` (a directory) every container is durable: each command is in the
     journal (synced as ``fsync`` says, in this thread: with ``always`` each command
-    waits for its fsync) before it returns. ``corral.adapters.client.open_client``
-    passes a remote kernel.
+    waits for its fsync) before it returns.
     """
     offset = 0.0
     if journal is not None:

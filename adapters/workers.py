@@ -42,8 +42,8 @@ import attrs
 
 from corral.kernel import Closed, CorralError, Empty, InvalidArgument, NotFound
 
-from .client import connect
-from .threads import Corral, Job, JobsHandle
+from .client import Reconnect, connect
+from .threads import Facade, Job, JobsHandle
 
 __all__ = [
     "CallFailed",
@@ -65,12 +65,13 @@ DEFAULT_URL = "corral://127.0.0.1:2605"
 
 
 @contextlib.contextmanager
-def _using(corral: Corral | str, token: str | None) -> Iterator[Corral]:
+def _using(corral: Facade | str, token: str | None,
+           reconnect: Reconnect | None = Reconnect()) -> Iterator[Facade]:
     """``corral`` itself, or a connection to that URL closed afterwards."""
-    if isinstance(corral, Corral):
+    if isinstance(corral, Facade):
         yield corral
     else:
-        with connect(corral, token=token) as connected:
+        with connect(corral, token=token, reconnect=reconnect) as connected:
             yield connected
 
 
@@ -110,12 +111,18 @@ class Worker:
 
     ``start()`` runs it in the background, ``run()`` in the calling thread until
     ``stop()`` or (in the main thread) SIGINT or SIGTERM.
+
+    Given a URL, it connects itself and outlives a server restart: the client
+    reconnects as ``reconnect`` says, the claims it held come back to the queue by
+    release or lease, and their late finishes are fenced (logged). With
+    ``reconnect=None`` a lost connection ends ``run()`` with Closed instead.
     """
 
     def __init__(self, jobs: str, target: Callable[[Any], Any], *,
-                 corral: Corral | str = DEFAULT_URL, token: str | None = None,
+                 corral: Facade | str = DEFAULT_URL, token: str | None = None,
                  lease: float = 30.0, concurrency: int = 1,
-                 max_attempts: int | None = None, name: str | None = None) -> None:
+                 max_attempts: int | None = None, name: str | None = None,
+                 reconnect: Reconnect | None = Reconnect()) -> None:
         if concurrency < 1:
             raise InvalidArgument(f"concurrency must be at least 1, not {concurrency}")
         if not lease > 0:
@@ -130,9 +137,10 @@ class Worker:
         self.lost: str | None = None  # why the connection went, if it did
         self._corral_arg = corral
         self._token = token
+        self._reconnect = reconnect
         self._max_attempts = max_attempts
         self._stack = contextlib.ExitStack()
-        self._corral: Corral | None = None
+        self._corral: Facade | None = None
         self._handle: JobsHandle | None = None
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
@@ -142,8 +150,8 @@ class Worker:
 
     def start(self) -> Worker:
         """Connect (for a URL) and start the claiming threads."""
-        corral = self._corral = self._stack.enter_context(_using(self._corral_arg,
-                                                                  self._token))
+        corral = self._corral = self._stack.enter_context(
+            _using(self._corral_arg, self._token, self._reconnect))
         self._handle = corral.jobs(self.jobs_name, max_attempts=self._max_attempts)
         self._threads = [threading.Thread(target=self._claim_loop, daemon=True,
                                           name=f"{self.name}-{i}")
@@ -158,8 +166,9 @@ class Worker:
 
     def run(self) -> None:
         """Start, and block until stopped; in the main thread SIGINT and SIGTERM stop
-        it gracefully. Raises Closed if the connection to the server is lost, so that
-        a worker process exits (and its pool starts a fresh one)."""
+        it gracefully. A lost connection is waited out while the client reconnects;
+        raises Closed if it never will (a client made with ``reconnect=None``), so
+        that a worker process exits (and its pool starts a fresh one)."""
         with _stopped_by_signals(self._stopping.set):
             self.start()
             self._stopping.wait()
@@ -199,11 +208,25 @@ class Worker:
             except Empty:
                 continue  # interrupted by stop()
             except Closed as error:
-                if not self._stopping.is_set():
-                    self.lost = str(error)
-                    self._stopping.set()  # the others stop too; run() raises
+                if self._stopping.is_set() or self._back(error):
+                    continue
+                self.lost = str(error)
+                self._stopping.set()  # the others stop too; run() raises
                 return
             self._run(job)
+
+    def _back(self, error: Closed) -> bool:
+        """After a lost connection: wait until the client is connected again (it
+        reconnects by itself; its own log says so) and say True; False if it never
+        will (closed, or it does not reconnect) or the worker is stopping."""
+        corral = self._corral
+        assert corral is not None
+        while not self._stopping.is_set():
+            if corral.wait_connected(0.2):
+                return True
+            if corral.closed:
+                return False
+        return False
 
     def _run(self, job: Job) -> None:
         with self._lock:
@@ -430,7 +453,7 @@ class Executor(Worker):
 class ExecutorClient:
     """Makes calls to the executors serving ``queue``."""
 
-    def __init__(self, queue: str, *, corral: Corral | str = DEFAULT_URL,
+    def __init__(self, queue: str, *, corral: Facade | str = DEFAULT_URL,
                  token: str | None = None) -> None:
         self.queue = queue
         self._stack = contextlib.ExitStack()
@@ -465,7 +488,7 @@ class ExecutorClient:
 
 
 def call(queue: str, payload: Any, timeout: float | None = None, *,
-         corral: Corral | str = DEFAULT_URL, token: str | None = None) -> Any:
+         corral: Facade | str = DEFAULT_URL, token: str | None = None) -> Any:
     """One call through ``ExecutorClient(queue).call(payload, timeout)``."""
     with ExecutorClient(queue, corral=corral, token=token) as client:
         return client.call(payload, timeout)
@@ -511,7 +534,7 @@ class Tasks:
         return Worker(queue, self.run, **options)
 
 
-def push_task(name: str, *args: Any, queue: str = "tasks", corral: Corral | str = DEFAULT_URL,
+def push_task(name: str, *args: Any, queue: str = "tasks", corral: Facade | str = DEFAULT_URL,
               token: str | None = None, delay: float = 0.0, priority: int = 0,
               **kwargs: Any) -> str:
     """Queue a call of task ``name`` with JSON-able arguments; returns the job id, for
@@ -527,7 +550,7 @@ def push_task(name: str, *args: Any, queue: str = "tasks", corral: Corral | str 
 
 
 def task_result(id: str, *, queue: str = "tasks", timeout: float | None = None,
-                corral: Corral | str = DEFAULT_URL, token: str | None = None) -> Any:
+                corral: Facade | str = DEFAULT_URL, token: str | None = None) -> Any:
     """The result of the task job ``id``, waiting up to ``timeout`` seconds."""
     with _using(corral, token) as connected:
         return connected.jobs(queue).result(id, timeout=timeout)

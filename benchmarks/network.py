@@ -10,6 +10,8 @@
    (greenstalk).
 5. pushes per second from 4 threads sharing one client: corral's pipelines them on its
    one connection; redis-py's takes a connection per thread from its pool.
+6. sequential calls per second (push_back, one after the other) from the native trio
+   client against the thread client, on the same server: the trio one should keep up.
 
 Servers and this process are pinned to CPU 0 (taskset), so round-trip figures repeat.
 Peers are started here when installed (apt-get install redis-server beanstalkd; pip
@@ -43,7 +45,9 @@ from _common import (
     threaded,
 )
 
-from corral.adapters.client import connect
+import trio
+
+from corral.adapters.client import connect, open_client
 from corral.transports.codec import encode
 
 
@@ -109,6 +113,10 @@ def bench_corral(n: int) -> dict[str, float]:
                     lst.pop_front()
 
             results["push+pop round trips/s"] = rate(n, round_trips)
+            results["sequential calls/s, thread client"] = rate(
+                n, lambda: [lst.push_back(i) for i in range(n)] and None)
+            results["sequential calls/s, trio client"] = trio_calls(
+                f"corral://127.0.0.1:{port}", n)
             jobs = corral.jobs("bench-jobs", result_ttl=0.0)
 
             def cycles() -> None:
@@ -136,6 +144,22 @@ def bench_corral(n: int) -> dict[str, float]:
 
             results["pipelined pushes/s"] = rate(n, pipelined)
     return results
+
+
+def trio_calls(url: str, n: int) -> float:
+    """Sequential push_back calls/s from the native trio client (best of three)."""
+    async def main() -> float:
+        async with open_client(url) as corral:
+            lst = await corral.list("bench-trio")
+            best = 0.0
+            for _ in range(3):
+                start = time.perf_counter()
+                for i in range(n):
+                    await lst.push_back(i)
+                best = max(best, n / (time.perf_counter() - start))
+            return best
+
+    return trio.run(main)
 
 
 def bench_redis(n: int) -> dict[str, float] | str:
@@ -185,6 +209,8 @@ def main() -> None:
     ours = bench_corral(args.n)
     peers: dict[str, Any] = {"redis": bench_redis(args.n), "beanstalkd": bench_beanstalkd(args.n)}
     print_ratios(ours, peers)
+    print(f"trio client / thread client, sequential calls: "
+          f"{ours['sequential calls/s, trio client'] / ours['sequential calls/s, thread client']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import zmq
 from _common import PIN, free_port, pin_self, process, rate, threaded
 
 from corral.adapters.workers import ExecutorClient
-from corral.transports.remote import RemoteKernel
+from corral.adapters.client import Client, connect
 
 REP_ECHO = """
 import sys, zmq
@@ -79,9 +79,9 @@ def raw_round_trips(n: int, server: str, client_type: int) -> float:
         return rate(n, run)
 
 
-def pings(kernel: RemoteKernel, n: int) -> None:
+def pings(client: Client, n: int) -> None:
     for _ in range(n):
-        kernel.ping()
+        client.ping()
 
 
 def corral_measures(n: int, calls: int) -> dict[str, float]:
@@ -92,10 +92,9 @@ def corral_measures(n: int, calls: int) -> dict[str, float]:
              "--zmq", f"tcp://127.0.0.1:{zport}"]
     with process(serve, tcp):
         for transport, url in urls.items():
-            kernel = RemoteKernel(url)
-            kernel.ping()
-            results[f"round trips/s ({transport})"] = rate(n, partial(pings, kernel, n))
-            kernel.close_session(1)
+            with connect(url) as client:
+                client.ping()
+                results[f"round trips/s ({transport})"] = rate(n, partial(pings, client, n))
         for transport, url in urls.items():
             executors = [subprocess.Popen(PIN + [sys.executable, "-c", EXECUTOR, url])
                          for _ in range(2)]

@@ -14,13 +14,13 @@ import sys
 import threading
 
 from corral.adapters.client import connect
-from corral.adapters.threads import Corral
+from corral.adapters.threads import Corral, Facade
 from corral.kernel import JobState
 
 HIGH = 10  # Thoonk's queue.HIGH: a higher priority comes out first
 
 
-def feeds(corral: Corral) -> None:
+def feeds(corral: Facade) -> None:
     feed = corral.feed("test_feed", max_length=3)
     events = feed.subscribe()
     feed.publish("item contents", id="a")
@@ -37,7 +37,7 @@ def feeds(corral: Corral) -> None:
     print("feed events:", names, "...")
 
 
-def sorted_feeds(corral: Corral) -> None:
+def sorted_feeds(corral: Facade) -> None:
     todo = corral.sorted_feed("todo")
     milk = todo.append("milk")
     bread = todo.prepend("bread")
@@ -48,7 +48,7 @@ def sorted_feeds(corral: Corral) -> None:
     assert ["milk", "rye bread", "eggs"] == [item for _, item in todo.items()]
 
 
-def queues(corral: Corral) -> None:
+def queues(corral: Facade) -> None:
     queue = corral.queue("queue_feed")
     queue.put("item")
     queue.put("priority item", priority=HIGH)
@@ -57,7 +57,7 @@ def queues(corral: Corral) -> None:
     assert ("priority item", "item") == (first, second)
 
 
-def jobs(corral: Corral) -> None:
+def jobs(corral: Facade) -> None:
     job = corral.jobs("job_feed", max_attempts=3)
     id = job.put("job contents")
     urgent = job.put("priority job", priority=HIGH)

@@ -101,6 +101,13 @@ class Container:
     def items(self) -> list[tuple[Any, Any]]:
         raise self.unsupported("items")
 
+    def give_back(self, session: int, delivery: Event, now: float) -> None:
+        """Undo ``delivery``, a hand-off of this container's to ``session`` (the kernel
+        has checked that its name is this kind's): put back what it took, silently,
+        serving the oldest waiter if one is parked for it."""
+        raise WrongKind(f"give_back on {self.name!r}: a {self.kind.value} makes no "
+                        f"{delivery.name} deliveries")
+
     def close_session(self, session: int) -> None:
         """A session closed: release what it holds here (its waiters are gone already)."""
 
@@ -257,6 +264,21 @@ class ListContainer(Container):
         return self.core.park(self.waiters, session, "wait_pop_next", self.name, None,
                               timeout, now)
 
+    def give_back(self, session: int, delivery: Event, now: float) -> None:
+        """Undo a ``wnp_next`` hand-off: the record goes back to the front, unseen by
+        subscribers (they saw it leave once, and it leaves once: now or later)."""
+        key = delivery.key
+        if not (key is None or (type(key) is int and key == 0)):
+            raise InvalidArgument(f"give_back on {self.name!r}: a wnp_next delivery has "
+                                  f"key 0, not {key!r}")
+        value, metadata = delivery.value, delivery.metadata
+        if self.waiters:  # so the list is empty: the record is the one to hand over
+            self.core.serve(self.waiters.popleft(),
+                            Event(self.name, "wnp_next", 0, value, metadata))
+            return
+        self.values.appendleft(value)
+        self.metadata.appendleft(metadata)
+
     def remove_waiter(self, waiter: Waiter) -> None:
         self.waiters.remove(waiter)
 
@@ -377,6 +399,22 @@ class MapContainer(Container):
         finally:
             if not queue:  # parking failed (unknown session): leave no empty queue behind
                 del self.waiters[key]
+
+    def give_back(self, session: int, delivery: Event, now: float) -> None:
+        """Undo a ``wnp_key`` hand-off: the key comes back only if it is still absent
+        (a newer value is never overwritten), unseen by subscribers."""
+        key = _check_key("give_back", self.name, delivery.key)
+        if key in self.records:
+            return
+        value, metadata = delivery.value, delivery.metadata
+        queue = self.waiters.get(key)
+        if queue:  # the key is absent and waited for: the oldest waiter has it
+            waiter = queue.popleft()
+            if not queue:
+                del self.waiters[key]
+            self.core.serve(waiter, Event(self.name, "wnp_key", key, value, metadata))
+            return
+        self.records[key] = (value, metadata)
 
     def remove_waiter(self, waiter: Waiter) -> None:
         queue = self.waiters[waiter.key]

@@ -166,13 +166,15 @@ class JobsContainer(Container):
             job = self._grant(record, claimer.session, claimer.payload, self.core.now)
             self.core.serve(claimer, Event(self.name, "claimed", record.id, job, None))
 
-    def _grant(self, record: JobRecord, session: int, lease: float, now: float) -> Job:
+    def _grant(self, record: JobRecord, session: int, lease: float, now: float, *,
+               quiet: bool = False) -> Job:
         record.state = JobState.CLAIMED
         record.attempt += 1
         record.owner = session
         self.core.sessions[session].leases[(self.name, record.id)] = None
         self._arm(record, now + lease)
-        self._event("claimed", record, record.item)
+        if not quiet:
+            self._event("claimed", record, record.item)
         return Job(record.id, record.item, record.attempt)
 
     def _unlease(self, record: JobRecord) -> None:
@@ -288,6 +290,32 @@ class JobsContainer(Container):
         lease = self.lease if lease is None else _check_seconds(
             f"touch on {self.name!r}", "lease", lease, positive=True)
         self._arm(record, self.core.tick(now) + lease)
+
+    def give_back(self, session: int, delivery: Event, now: float) -> None:
+        """Undo a claim: the job is ready again at its old place with its attempt
+        restored, unseen by subscribers; the oldest parked claimer, if any, has it."""
+        job = delivery.value
+        if not isinstance(job, Job):
+            raise InvalidArgument(f"give_back on {self.name!r}: a claimed delivery's value "
+                                  f"is the Job token, not {job!r}")
+        if delivery.key is not None and delivery.key != job.id:
+            raise InvalidArgument(f"give_back on {self.name!r}: key {delivery.key!r} "
+                                  f"differs from the token's job {job.id!r}")
+        record = self._leased("give_back", job)
+        if record.owner != session:
+            raise LeaseLost(f"give_back on {self.name!r}: job {job.id} attempt "
+                            f"{job.attempt} is not held by session {session}")
+        now = self.core.tick(now)
+        self._unlease(record)
+        self._disarm(record)
+        record.attempt -= 1
+        record.state = JobState.READY
+        if self.claimers:  # so nothing else is ready: this is the one to hand over
+            claimer = self.claimers.popleft()
+            token = self._grant(record, claimer.session, claimer.payload, now, quiet=True)
+            self.core.serve(claimer, Event(self.name, "claimed", record.id, token, None))
+            return
+        self.ready[record.order] = record
 
     def retry(self, id: Any, now: float) -> None:
         record = self._job("retry", id)

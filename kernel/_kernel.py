@@ -34,6 +34,13 @@ timeouts, leases, delays, result TTLs) sits in one index ordered by ``(deadline,
 The adapter arms one real timer at ``next_deadline()`` and calls ``advance(now)`` when it
 fires; the kernel never reads a clock and never goes back in time.
 
+A served wait whose caller is truly gone (an interrupted thread, a closing client) is
+undone by ``give_back``, the exact inverse of the delivery: the session hands back the
+delivery's event as a receipt and the record returns where it was (a list's front, a
+map key still absent, a queue item at its order key, a job ready again with its
+attempt restored), or straight to the oldest waiter parked for it meanwhile. Neither
+emits subscriber events: subscribers heard the record leave once, and it leaves once.
+
 Closing a session withdraws its waiters and drops its subscriptions silently (nobody is
 left to tell) and releases its leases as each job queue's policy says; a withdrawn waiter
 is removed from every index at once and never held an item. ``_check()`` asserts every
@@ -81,6 +88,11 @@ _KINDS: dict[Kind, type[AnyContainer]] = {
     Kind.QUEUE: QueueContainer,
     Kind.JOBS: JobsContainer,
 }
+
+
+# The deliveries give_back undoes, and the kind that makes each.
+_GIVEN_BACK = {"wnp_next": Kind.LIST, "wnp_key": Kind.MAP, "get": Kind.QUEUE,
+               "claimed": Kind.JOBS}
 
 
 class Kernel:
@@ -426,10 +438,14 @@ class Kernel:
                                                         now)
 
     def queue_get(self, session: int, name: str, *, timeout: float | None = None,
-                  now: float = 0.0) -> Popped | Waiting:
+                  now: float = 0.0, receipt: bool = False) -> Popped | Waiting:
         """Take a queue's first item: ``(item, None)`` now, or ``Waiting`` (served in
-        FIFO order as items arrive). ``timeout`` as for :meth:`wait_pop_next`."""
-        return self._of(QueueContainer, name, "get").get_next(session, timeout, now)
+        FIFO order as items arrive, with the event ``Event(name, "get", priority, item,
+        (priority, seq))``). ``(priority, seq)`` is the item's order key, which
+        :meth:`give_back` needs: with ``receipt`` an item taken at once comes with it
+        too, ``(item, (priority, seq))``. ``timeout`` as for :meth:`wait_pop_next`."""
+        return self._of(QueueContainer, name, "get").get_next(session, timeout, now,
+                                                             receipt)
 
     # -- jobs -------------------------------------------------------------------------
 
@@ -496,6 +512,44 @@ class Kernel:
         return self._of(JobsContainer, name, "state").state(id)
 
     # -- waiters, subscriptions, time and effects -------------------------------------
+
+    def give_back(self, session: int, name: str, delivery: Event, *, now: float = 0.0
+                  ) -> None:
+        """Undo what a wait on container ``name`` handed to ``session``, whose caller is
+        gone: afterwards it is as if the delivery had never been made.
+
+        ``delivery`` is the served wait's event, from its ``Delivered`` effect or built
+        from its immediate result: ``Event(name, "wnp_next", 0, value, metadata)``,
+        ``Event(name, "wnp_key", key, value, metadata)``, ``Event(name, "get",
+        priority, item, (priority, seq))`` or ``Event(name, "claimed", id, Job(id,
+        item, attempt), None)`` (the key may be None where the result does not carry
+        it). A list record goes back to the front; a map key is set back only if it is
+        still absent (a newer value wins); a queue item goes back at its order key,
+        past max_length if need be; a job claimed by ``session`` on that attempt is
+        ready again at its old place with its attempt restored. If waiters are parked
+        for it, the oldest is served it instead. No subscriber events are emitted.
+
+        Raises InvalidArgument for another kind of delivery (a put, a result) or a
+        malformed one, NotFound for an unknown container or session, WrongKind if the
+        container is not of the delivery's kind, LeaseLost if the claim is no longer
+        ``session``'s (its lease already came back: nothing is lost).
+        """
+        if not isinstance(delivery, Event):
+            raise InvalidArgument(f"give_back on {name!r}: expected the delivery's Event, "
+                                  f"not {delivery!r}")
+        kind = _GIVEN_BACK.get(delivery.name) if isinstance(delivery.name, str) else None
+        if kind is None:
+            raise InvalidArgument(f"give_back: a {delivery.name} delivery cannot be given "
+                                  "back")
+        container = self._get(name, "give_back")
+        if container.kind is not kind:
+            raise WrongKind(f"give_back on {name!r}: a {container.kind.value} makes no "
+                            f"{delivery.name} deliveries")
+        if delivery.container != name:
+            raise InvalidArgument(f"give_back on {name!r}: the delivery is from "
+                                  f"{delivery.container!r}")
+        self._core.session(session)
+        container.give_back(session, delivery, now)
 
     def cancel_wait(self, session: int, waiter: int) -> bool:
         """Withdraw a parked waiter without effects.

@@ -1,4 +1,5 @@
-"""The remote client's own promises: connection loss is final and explicit."""
+"""The remote client's own promises: a lost connection fails what was in flight with
+Closed, explicitly."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ import pytest
 from conftest import server_thread, serving, start, wait_until
 
 from corral.adapters.client import connect
-from corral.adapters.threads import _Parked
-from corral.kernel import Closed, Event, InvalidArgument
+from corral.kernel import Closed, InvalidArgument
 from corral.transports.codec import ProtocolError
 from corral.transports.remote import parse_url
 
@@ -65,19 +65,6 @@ def test_values_travel_as_json() -> None:
         for value in values:
             lst.push_back(value)
         assert values == [lst.pop_front() for _ in values]
-
-
-def test_an_outcome_for_an_interrupted_caller_is_given_back() -> None:
-    """If a remote wait's outcome arrives after its thread was interrupted, the item
-    goes back to the front of its list (by the pump, never the reader thread)."""
-    with server_thread() as port, connect(f"corral://127.0.0.1:{port}") as corral:
-        lst = corral.list("l")
-        lst.push_back("behind")
-        parked = _Parked(abandoned=True)
-        with corral._lock:
-            corral._wake(parked, Event("l", "wnp_next", 0, "served", None), None)
-        wait_until(lambda: lst.count() == 2)
-        assert ["served", "behind"] == [r.value for r in lst.query()]
 
 
 @pytest.mark.parametrize("transport", ["tcp", "zmq"])

@@ -296,11 +296,11 @@ def test_a_restarted_server_has_its_containers(tmp_path: Path, fsync: str) -> No
 def test_persistent_kinds_need_a_journal(tmp_path: Path) -> None:
     with background_server(zmq=False) as urls, connect(urls.tcp) as client, \
             pytest.raises(CorralError, match="needs a journal"):
-        client._kernel._call(("create", "p", "persistent_list"))
+        client.raw(("create", "p", "persistent_list"))
     with Journal(tmp_path) as journal, background_server(zmq=False, journal=journal) as urls, \
             connect(urls.tcp) as client:
-        client._kernel._call(("create", "p", "persistent_list"))
-        assert Kind.LIST == client._kernel.open("p")
+        client.raw(("create", "p", "persistent_list"))
+        assert Kind.LIST == Kind(client.raw(("open", "p")).words[4])
 
 
 # -- the crash harness --------------------------------------------------------------------------

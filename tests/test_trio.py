@@ -240,21 +240,3 @@ def test_factorial_cluster_with_tasks() -> None:
         assert [(n, n * 2) for n in range(200)] == sorted(got)
 
     run(test)
-
-
-def test_an_outcome_that_comes_before_its_park_is_kept_for_it() -> None:
-    """Over a connection the trio facade learns that a wait parked from a worker
-    thread, and the wait's outcome can be dispatched before the task parks: it is
-    kept, and the task takes it as it parks (this once failed with a KeyError)."""
-
-    async def main() -> None:
-        async with open_corral() as corral:
-            kernel = corral._kernel
-            await corral.list("l")
-            waiting = kernel.wait_pop_next(corral._session, "l", now=0.0)
-            kernel.push_back("l", "early")
-            corral._dispatch()  # the outcome arrives first
-            event = await corral._park(waiting.waiter, None)
-            assert "early" == event.value
-
-    trio.run(main)

@@ -335,11 +335,12 @@ def test_pool_of_workers_over_a_server_shares_the_work(tmp_path: Path) -> None:
 
 
 def test_a_worker_whose_server_goes_away_stops_and_says_so() -> None:
-    """run() raises Closed when the connection is lost, so that a worker process
-    exits and its pool starts a fresh one instead of idling forever."""
+    """With reconnect=None, run() raises Closed when the connection is lost, so that a
+    worker process exits and its pool starts a fresh one instead of idling forever."""
     errors: list[BaseException] = []
     with serving() as urls:
-        worker = Worker("orphan", lambda item: item, corral=urls.tcp, concurrency=2)
+        worker = Worker("orphan", lambda item: item, corral=urls.tcp, concurrency=2,
+                        reconnect=None)
 
         def run() -> None:
             try:

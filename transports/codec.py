@@ -6,23 +6,30 @@ The grammar is Tio's. A message is a line of space-separated words, ended by ``\
 followed, for each spec in order, by exactly ``size`` payload bytes and two trailer bytes
 (``\\r\\n``, not checked). Payloads are length-framed, so they may hold anything.
 
-Types: ``string`` (UTF-8 text), ``raw`` (bytes), ``int`` (any size), ``double`` (a float,
-printed so that it reads back the same) and ``json`` (any JSON value).
+Types: ``string`` (UTF-8 text), ``raw`` (bytes), ``int`` (decimal, as many digits as
+Python reads), ``double`` (a float, printed so that it reads back the same) and ``json``
+(UTF-8 JSON text, nested at most ``MAX_JSON_DEPTH`` deep, without NaN or Infinity).
 
 Where a line's specs start depends on what the line is, so the parser is told:
 ``data_offset(words)`` returns the index of the first spec, or None for a plain line.
-Errors that leave the stream readable (a bad type, a value that does not decode, an
-unknown field, a payload over the cap) come back as a ``Malformed`` message for that
-line, with its payload drained. An error that makes the stream unreadable (a line over
-the cap, a size that is not a number) ends the batch with ``Broken``: close the
-connection. Messages completed before it are still returned.
+``fields_start`` and ``trailing_specs`` are the two rules it is built from. A size is 1
+to ``MAX_SIZE_DIGITS`` ASCII digits.
+
+Errors that leave the stream readable (a bad type, a value that does not decode or nests
+too deep, an unknown field, a payload over the cap) come back as a ``Malformed`` message
+for that line, with its payload drained. An error that makes the stream unreadable (a
+line over the cap, a size that is not 1 to 12 ASCII digits, specs not in threes) ends
+the batch with ``Broken``: close the connection. Messages completed before it are still
+returned. ``partial`` says whether the bytes fed so far end inside a message.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 
@@ -30,6 +37,8 @@ from corral.kernel import CorralError
 
 __all__ = [
     "FIELDS",
+    "MAX_JSON_DEPTH",
+    "MAX_SIZE_DIGITS",
     "Broken",
     "Malformed",
     "Message",
@@ -41,12 +50,23 @@ __all__ = [
     "encode_value",
     "fields_start",
     "present",
+    "trailing_specs",
 ]
 
 FIELDS = ("key", "value", "metadata")
 TYPES = frozenset({"string", "raw", "int", "double", "json"})
 DEFAULT_MAX_LINE = 64 * 1024
 DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024
+# A payload size is 1 to 12 ASCII digits: far more than any cap needs, and few enough
+# that int() never meets Python's limit on digits (nor str.isdigit's other digits, such
+# as '²', which int() refuses).
+MAX_SIZE_DIGITS = 12
+_SIZE = re.compile(r"[0-9]{1,%d}" % MAX_SIZE_DIGITS)
+_DIGITS = re.compile(r"[0-9]+")
+# Arrays and objects nest at most this deep in a json value. Decoding, encoding and
+# journaling a value recurse once per level: an unbounded depth would let a stored value
+# exhaust the interpreter's recursion limit wherever it is later read.
+MAX_JSON_DEPTH = 64
 
 
 class ProtocolError(CorralError):
@@ -94,6 +114,10 @@ def encode_value(value: Any) -> tuple[str, bytes]:
     if isinstance(value, float):
         return "double", repr(value).encode()
     try:
+        # The values a server sends are values its clients sent: decode_value has bounded
+        # their depth (MAX_JSON_DEPTH), so this never recurses deep, and has refused what
+        # this could not send back (NaN, infinities, lone surrogates). A program that
+        # shares its own kernel with a server is trusted to store what it can send.
         return "json", json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
     except (TypeError, ValueError) as error:
         raise ProtocolError(f"cannot send {type(value).__name__} {value!r}: "
@@ -113,8 +137,78 @@ def decode_value(kind: str, data: bytes | bytearray) -> Any:
     if kind == "double":
         return float(data)
     if kind == "json":
-        return json.loads(data)
+        return _decode_json(data)
     raise ValueError(f"unknown type {kind!r}")
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text[:20]} is out of a double's range")
+    return value
+
+
+# Made once: json.loads with options makes a decoder per call. Only a payload that could
+# hold a number past a double's range pays for the float hook.
+_decode = json.JSONDecoder(parse_constant=_refuse_constant).decode
+_decode_in_range = json.JSONDecoder(parse_constant=_refuse_constant,
+                                    parse_float=_finite_float).decode
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_NUMBER_SHAPE = bytes.maketrans(b"0123456789E", b"0000000000e")  # and drop "+"
+
+
+def _may_overflow(data: bytes | bytearray) -> bool:
+    """Whether ``data`` may hold a number past a double's range (10**308): one with an
+    exponent of 3 digits or more, or 200 digits in a row (2 exponent digits add at most
+    99). Never misses one; a false alarm only costs the float hook."""
+    if len(data) < 5:  # the shortest is 9e999
+        return False
+    # find, not in: bytes.__contains__ tries its argument as an int first, at a cost.
+    shape = data.translate(_NUMBER_SHAPE, b"+")
+    return shape.find(b"e000") >= 0 or (len(data) >= 200
+                                        and shape.find(b"0" * 200) >= 0)
+
+
+def _decode_json(data: bytes | bytearray) -> Any:
+    """A json payload's value, or ValueError: not UTF-8 JSON text (json.loads would
+    guess UTF-16 and UTF-32 too, which the depth scan cannot read), nested too deep, or
+    holding what the encoder could not send back."""
+    text = data.decode()
+    if len(data) > 2 * MAX_JSON_DEPTH:  # shorter, it cannot nest too deep and be JSON
+        _check_nesting(data)
+    value = (_decode_in_range if _may_overflow(data) else _decode)(text)
+    if isinstance(value, str) and data.find(b"\\u") >= 0:
+        # A lone surrogate escape: sent back as a string it would not encode (nested in
+        # an array or object it would, escaped again).
+        value.encode()
+    return value
+
+
+def _check_nesting(data: bytes | bytearray) -> None:
+    """Raise ValueError if the JSON text in ``data`` nests deeper than MAX_JSON_DEPTH
+    (or its brackets do not balance), from the brackets outside strings alone. Linear,
+    at C speed, and it runs before json.loads, whose recursion a deep value exhausts."""
+    if data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:
+        return  # it cannot nest deeper than it has brackets
+    # In JSON a backslash only starts an escape, in a string: once the escapes are gone,
+    # every quote starts or ends a string.
+    outside = b"".join(_ESCAPE.sub(b"", data).split(b'"')[::2])
+    skeleton = outside.translate(_SQUARE, _NOT_BRACKETS)  # only brackets, all square
+    for _ in range(MAX_JSON_DEPTH):
+        if not skeleton:
+            return
+        inner = skeleton.replace(b"[]", b"")  # every innermost pair: one level less
+        if len(inner) == len(skeleton):
+            raise ValueError("its brackets do not balance")
+        skeleton = inner
+    if skeleton:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
 
 
 def fields_start(words: tuple[str, ...], start: int) -> int | None:
@@ -123,6 +217,20 @@ def fields_start(words: tuple[str, ...], start: int) -> int | None:
         if words[i] in FIELDS:
             return i
     return None
+
+
+def trailing_specs(words: tuple[str, ...], start: int = 1) -> int | None:
+    """The index of the first of the field specs a line ends in, at or after ``start``:
+    the run of ``<field> <type> <size>`` triples at its end, each with a type name and
+    an all-digit size (any field word: a wrong one makes the line Malformed, its
+    payloads still drained). None if it ends in none. The rule for lines that do not
+    say where their specs start (an unknown command, a command missing its handle or
+    with a misspelt field), so that the payloads they declare are drained instead of
+    read as commands."""
+    i = len(words)
+    while i - 3 >= start and words[i - 2] in TYPES and _DIGITS.fullmatch(words[i - 1]):
+        i -= 3
+    return i if i < len(words) else None
 
 
 def present(**fields: Any) -> dict[str, Any]:
@@ -160,6 +268,12 @@ class Parser:
         self._problem: str | None = None  # set once the line is known to be Malformed
         self._skip = 0  # payload bytes still to drop (an over-cap payload)
         self._broken: str | None = None
+
+    @property
+    def partial(self) -> bool:
+        """Whether the bytes fed so far end inside a message: a line, or the payloads of
+        a data line, partly read (a server times out a peer that stalls there)."""
+        return bool(self._buffer) or self._words is not None or self._skip > 0
 
     def feed(self, data: bytes | bytearray) -> list[Parsed]:
         """Take more bytes; return every message they complete, in order, ending with
@@ -239,8 +353,10 @@ class Parser:
         specs, problem = [], None
         for i in range(0, len(tokens), 3):
             name, kind, size_text = tokens[i:i + 3]
-            if not size_text.isdigit():
-                raise ProtocolError(f"payload size {size_text!r} is not a number")
+            if not _SIZE.fullmatch(size_text):
+                shown = size_text if len(size_text) <= 20 else size_text[:20] + "..."
+                raise ProtocolError(f"payload size {shown!r} is not 1 to "
+                                    f"{MAX_SIZE_DIGITS} ASCII digits")
             size = int(size_text)
             if name not in FIELDS:
                 problem = problem or f"invalid field name {name!r}"

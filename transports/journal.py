@@ -10,7 +10,8 @@ durable, and Tio's ``persistent_list`` and ``persistent_map`` name the plain kin
 
 The file, ``DIR/journal.log``, is a sequence of records, each a little-endian u32
 length, a u32 CRC-32 of the payload, and the payload: JSON ``[name, args, kwargs]``,
-where bytes, JSON structures and job tokens are wrapped so that nothing is ambiguous.
+where bytes, JSON structures, job tokens and events (``give_back``'s receipt) are wrapped
+so that nothing is ambiguous.
 Space is reserved ahead with ``posix_fallocate`` before a call is applied, so a full
 disk refuses the call (``JournalFailed``) instead of leaving memory ahead of the disk;
 some room is kept back so that disconnects and timers, which no one can refuse, still
@@ -48,7 +49,7 @@ from typing import Any
 
 import attrs
 
-from corral.kernel import CorralError, InvalidArgument, Job, Kernel, Kind
+from corral.kernel import CorralError, Event, InvalidArgument, Job, Kernel, Kind
 
 __all__ = ["FSYNC_POLICIES", "HEADROOM", "CorruptJournal", "Journal", "JournalFailed",
            "JournaledKernel"]
@@ -70,6 +71,7 @@ MUTATING = (
     "insert_before", "insert_after", "edit", "move_before", "move_after", "move_first",
     "move_last", "queue_put", "queue_get", "put", "claim", "finish", "cancel", "stall",
     "retry", "touch", "result", "cancel_wait", "subscribe", "unsubscribe", "advance",
+    "give_back",
 )
 
 
@@ -94,6 +96,9 @@ def _wrap(value: Any) -> Any:
         return value.value
     if isinstance(value, Job):
         return {"job": [_wrap(value.id), _wrap(value.item), value.attempt]}
+    if isinstance(value, Event):  # give_back's receipt: its fields, each wrapped
+        return {"event": [_wrap(value.container), _wrap(value.name), _wrap(value.key),
+                          _wrap(value.value), _wrap(value.metadata)]}
     if isinstance(value, (list, tuple, dict)):
         return {"j": value}
     raise InvalidArgument(f"a journaled server keeps only str, bytes, int, float and JSON "
@@ -108,6 +113,8 @@ def _unwrap(value: Any) -> Any:
     if "job" in value:
         id, item, attempt = value["job"]
         return Job(_unwrap(id), _unwrap(item), attempt)
+    if "event" in value:
+        return Event(*map(_unwrap, value["event"]))
     return value["j"]
 
 

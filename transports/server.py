@@ -9,6 +9,13 @@ A transport feeds a session the bytes it receives and sends what ``flush()`` han
 the outbound buffer has a cap, and a peer that lets it fill is dropped (and logged)
 instead of growing the server's memory.
 
+No input stops the server. Every line gets one answer: a line that does not frame
+(``codec.Broken``) is answered ``answer error protocol`` and its connection closed; any
+other bad line is answered with an error, its declared payloads drained (an unknown
+command's too: ``data_offset``). The transports drop, with a logged reason, a connection
+whose input raises anything unexpected, and (TCP) one that stalls inside a message for
+``Limits.stall_timeout`` seconds.
+
 The classic Tio commands keep their classic answers and events. The extended commands
 (feeds, sorted feeds, queues, jobs, and waits with timeouts) use the same grammar, with
 ``name=value`` option words after the handle; a wait given ``tag=X`` answers ``answer ok
@@ -48,7 +55,16 @@ from corral.kernel import (
 )
 
 from .alarm import Alarm
-from .codec import Broken, Malformed, Message, Parser, encode, fields_start, present
+from .codec import (
+    Broken,
+    Malformed,
+    Message,
+    Parser,
+    encode,
+    fields_start,
+    present,
+    trailing_specs,
+)
 from .errors import ACCESS_DENIED, INVALID_COMMAND, code_of
 from .journal import Journal, JournaledKernel, Rotation
 
@@ -65,14 +81,21 @@ DATA_COMMANDS = frozenset({
     "get", "set", "insert", "delete", "push_back", "push_front", "get_property",
     "set_property", "wnp_key", "publish", "retract", "append", "prepend", "insert_before",
     "insert_after", "edit", "move_before", "move_after", "move_first", "move_last", "put",
-    "finish", "cancel", "stall", "touch", "retry", "result", "state",
+    "finish", "cancel", "stall", "touch", "retry", "result", "state", "give_back",
 })
 
 
 def data_offset(words: tuple[str, ...]) -> int | None:
-    """Where a client command's field specs start: the first field name after the
-    handle, for the commands that take fields."""
-    return fields_start(words, 2) if words[0] in DATA_COMMANDS else None
+    """Where a client command's field specs start: for the commands that take fields,
+    the first field name after the command (a handle is a number, so one missing is
+    no field name); on any other line (an unknown command, one that takes no fields,
+    one whose fields are all misspelt), the specs it ends in, if any, so that their
+    payloads are drained and the line gets one answer (an error)."""
+    if words[0] in DATA_COMMANDS:
+        start = fields_start(words, 1)
+        if start is not None:
+            return start
+    return trailing_specs(words)
 
 
 @attrs.frozen(kw_only=True)
@@ -84,6 +107,10 @@ class Limits:
     max_handles: int = 4096  # open handles
     max_waiters: int = 4096  # pending waits (wnp, take, claim, result, blocked put)
     max_outbound: int = 8 * 1024 * 1024  # bytes queued to the peer before it is dropped
+    # Seconds a TCP peer may leave a message half sent (a line, or the payloads it
+    # declares) before it is dropped; between messages a peer may idle for as long as
+    # it likes (its waits park for hours).
+    stall_timeout: float = 30.0
 
 
 class Drop(Exception):
@@ -187,8 +214,10 @@ class Session:
                                  present(key=ev.key, value=ev.value, metadata=ev.metadata)))
         elif type(effect) is Delivered:
             wait = self.waits.pop(effect.waiter)
-            self.send(encode(self._event_words(wait, effect.event.name),
-                             _result_fields(effect.event)))
+            fields = _result_fields(effect.event)
+            if wait.tag is None and effect.event.name == "get":
+                fields.pop("metadata", None)  # the order key: for tagged waits only
+            self.send(encode(self._event_words(wait, effect.event.name), fields))
         elif type(effect) is Cancelled:
             wait = self.waits.pop(effect.waiter)
             error = effect.error
@@ -432,6 +461,9 @@ class Server:
         if not conn.authenticated and name not in ("auth", "ping"):
             conn.fail(ACCESS_DENIED, "send auth TOKEN first")
             return
+        if message.fields and name not in DATA_COMMANDS:  # drained, not ignored
+            conn.fail("invalid_argument", f"{name} takes no fields")
+            return
         try:
             command(self, conn, words, message.fields)
         except CorralError as error:
@@ -535,21 +567,53 @@ _KIND_OPTIONS: dict[str, Callable[[str], Any]] = {
 }
 
 
-def _new_handle(server: Server, conn: Session, name: str, kind: Kind) -> None:
+def _chosen_handle(server: Server, conn: Session, name: str, words: tuple[str, ...],
+                   start: int) -> tuple[int | None, tuple[str, ...]]:
+    """A ``handle=N`` option among ``words[start:]`` (the client names the handle, so
+    it can pipeline commands on it), checked before anything is done; and the words
+    without it. N may be bound already, to this same name: it is then reused."""
+    for i in range(start, len(words)):
+        if words[i].startswith("handle="):
+            text = words[i][7:]
+            if not (text.isascii() and text.isdigit() and 0 < len(text) <= 9
+                    and int(text) > 0):
+                raise InvalidArgument(f"{words[0]}: handle={text!r} is not a handle "
+                                      "(1 to 999999999)")
+            handle = int(text)
+            bound = conn.handles.get(handle)
+            if bound is not None and bound != name:
+                raise InvalidArgument(f"{words[0]}: handle {handle} is open on "
+                                      f"{bound!r}, not {name!r}")
+            if bound is None:
+                _check_room(server, conn)
+            return handle, words[:i] + words[i + 1:]
+    _check_room(server, conn)
+    return None, words
+
+
+def _check_room(server: Server, conn: Session) -> None:
     if len(conn.handles) >= server.limits.max_handles:
         raise InvalidArgument(f"{server.limits.max_handles} handles open on this connection")
-    conn.last_handle += 1
-    conn.handles[conn.last_handle] = name
-    conn.answer("handle", conn.last_handle, kind.value)
+
+
+def _new_handle(conn: Session, name: str, kind: Kind, handle: int | None) -> None:
+    if handle is None:
+        conn.last_handle += 1
+        while conn.last_handle in conn.handles:  # skip those the client chose
+            conn.last_handle += 1
+        handle = conn.last_handle
+    conn.handles[handle] = name
+    conn.answer("handle", handle, kind.value)
 
 
 def _create(server: Server, conn: Session, words: tuple[str, ...], fields: dict[str, Any]
             ) -> None:
     if len(words) < 3:
-        raise InvalidArgument("create NAME TYPE [option=value ...]")
+        raise InvalidArgument("create NAME TYPE [option=value ...] [handle=N]")
     name = words[1]
     if name.startswith("__"):
         raise InvalidArgument(f"create: names starting with __ are reserved ({name!r})")
+    handle, words = _chosen_handle(server, conn, name, words, 3)
     kind_name = words[2]
     if kind_name in ("persistent_list", "persistent_map"):  # Tio's durable kinds
         if server.journal is None:
@@ -557,17 +621,19 @@ def _create(server: Server, conn: Session, words: tuple[str, ...], fields: dict[
                                   "--journal DIR), which this server does not have")
         kind_name = kind_name.replace("persistent", "volatile")
     kind = server.kernel.create(name, kind_name, **_options(words, 3, _KIND_OPTIONS))
-    _new_handle(server, conn, name, kind)
+    _new_handle(conn, name, kind, handle)
 
 
 def _open(server: Server, conn: Session, words: tuple[str, ...], fields: dict[str, Any]
           ) -> None:
+    handle, words = _chosen_handle(server, conn, words[1] if len(words) > 1 else "",
+                                   words, 2)
     if len(words) not in (2, 3):
-        raise InvalidArgument("open NAME [TYPE]")
+        raise InvalidArgument("open NAME [TYPE] [handle=N]")
     kind = server.kernel.open(words[1])
     if len(words) == 3 and Kind(words[2]) is not kind:
         raise NotFound(f"open: {words[1]!r} is a {kind.value}, not a {words[2]}")
-    _new_handle(server, conn, words[1], kind)
+    _new_handle(conn, words[1], kind, handle)
 
 
 def _close(server: Server, conn: Session, words: tuple[str, ...], fields: dict[str, Any]
@@ -580,11 +646,11 @@ def _close(server: Server, conn: Session, words: tuple[str, ...], fields: dict[s
 
 def _delete_container(server: Server, conn: Session, words: tuple[str, ...],
                       fields: dict[str, Any]) -> None:
-    if len(words) != 3:
-        raise InvalidArgument("delete_container TYPE NAME")
-    if server.kernel.open(words[2]) is not Kind(words[1]):
+    if len(words) not in (2, 3):
+        raise InvalidArgument("delete_container [TYPE] NAME")
+    if len(words) == 3 and server.kernel.open(words[2]) is not Kind(words[1]):
         raise NotFound(f"delete_container: {words[2]!r} is not a {words[1]}")
-    server.kernel.delete_container(words[2])
+    server.kernel.delete_container(words[-1])
     server.route()
     conn.send(OK)
 
@@ -846,6 +912,8 @@ def _waiting(op: str, options: dict[str, Callable[[str], Any]], key: bool = Fals
         handle, name = _handle(conn, words)
         kwargs = _options(words, 2, options)
         tag = kwargs.pop("tag", None)
+        if op == "queue_get" and tag is not None:
+            kwargs["receipt"] = True  # what give_back needs, for a client that may cancel
         args = (conn.session, name) + ((_required(fields, "key", op=op)[0],) if key else ())
         result = getattr(server.kernel, op)(*args, now=server.now(), **kwargs)
 
@@ -875,6 +943,26 @@ def _unwait(server: Server, conn: Session, words: tuple[str, ...], fields: dict[
             conn.answer("data", fields={"value": int(withdrawn)})
             return
     conn.answer("data", fields={"value": 0})
+
+
+def _give_back(server: Server, conn: Session, words: tuple[str, ...],
+               fields: dict[str, Any]) -> None:
+    """``give_back H of=EVENT`` with a served wait's fields as they came (for claimed:
+    key, the job id, and metadata, the attempt): the kernel's exact inverse of that
+    delivery, for a caller that is gone. The fields are the receipt; nothing is kept."""
+    _, name = _handle(conn, words)
+    of = _options(words, 2, {"of": str}).get("of")
+    if of is None:
+        raise InvalidArgument("give_back: of=wnp_next|wnp_key|get|claimed is required")
+    if of == "claimed":
+        id, attempt = _required(fields, "key", "metadata", op="give_back")
+        delivery = Event(name, of, id, Job(id, fields.get("value"), attempt), None)
+    else:
+        (value,) = _required(fields, "value", op="give_back")
+        delivery = Event(name, of, fields.get("key"), value, fields.get("metadata"))
+    server.kernel.give_back(conn.session, name, delivery, now=server.now())
+    server.route()
+    conn.send(OK)
 
 
 def _state(server: Server, conn: Session, words: tuple[str, ...], fields: dict[str, Any]
@@ -936,6 +1024,7 @@ _COMMANDS: dict[str, Command] = {
     "retry": _simple("retry", ("key",), now=True),
     "state": _state,
     "unwait": _unwait,
+    "give_back": _give_back,
     "statistics": _statistics,
     "stats": _stats,
 }

@@ -4,12 +4,18 @@ A connection is a session (``corral.transports.server``). Output is sent straigh
 the task that produced it, as far as the socket takes it without blocking; a writer task
 per connection sends the rest. A peer that stops reading fills its outbound buffer to
 the cap and is disconnected (and logged) instead of growing the server's memory.
+
+No input stops the server: a connection whose input raises anything unexpected (a bug
+its bytes found, in the parser or a command) is dropped with the error logged, and one
+that stops sending in the middle of a message for ``Limits.stall_timeout`` seconds is
+told so and closed. Between messages a connection may idle for as long as it likes.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import os
 import socket
 from collections.abc import Awaitable, Callable
@@ -67,10 +73,11 @@ class Connection(Session):
 
 
 async def handle_stream(server: Server, stream: trio.abc.Stream) -> None:
-    """Serve one connection until it closes, breaks or is dropped."""
+    """Serve one connection until it closes, breaks, stalls or is dropped."""
     peer = _peer_name(stream)
     conn = Connection(server, stream, peer)
     log.debug("connection from %s (session %d)", peer, conn.session)
+    stall = server.limits.stall_timeout
     try:
         async with trio.open_nursery() as nursery:
             conn.scope = nursery.cancel_scope
@@ -78,10 +85,23 @@ async def handle_stream(server: Server, stream: trio.abc.Stream) -> None:
             try:
                 receive = _receiver(conn)
                 while conn.dropped is None:
-                    data = await receive()
+                    # Only a message left half sent has a deadline.
+                    data = await receive(trio.current_time() + stall
+                                         if conn.parser.partial else math.inf)
+                    if data is None:
+                        conn.fail("protocol", f"stalled: nothing for {stall:g} s in the "
+                                  "middle of a message")
+                        raise Drop(f"stalled for {stall:g} s in the middle of a message")
                     if not data:
                         break
-                    conn.receive(data)
+                    try:
+                        conn.receive(data)
+                    except Drop:
+                        raise
+                    except Exception:  # a bug its bytes found: this connection only
+                        log.exception("unexpected error on input from %s", peer)
+                        raise Drop("an unexpected error on its input (logged)") from None
+                    # Not guarded: the journal failing here stops the server, by design.
                     server.flush()
             except Drop as drop:
                 conn.drop(str(drop), flush=True)
@@ -100,24 +120,42 @@ async def handle_stream(server: Server, stream: trio.abc.Stream) -> None:
             await trio.aclose_forcefully(stream)
 
 
-def _receiver(conn: Connection) -> Callable[[], Awaitable[bytes | bytearray]]:
+Receive = Callable[[float], Awaitable[bytes | bytearray | None]]
+
+
+def _receiver(conn: Connection) -> Receive:
     """How the connection's input is read: from the non-blocking twin of its socket,
     waiting for trio only when there is nothing to read (trio's receive_some yields on
     every call, which costs a scheduler pass per request), with a yield every few reads
-    so that a client that never pauses cannot starve the others."""
+    so that a client that never pauses cannot starve the others. ``receive(deadline)``
+    returns None if nothing came by ``deadline`` (trio time), b"" at the end."""
     raw = conn.raw
     if raw is None:
-        return partial(conn.stream.receive_some, 65536)
+        stream = conn.stream
+
+        async def receive_some(deadline: float) -> bytes | bytearray | None:
+            with trio.move_on_at(deadline):
+                return await stream.receive_some(65536)
+            return None
+
+        return receive_some
     streak = 0
 
-    async def receive() -> bytes | bytearray:
+    async def receive(deadline: float) -> bytes | bytearray | None:
         nonlocal streak
         while True:
             try:
                 data = raw.recv(65536)
             except (BlockingIOError, InterruptedError):
                 streak = 0
-                await trio.lowlevel.wait_readable(raw)
+                if deadline == math.inf:  # the common case: no cancel scope to make
+                    await trio.lowlevel.wait_readable(raw)
+                    continue
+                # Only the wait is timed: bytes already read are never lost to it.
+                with trio.move_on_at(deadline) as waited:
+                    await trio.lowlevel.wait_readable(raw)
+                if waited.cancelled_caught:
+                    return None
                 continue
             except OSError as error:
                 raise trio.BrokenResourceError(str(error)) from error

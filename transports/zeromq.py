@@ -15,6 +15,11 @@ does: its waits are withdrawn and its leases go back per each queue's policy. A 
 whose session ended is answered ``answer error closed`` from then on, so a client never
 talks to a fresh session thinking it is the old one.
 
+No input stops the server: a peer whose input raises anything unexpected (a bug its
+bytes found, in the parser or a command) is dropped with the error logged. There is no
+stall timeout as on TCP: a frame arrives whole, and a peer that leaves a message half
+sent across frames and goes quiet is ended by ``idle_timeout`` like any silent peer.
+
 When the server ends a session it tells the peer, best effort, with ``event 0 closed``
 and the reason as value. ``ZmqWire`` is the client's end, used by ``RemoteKernel`` for
 ``zmq+tcp://`` URLs.
@@ -151,6 +156,9 @@ class _Transport:
                 peer.receive(data)
         except Drop as drop:
             peer.drop(str(drop), flush=True)
+        except Exception:  # a bug its bytes found: this peer only, not the server
+            log.exception("unexpected error on input from zmq peer %s", peer.peer)
+            peer.drop("an unexpected error on its input (logged)", flush=True)
 
     def _refuse(self, identity: bytes, reason: str) -> None:
         self.tell(identity, encode(("answer", "error", "closed",
@@ -244,7 +252,7 @@ async def serve_zmq(server: Server, endpoint: str = DEFAULT_ENDPOINT, *,
 
 
 class ZmqWire:
-    """A DEALER socket as the byte pipe ``RemoteKernel`` reads and writes.
+    """A DEALER socket as the thread client's byte pipe (``transports.remote.Wire``).
 
     A ZeroMQ socket must not be used by two threads at once. This one belongs to
     whoever holds the lock, except while a reader waits in ``zmq.poll``: then the reader
@@ -281,6 +289,7 @@ class ZmqWire:
         self._sockets_closed = threading.Event()
         self._relayed = 0  # frames handed to the reader to forward
         self._closed = False
+        self.cut = False  # an interrupt took a frame (see transports.remote)
         self._asked: float | None = None  # when the oldest unanswered send went
         try:
             self._socket.connect(endpoint)
@@ -321,7 +330,7 @@ class ZmqWire:
 
     def recv(self, size: int = 0) -> bytes:
         """The next frame; b"" once the connection is closed, broken or dead. One
-        reader at a time (``RemoteKernel`` has one)."""
+        reader at a time (the client's leader)."""
         timeout = None if self.heartbeat is None else round(self.heartbeat * 1000)
         while True:
             with self._lock:
@@ -340,7 +349,13 @@ class ZmqWire:
                 return b""
             if self._socket in ready:
                 with self._lock:
-                    data: bytes = self._socket.recv()
+                    if self._closed:  # closed since the poll ended
+                        return b""
+                    try:
+                        data: bytes = self._socket.recv()
+                    except BaseException:  # a frame may be gone with the interrupt
+                        self.cut = True
+                        raise
                     self._asked = None
                     return data
             if self._monitor in ready:

@@ -1,0 +1,585 @@
+"""The native trio client: the trio facade's surface over a connection, with no thread.
+
+A call queues its bytes and sends them at once, without blocking: the pipe writes what
+the socket takes and leaves the rest to a writer task, so an abort function (a
+cancelled wait's ``unwait``) can send too. Then, as the thread client does, the caller
+reads the pipe itself if no other task is reading it (a round trip costs no task
+switch), feeding what arrives to the sans-IO core and waking the tasks whose requests
+it completes; otherwise it sleeps until the reader wakes it, or hands it the lead. A
+background task reads while something can arrive that nobody reads for (waits whose
+callers sleep, subscriptions), and reconnects.
+
+A cancelled wait withdraws itself (``unwait``) and goes on until the core knows how it
+ended: withdrawn, and the cancel stands; served, and the call returns what served it
+(trio's rule for an operation that completed). A cancelled call that is not a wait is
+already on its way and completes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import socket
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol, cast
+from urllib.parse import urlsplit
+
+import outcome
+import trio
+import zmq
+
+from corral.kernel import Closed, Empty, InvalidArgument, Notified, Unsubscribed
+from corral.transports.connection import (
+    ClientConnection,
+    Reconnect,
+    Request,
+    Wait,
+    Withdrawn,
+)
+from corral.transports.remote import parse_url
+
+from . import trio as trio_facade
+
+__all__ = ["TrioClient", "open_trio_client"]
+
+log = logging.getLogger("corral.client")
+
+_checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
+_cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
+_wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
+_reschedule = trio.lowlevel.reschedule
+_FAILED = trio.lowlevel.Abort.FAILED
+
+
+class Pipe(Protocol):
+    """Bytes to and from a server, for the trio client. ``send`` never blocks;
+    ``receive`` returns b"" once the connection is gone."""
+
+    heartbeat: float | None
+    blocked: int  # how many times ``receive`` has waited (yielded to trio)
+
+    def send(self, data: bytes) -> None: ...
+    async def receive(self) -> bytes: ...
+    async def run(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class TcpPipe:
+    """A TCP connection, as a non-blocking socket the reader waits on."""
+
+    heartbeat: float | None = None  # a closed TCP connection says so itself
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self._socket = sock
+        self._backlog = bytearray()  # what the socket did not take yet
+        self._writable = trio.Event()
+        self._broken = False
+        self.blocked = 0
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> TcpPipe:
+        stream = await trio.open_tcp_stream(host, port)
+        return cls(socket.socket(fileno=stream.socket.detach()))
+
+    def send(self, data: bytes) -> None:
+        if self._backlog or self._broken:
+            self._backlog += data
+            return
+        try:
+            sent = self._socket.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._broken = True
+            sent = len(data)
+        if sent < len(data):
+            self._backlog += data[sent:]
+            self._writable.set()
+
+    async def receive(self) -> bytes:
+        while not self._broken:
+            try:
+                return self._socket.recv(65536)
+            except BlockingIOError:
+                self.blocked += 1
+                try:
+                    await trio.lowlevel.wait_readable(self._socket)
+                except trio.ClosedResourceError:
+                    break
+            except OSError:
+                break
+        return b""
+
+    async def run(self) -> None:
+        """Write what ``send`` could not, as the socket takes it."""
+        while True:
+            await self._writable.wait()
+            self._writable = trio.Event()
+            while self._backlog and not self._broken:
+                try:
+                    await trio.lowlevel.wait_writable(self._socket)
+                except trio.ClosedResourceError:
+                    return
+                try:
+                    sent = self._socket.send(self._backlog)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    self._broken = True
+                    break
+                del self._backlog[:sent]
+
+    def close(self) -> None:
+        if self._socket.fileno() < 0:
+            return
+        self._broken = True
+        trio.lowlevel.notify_closing(self._socket)  # wakes a reader with ClosedResource
+        with contextlib.suppress(OSError):
+            self._socket.shutdown(socket.SHUT_RDWR)
+        self._socket.close()
+
+
+class ZmqPipe:
+    """A DEALER socket; its descriptor is edge-triggered, so every wait on it is
+    preceded by a look at its events. A monitor says when the connection breaks."""
+
+    heartbeat: float | None = 5.0
+
+    def __init__(self, endpoint: str, context: zmq.Context[Any] | None = None) -> None:
+        context = context or zmq.Context.instance()
+        self._socket = context.socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.RECONNECT_IVL, -1)  # a new connection is a new pipe
+        self._socket.setsockopt(zmq.ROUTING_ID, os.urandom(12))
+        self._monitor = self._socket.get_monitor_socket(zmq.EVENT_DISCONNECTED
+                                                        | zmq.EVENT_CLOSED)
+        self._fd = cast(int, self._socket.get(zmq.FD))
+        self._broken = False
+        self.blocked = 0
+        self._waiting: trio.CancelScope | None = None
+        self._socket.connect(endpoint)
+
+    @classmethod
+    async def open(cls, endpoint: str) -> ZmqPipe:
+        pipe = cls(endpoint)
+        try:
+            pipe.send(b"ping\r\n")  # as a refused TCP connect would, fail now
+            reply = await pipe.receive()
+            if not reply.startswith(b"answer ok pong"):
+                raise ConnectionRefusedError(f"no corral server at {endpoint}: "
+                                             f"{reply[:200]!r}")
+        except BaseException:
+            pipe.close()
+            raise
+        return pipe
+
+    def send(self, data: bytes) -> None:
+        if self._broken:
+            return
+        try:
+            self._socket.send(data, zmq.NOBLOCK)
+        except zmq.ZMQError:  # over the high-water mark or closed: unusable
+            self._broken = True
+        self._wake()
+
+    def _wake(self) -> None:
+        # A send may take the descriptor's edge: the reader must look again.
+        if self._waiting is not None:
+            self._waiting.cancel()
+
+    async def receive(self) -> bytes:
+        while not self._broken:
+            if cast(int, self._socket.get(zmq.EVENTS)) & zmq.POLLIN:
+                data: bytes = self._socket.recv(zmq.NOBLOCK)
+                return data
+            self.blocked += 1
+            with trio.CancelScope() as self._waiting:
+                try:
+                    await trio.lowlevel.wait_readable(self._fd)
+                except trio.ClosedResourceError:
+                    break
+            self._waiting = None
+        return b""
+
+    async def run(self) -> None:
+        """Watch the monitor: a broken connection ends ``receive``."""
+        fd = cast(int, self._monitor.get(zmq.FD))
+        while not self._broken:
+            while cast(int, self._monitor.get(zmq.EVENTS)) & zmq.POLLIN:
+                self._monitor.recv_multipart(zmq.NOBLOCK)
+                self._broken = True
+            if self._broken:
+                self._wake()
+                return
+            try:
+                await trio.lowlevel.wait_readable(fd)
+            except trio.ClosedResourceError:
+                return
+
+    def close(self) -> None:
+        if self._socket.closed:
+            return
+        self._broken = True
+        trio.lowlevel.notify_closing(self._fd)
+        trio.lowlevel.notify_closing(cast(int, self._monitor.get(zmq.FD)))
+        with contextlib.suppress(zmq.ZMQError):
+            self._socket.send(b"bye\r\n", zmq.NOBLOCK)
+        self._socket.disable_monitor()
+        self._monitor.close(linger=0)
+        self._socket.close(linger=100)  # a moment for the bye to leave
+
+
+async def open_pipe(url: str) -> Pipe:
+    """A pipe to the server at ``url`` (as ``corral.transports.remote.open_wire``)."""
+    scheme, _, rest = url.partition("://")
+    if scheme in ("zmq+tcp", "zmq+ipc"):
+        from corral.transports.zeromq import DEFAULT_ZMQ_PORT
+
+        endpoint = f"{scheme[4:]}://{rest}"
+        if scheme == "zmq+tcp":
+            parts = urlsplit(endpoint)
+            if not parts.hostname:
+                raise InvalidArgument(f"not a corral URL: {url!r} (no host)")
+            if not parts.port:
+                endpoint = f"tcp://{parts.netloc}:{DEFAULT_ZMQ_PORT}"
+        return await ZmqPipe.open(endpoint)
+    return await TcpPipe.open(*parse_url(url))
+
+
+class TrioClient(trio_facade.Facade):
+    """The trio facade over a connection to a corral server; get one from
+    ``open_client()``."""
+
+    def __init__(self, url: str, pipe: Pipe, *, token: str | None,
+                 connect_timeout: float, reconnect: Reconnect | None) -> None:
+        self.url = url
+        self._pipe = pipe
+        self._connect_timeout = connect_timeout
+        self._policy = reconnect
+        self._core = ClientConnection(token=token)
+        self._kernel = self._core
+        self._subscriptions: dict[int, trio_facade.Subscription] = {}
+        self._closed = False
+        self._up = True  # the pipe is live
+        self._connected = trio.Event()
+        self._connected.set()
+        self._changed = trio.Event()  # set when the pipe is replaced or closed
+        self._settled = trio.Event()  # set after each chunk is handled
+        self._last_send = trio.current_time()
+        self._last_receive = trio.current_time()
+        self._reading = False  # a task is reading the pipe (the lead)
+        self._followers: dict[Request, trio.lowlevel.Task] = {}  # asleep, in order
+        self._lead_free = trio.lowlevel.ParkingLot()  # where the background task sleeps
+
+    def __repr__(self) -> str:
+        return f"<corral TrioClient {self.url}>"
+
+    def _now(self) -> float:
+        return 0.0  # the server keeps the time
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def _send(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> Request:
+        if self._closed:
+            raise Closed("this corral is closed")
+        request: Request = command(*args, **kwargs)
+        self._flush()
+        return request
+
+    def _flush(self) -> None:
+        if self._core.has_data:
+            self._pipe.send(self._core.data_to_send())
+            self._last_send = trio.current_time()
+
+    async def _run(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        await _checkpoint_if_cancelled()
+        request = self._send(command, *args, **kwargs)
+        # Sent: it completes, cancelled or not (its answer says how).
+        if request.done or not await self._await(request, None):
+            await _cancel_shielded_checkpoint()  # every call is a checkpoint
+        if request.error is not None:
+            raise request.error
+        return request.value
+
+    async def _wait(self, command: Callable[..., Any], *args: Any, timeout: float | None,
+                    **kwargs: Any) -> Any:
+        await _checkpoint_if_cancelled()
+        wait = cast(Wait, self._send(command, *args, timeout=timeout, **kwargs))
+        if wait.done or not await self._await(wait, wait):
+            await _cancel_shielded_checkpoint()
+        error = wait.error
+        if error is None:
+            return wait.value
+        if type(error) is Withdrawn:
+            if self._closed:
+                raise Closed("the corral was closed while waiting")
+            await trio.lowlevel.checkpoint()  # the cancel that withdrew it stands
+            raise Empty("withdrawn")
+        raise error
+
+    async def _subscribe(self, name: str, start: int | None) -> trio_facade.Subscription:
+        await _checkpoint_if_cancelled()
+        request = self._send(self._core.subscribe, name, start=start)
+        subscription = self._subscriptions[request.value] = trio_facade.Subscription(
+            self, request.value)
+        self._background_wanted()
+        if not await self._await(request, None):
+            await _cancel_shielded_checkpoint()
+        if request.error is not None:
+            self._subscriptions.pop(request.value, None)
+            raise request.error
+        return subscription
+
+    async def _await(self, request: Request, wait: Wait | None) -> bool:
+        """Until ``request`` is done: read the pipe while no other task does, else sleep
+        until the reader completes it or hands over the lead. Cancelling a ``wait``
+        withdraws it; anything else completes regardless. Says whether it yielded."""
+        cancelled = yielded = False
+
+        def abort(raise_cancel: Any) -> trio.lowlevel.Abort:
+            nonlocal cancelled
+            if wait is not None and not cancelled:
+                cancelled = True
+                self._core.cancel_wait(wait, gone=False)
+                self._flush()
+            return _FAILED
+
+        while not request.done:
+            if self._reading:
+                request.waker = task = trio.lowlevel.current_task()
+                self._followers[request] = task
+                await _wait_task_rescheduled(abort)
+                yielded = True
+                continue
+            self._reading = True
+            pipe = self._pipe
+            blocked = pipe.blocked
+            try:
+                while not request.done:
+                    pipe = self._pipe
+                    if wait is not None and not cancelled:
+                        try:
+                            data = await pipe.receive()
+                        except trio.Cancelled:
+                            abort(None)
+                            continue
+                    else:
+                        with trio.CancelScope(shield=True):
+                            data = await pipe.receive()
+                    self._received(pipe, data)
+            finally:
+                self._reading = False
+                self._hand_off()
+                yielded = yielded or pipe.blocked != blocked
+        return yielded
+
+    def _hand_off(self) -> None:
+        """The lead is free: to the oldest follower, or else to the background task if
+        something can arrive that nobody reads for."""
+        for request, task in self._followers.items():
+            del self._followers[request]
+            request.waker = None  # woken for the lead, not by its answer
+            _reschedule(task, outcome.Value(None))
+            return
+        if self._core.busy:
+            self._background_wanted()
+
+    def _background_wanted(self) -> None:
+        self._lead_free.unpark_all()
+
+    def _received(self, pipe: Pipe, data: bytes) -> None:
+        """Handle what ``pipe`` gave (b"": it is gone)."""
+        if pipe is not self._pipe:
+            return
+        if not data:
+            self._lose("the server closed the connection")
+            return
+        self._last_receive = trio.current_time()
+        self._deliver(*self._core.receive_data(data))
+        if self._core.lost is not None:
+            self._lose(self._core.lost)
+        else:
+            self._flush()
+
+    def _unsubscribe(self, subscription: trio_facade.Subscription) -> None:
+        if self._subscriptions.pop(subscription._sid, None) is not None:
+            with contextlib.suppress(Closed):
+                self._send(self._core.unsubscribe, subscription._sid)
+        subscription._end("closed")
+
+    # -- public extras ---------------------------------------------------------------------
+
+    async def wait_connected(self) -> None:
+        """Wait until the connection is up (at once if it is). Raises Closed once the
+        client is closed."""
+        await self._connected.wait()
+        if self._closed:
+            raise Closed("this corral is closed")
+
+    async def ping(self) -> None:
+        """One round trip to the server. Raises Closed if the connection is lost."""
+        await self._run(self._core.ping)
+
+    async def stats(self) -> dict[str, Any]:
+        """The server's statistics: version, uptime, connections, commands, containers."""
+        stats: dict[str, Any] = await self._run(self._core.stats)
+        return stats
+
+    def close(self) -> None:
+        """Close at once: parked callers get Closed, subscriptions end. Idempotent.
+        (Leaving ``open_client``'s block first lets parked waits settle.)"""
+        if not self._closed:
+            self._closed = True
+            self._lose("closed by this client")
+
+    async def aclose(self) -> None:
+        """Withdraw the waits still parked, give them a moment to settle (what served
+        one first is returned to its caller), then close."""
+        if self._closed:
+            return
+        self._closed = True
+        for wait in list(self._core.open_waits()):
+            self._core.cancel_wait(wait, gone=False)
+        self._flush()
+        with trio.move_on_after(2.0):
+            while self._core.waiting and self._core.lost is None:
+                await self._settled.wait()
+        self._lose("closed by this client")
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def _deliver(self, done: list[Request], effects: list[Notified | Unsubscribed]) -> None:
+        for request in done:
+            if request.waker is not None:
+                self._followers.pop(request, None)
+                _reschedule(request.waker, outcome.Value(None))
+                request.waker = None
+        for effect in effects:
+            subscription = self._subscriptions.get(effect.subscription)
+            if subscription is None:
+                continue
+            if isinstance(effect, Notified):
+                subscription._send.send_nowait(effect.event)
+            else:
+                del self._subscriptions[effect.subscription]
+                subscription._end(effect.reason)
+        self._settled.set()
+        self._settled = trio.Event()
+
+    async def _read(self) -> None:
+        """The background task: read while something can arrive that no caller reads
+        for; after a loss, reconnect (unless closed)."""
+        while not self._closed:
+            pipe = self._pipe
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(pipe.run)
+                if pipe.heartbeat is not None:
+                    nursery.start_soon(self._beat, pipe.heartbeat)
+                while pipe is self._pipe and self._up:
+                    if self._reading or not self._core.busy:
+                        await self._lead_free.park()
+                        continue
+                    self._reading = True
+                    try:
+                        self._received(pipe, await pipe.receive())
+                    finally:
+                        self._reading = False
+                        if self._followers:
+                            self._hand_off()
+                nursery.cancel_scope.cancel()
+            if self._closed or not await self._reconnect():
+                return
+
+    async def _beat(self, heartbeat: float) -> None:
+        """Ping when idle, so that the server keeps the session; a ping unanswered for
+        three beats means a dead server."""
+        while True:
+            await trio.sleep(heartbeat / 2)
+            now = trio.current_time()
+            if now - self._last_receive > 3 * heartbeat and self._core.busy:
+                self._lose(f"no answer for {now - self._last_receive:.1f} s")
+                return
+            if now - self._last_send >= heartbeat:
+                with contextlib.suppress(Closed):
+                    self._send(self._core.ping)
+
+    def _lose(self, reason: str) -> None:
+        """The pipe is gone: fail what is open on it, once."""
+        self._lead_free.unpark_all()
+        if self._up:
+            self._up = False
+            self._connected = trio.Event()
+            self._deliver(*self._core.connection_lost(reason))
+            if self._closed or self._policy is None:
+                self._closed = True
+                self._connected.set()  # wait_connected() raises Closed from now on
+                subscriptions, self._subscriptions = self._subscriptions, {}
+                for subscription in subscriptions.values():
+                    subscription._end(f"the connection is lost: {reason}")
+            else:
+                log.warning("corral: lost %s (%s); reconnecting", self.url, reason)
+        self._pipe.close()
+
+    async def _reconnect(self) -> bool:
+        policy = self._policy
+        assert policy is not None
+        since = trio.current_time()
+        for delay in policy.delays(random.Random()):
+            await trio.sleep(delay)
+            if self._closed:
+                return False
+            if policy.give_up is not None and trio.current_time() - since > policy.give_up:
+                log.error("corral: gave up reconnecting to %s after %.1f s", self.url,
+                          trio.current_time() - since)
+                self._closed = True
+                self._lose("gave up reconnecting")
+                return False
+            try:
+                with trio.fail_after(self._connect_timeout):
+                    pipe = await open_pipe(self.url)
+            except (OSError, trio.TooSlowError, Closed):
+                continue
+            if self._closed:
+                pipe.close()
+                return False
+            self._pipe = pipe
+            self._core.reconnect()
+            self._flush()
+            self._last_receive = trio.current_time()
+            self._up = True
+            self._connected.set()
+            self._background_wanted()
+            log.info("corral: reconnected to %s after %.1f s", self.url,
+                     trio.current_time() - since)
+            return True
+        return False  # pragma: no cover - the delays never end
+
+
+@contextlib.asynccontextmanager
+async def open_trio_client(url: str, *, token: str | None = None,
+                           connect_timeout: float = 10.0,
+                           reconnect: Reconnect | None = Reconnect()
+                           ) -> AsyncIterator[TrioClient]:
+    """A ``TrioClient`` connected to ``url``, closed when the block exits."""
+    with trio.fail_after(connect_timeout):
+        pipe = await open_pipe(url)
+    client = TrioClient(url, pipe, token=token, connect_timeout=connect_timeout,
+                        reconnect=reconnect)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client._read)
+        try:
+            auth = client._core.auth
+            if auth is not None:
+                client._flush()
+                auth.waker = trio.lowlevel.current_task()
+                await _wait_task_rescheduled(lambda raise_cancel: _FAILED)
+                if auth.error is not None:
+                    raise auth.error
+            yield client
+        finally:
+            with trio.CancelScope(shield=True):
+                await client.aclose()
+            nursery.cancel_scope.cancel()
