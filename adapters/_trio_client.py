@@ -53,6 +53,16 @@ _reschedule = trio.lowlevel.reschedule
 _FAILED = trio.lowlevel.Abort.FAILED
 
 
+async def _fair(pipe: Any) -> None:
+    """Let other tasks run after every so many reads that found data at once: a reader
+    fed without pause would never yield to trio."""
+    pipe.streak += 1
+    if pipe.streak >= 16:
+        pipe.streak = 0
+        pipe.blocked += 1
+        await _cancel_shielded_checkpoint()
+
+
 class Pipe(Protocol):
     """Bytes to and from a server, for the trio client. ``send`` never blocks;
     ``receive`` returns b"" once the connection is gone."""
@@ -77,7 +87,7 @@ class TcpPipe:
         self._backlog = bytearray()  # what the socket did not take yet
         self._writable = trio.Event()
         self._broken = False
-        self.blocked = 0
+        self.blocked = self.streak = 0
 
     @classmethod
     async def open(cls, host: str, port: int) -> TcpPipe:
@@ -102,15 +112,19 @@ class TcpPipe:
     async def receive(self) -> bytes:
         while not self._broken:
             try:
-                return self._socket.recv(65536)
+                data = self._socket.recv(65536)
             except BlockingIOError:
                 self.blocked += 1
+                self.streak = 0
                 try:
                     await trio.lowlevel.wait_readable(self._socket)
                 except trio.ClosedResourceError:
                     break
             except OSError:
                 break
+            else:
+                await _fair(self)
+                return data
         return b""
 
     async def run(self) -> None:
@@ -158,7 +172,7 @@ class ZmqPipe:
                                                         | zmq.EVENT_CLOSED)
         self._fd = cast(int, self._socket.get(zmq.FD))
         self._broken = False
-        self.blocked = 0
+        self.blocked = self.streak = 0
         self._waiting: trio.CancelScope | None = None
         self._socket.connect(endpoint)
 
@@ -194,8 +208,10 @@ class ZmqPipe:
         while not self._broken:
             if cast(int, self._socket.get(zmq.EVENTS)) & zmq.POLLIN:
                 data: bytes = self._socket.recv(zmq.NOBLOCK)
+                await _fair(self)
                 return data
             self.blocked += 1
+            self.streak = 0
             with trio.CancelScope() as self._waiting:
                 try:
                     await trio.lowlevel.wait_readable(self._fd)
@@ -366,6 +382,11 @@ class TrioClient(trio_facade.Facade):
                         except trio.Cancelled:
                             abort(None)
                             continue
+                        except BaseException:  # a KeyboardInterrupt: the caller is gone
+                            wait.gone = True
+                            self._core.cancel_wait(wait, gone=True)
+                            self._flush()
+                            raise
                     else:
                         with trio.CancelScope(shield=True):
                             data = await pipe.receive()
@@ -444,8 +465,9 @@ class TrioClient(trio_facade.Facade):
         for wait in list(self._core.open_waits()):
             self._core.cancel_wait(wait, gone=False)
         self._flush()
-        with trio.move_on_after(2.0):
-            while self._core.waiting and self._core.lost is None:
+        with trio.move_on_after(2.0):  # and any give-back they led to
+            while not self._core.settled:
+                self._background_wanted()
                 await self._settled.wait()
         self._lose("closed by this client")
 
@@ -507,21 +529,27 @@ class TrioClient(trio_facade.Facade):
                     self._send(self._core.ping)
 
     def _lose(self, reason: str) -> None:
-        """The pipe is gone: fail what is open on it, once."""
+        """The pipe is gone: fail what is open on it, once; closed for good if this
+        client is closed or does not reconnect."""
         self._lead_free.unpark_all()
         if self._up:
             self._up = False
             self._connected = trio.Event()
             self._deliver(*self._core.connection_lost(reason))
-            if self._closed or self._policy is None:
-                self._closed = True
-                self._connected.set()  # wait_connected() raises Closed from now on
-                subscriptions, self._subscriptions = self._subscriptions, {}
-                for subscription in subscriptions.values():
-                    subscription._end(f"the connection is lost: {reason}")
-            else:
+            if not (self._closed or self._policy is None):
                 log.warning("corral: lost %s (%s); reconnecting", self.url, reason)
+        if self._closed or self._policy is None:
+            self._finalize(f"the connection is lost: {reason}")
         self._pipe.close()
+
+    def _finalize(self, reason: str) -> None:
+        """Closed for good, whatever the connection's state: subscriptions end, and
+        ``wait_connected()`` raises Closed from now on."""
+        self._closed = True
+        subscriptions, self._subscriptions = self._subscriptions, {}
+        for subscription in subscriptions.values():
+            subscription._end(reason)
+        self._connected.set()
 
     async def _reconnect(self) -> bool:
         policy = self._policy

@@ -50,7 +50,7 @@ def _serve(args: argparse.Namespace) -> int:
     server = Server(journal=journal, token=args.token, limits=Limits(
         max_payload=args.max_payload, max_line=args.max_line,
         max_handles=args.max_handles, max_waiters=args.max_waiters,
-        max_outbound=args.max_outbound))
+        max_outbound=args.max_outbound, stall_timeout=args.stall_timeout))
 
     async def run() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -224,6 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve.add_argument(f"--{name.replace('_', '-')}", type=int,
                            default=getattr(limits, name),
                            help=f"per-connection cap (default {getattr(limits, name)})")
+    serve.add_argument("--stall-timeout", type=float, default=limits.stall_timeout,
+                       metavar="SECONDS",
+                       help="close a TCP connection that stops in the middle of a message "
+                            f"for this long (default {limits.stall_timeout:g})")
     serve.set_defaults(run=_serve)
 
     for name, run, text in (("ping", _ping, "check that a server answers"),

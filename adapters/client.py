@@ -79,6 +79,7 @@ class Client(threads.Facade):
         self._connected = threading.Event()
         self._last_send = time.monotonic()
         self._wire: Wire = open_wire(url, connect_timeout)
+        self._up = True  # the wire is live
         self._connected.set()
         threading.Thread(target=self._read_in_background, name="corral-client-reader",
                          daemon=True).start()
@@ -116,7 +117,8 @@ class Client(threads.Facade):
         return request
 
     def _write(self, data: bytes) -> None:
-        """Send ``data`` (send lock held)."""
+        """Send ``data`` (send lock held). An interrupt in the middle of it (a large
+        send that blocks) cuts the stream: the connection is dropped."""
         if not data:
             return
         wire = self._wire
@@ -124,9 +126,9 @@ class Client(threads.Facade):
             wire.sendall(data)
         except OSError as error:
             self._lose(wire, f"send failed: {error}")
-        finally:
-            if wire.cut:
-                self._lose(wire, "a send was cut by an interrupt")
+        except BaseException:
+            self._lose(wire, "a send was cut by an interrupt")
+            raise
         self._last_send = time.monotonic()
 
     def _flush(self) -> None:
@@ -143,6 +145,8 @@ class Client(threads.Facade):
             self._await(request)
         if request.error is not None:
             raise request.error
+        if not request.done:  # pragma: no cover - the core fails what it cannot answer
+            raise Closed("the request was never answered")
         return request.value
 
     def _wait(self, command: Callable[..., Any], *args: Any, timeout: float | None,
@@ -156,6 +160,7 @@ class Client(threads.Facade):
                 if not wait.done:
                     self._await(wait)
             except BaseException:  # an interrupted caller is gone: what served it goes back
+                wait.gone = True  # first: a second interrupt must not undo it
                 self._cancel(wait, gone=True)
                 raise
         finally:
@@ -253,11 +258,14 @@ class Client(threads.Facade):
                 data = self._core.data_to_send()
                 self._turn.notify_all()
             self._write(data)
-        with self._lock:  # a moment for the withdrawals to settle
+        with self._lock:  # a moment for the withdrawals (and any give-back) to settle
             give_up = time.monotonic() + 2.0
-            while self._core.waiting and (left := give_up - time.monotonic()) > 0:
+            while not self._core.settled and (left := give_up - time.monotonic()) > 0:
+                self._turn.notify_all()
                 self._progress.wait(left)
         self._lose(self._wire, "closed by this client")
+        with self._lock:
+            self._finalize("the corral was closed")
 
     # -- reading -------------------------------------------------------------------------
 
@@ -273,6 +281,8 @@ class Client(threads.Facade):
                         wake.wait()
                 finally:
                     del self._followers[request]
+                    if not self._reading and not request.done:
+                        self._hand_off()  # leaving (an interrupt) with the lead ours
             if request.done:
                 if not self._reading:  # the lead may have been handed to us: pass it on
                     self._hand_off()
@@ -299,15 +309,11 @@ class Client(threads.Facade):
         """One blocking receive and what it completes; False once the wire is lost."""
         wire = self._wire
         try:
-            data = wire.recv(65536)
-            reason = "the server closed the connection"
-        except OSError as error:
-            data, reason = b"", f"receive failed: {error}"
-        finally:
-            if wire.cut:  # an interrupt took bytes from the stream: it is unreadable
-                self._lose(wire, "a read was cut by an interrupt")
-        unread = True
-        try:
+            try:
+                data = wire.recv(65536)
+                reason = "the server closed the connection"
+            except OSError as error:
+                data, reason = b"", f"receive failed: {error}"
             with self._lock:
                 if wire is not self._wire:
                     return False  # a wire we already gave up
@@ -315,12 +321,13 @@ class Client(threads.Facade):
                     done, effects = self._core.receive_data(data)
                 else:
                     done, effects = self._core.connection_lost(reason)
-                unread = False
+                wire.unsettled = False
                 self._settled(done, effects)
                 lost, queued = self._core.lost is not None, self._core.has_data
         finally:
-            if unread and data:  # bytes read and dropped (a KeyboardInterrupt, say):
-                self._lose(wire, "a read was interrupted")  # the stream is cut
+            if wire.unsettled:  # bytes read and not handled (an interrupt): cut
+                wire.unsettled = False
+                self._lose(wire, "a read was cut by an interrupt")
         if queued:
             self._flush()
         if lost:
@@ -379,14 +386,14 @@ class Client(threads.Facade):
     def _lose(self, wire: Wire, reason: str) -> None:
         """``wire`` is gone: fail what is open on it, once; reconnect unless closed."""
         with self._lock:
-            if wire is not self._wire or not self._connected.is_set():
+            if wire is not self._wire or not self._up:
                 return
+            self._up = False
             self._connected.clear()
             self._settled(*self._core.connection_lost(reason))
             final = self._closed or self._policy is None
             if final:
-                self._closed = True
-                self._end_subscriptions(reason)
+                self._finalize(f"the connection is lost: {reason}")
             self._turn.notify_all()
         wire.close()
         if not final:
@@ -394,10 +401,16 @@ class Client(threads.Facade):
             threading.Thread(target=self._reconnect, args=(time.monotonic(),),
                              name="corral-client-reconnect", daemon=True).start()
 
-    def _end_subscriptions(self, reason: str) -> None:
+    def _finalize(self, reason: str) -> None:
+        """Closed for good, whatever the connection's state: subscriptions end, and
+        whoever waits for the connection or the lead hears it (lock held)."""
+        self._closed = True
         subscriptions, self._subscriptions = self._subscriptions, {}
         for subscription in subscriptions.values():
-            subscription._end(f"the connection is lost: {reason}")
+            subscription._end(reason)
+        self._connected.set()  # wait_connected() answers False from now on
+        self._turn.notify_all()
+        self._progress.notify_all()
 
     def _reconnect(self, since: float) -> None:
         policy = self._policy
@@ -410,8 +423,7 @@ class Client(threads.Facade):
                 log.error("corral: gave up reconnecting to %s after %.1f s", self.url,
                           time.monotonic() - since)
                 with self._lock:
-                    self._closed = True
-                    self._end_subscriptions("gave up reconnecting")
+                    self._finalize("gave up reconnecting")
                 return
             try:
                 wire = open_wire(self.url, self._connect_timeout)
@@ -425,6 +437,7 @@ class Client(threads.Facade):
                     self._wire = wire
                     self._core.reconnect()
                     data = self._core.data_to_send()
+                    self._up = True
                     self._connected.set()
                     self._turn.notify_all()
                 self._write(data)

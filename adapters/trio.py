@@ -430,6 +430,13 @@ class Facade:
     made in."""
 
     _kernel: Any  # whose methods name the commands the handles run
+    _closed: bool
+
+    @property
+    def closed(self) -> bool:
+        """Whether it is closed (over a connection: by ``close()``, or for good after
+        the connection was lost with no reconnecting)."""
+        return self._closed
 
     async def _run(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run one command as a checkpoint; return its result or raise its error."""

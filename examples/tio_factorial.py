@@ -24,6 +24,7 @@ import time
 from collections import Counter
 
 from corral.adapters.client import connect
+from corral.kernel import Closed
 from corral.transports.background import background_server
 
 SOURCE = "factorial_cluster/source"
@@ -60,13 +61,23 @@ def producer(url: str, items: int, processors: int, seed: int) -> bool:
 
 
 def processor(url: str) -> None:
-    """Take items first come, first served, until told to stop."""
+    """Take items first come, first served, until told to stop. A server restart is
+    waited out (the client reconnects and logs it); an item handed over just as the
+    connection broke is lost with it, as a list's items are (jobs are the at-least-once
+    tool)."""
     me = f"processor-{os.getpid()}"
     with connect(url) as tio:
         source = tio.list(SOURCE)
         destination = tio.list(source.get_property("destination"))
-        while (n := source.wait_pop_next()) != STOP:
-            destination.push_back(f"{n}!={math.factorial(n)}", metadata=me)
+        while True:
+            try:
+                n = source.wait_pop_next()
+                if n == STOP:
+                    return
+                destination.push_back(f"{n}!={math.factorial(n)}", metadata=me)
+            except Closed:
+                if not tio.wait_connected():
+                    raise
 
 
 def main() -> int:

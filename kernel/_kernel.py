@@ -599,7 +599,7 @@ class Kernel:
 
     def next_deadline(self) -> float | None:
         """The earliest time at which ``advance`` has something to do, or None."""
-        return self._core.timers.next_deadline()
+        return self._core.timers.first
 
     def advance(self, now: float) -> None:
         """Fire every timer due at ``now``, in (deadline, arming) order: waiters time out
@@ -648,7 +648,9 @@ class Kernel:
                 assert self._containers[sub.container].subscribers[sub.id] is sub
         timed = {waiter.id for waiter in core.waiters.values() if waiter.timer is not None}
         armed_waiters = 0
-        for key, payload in core.timers.items():
+        armed = core.timers.items()
+        assert core.timers.first == (armed[0][0][0] if armed else None), "stale first timer"
+        for key, payload in armed:
             assert payload.timer == key, "timer key differs from its payload's"
             if isinstance(payload, Waiter):
                 assert payload.id in timed

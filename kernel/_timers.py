@@ -20,11 +20,14 @@ class Timers(Generic[T]):
     the order they were armed and never in an order that depends on object identity.
     """
 
-    __slots__ = ("_index", "_seq")
+    __slots__ = ("_index", "_seq", "first")
 
     def __init__(self) -> None:
         self._index: SortedIndex[TimerKey, T] = SortedIndex()
         self._seq = 0
+        #: The earliest armed deadline, or None: kept as timers come and go, because
+        #: adapters ask for it after every command.
+        self.first: float | None = None
 
     def __len__(self) -> int:
         return len(self._index)
@@ -34,23 +37,30 @@ class Timers(Generic[T]):
         self._seq += 1
         key = (deadline, self._seq)
         self._index[key] = payload
+        if self.first is None or deadline < self.first:
+            self.first = deadline
         return key
 
     def cancel(self, key: TimerKey) -> None:
         """Disarm the timer ``key`` (which must be armed)."""
         self._index.pop(key)
+        if key[0] == self.first:
+            self._find_first()
 
     def next_deadline(self) -> float | None:
         """The earliest armed deadline, or None when nothing is armed."""
-        if not self._index:
-            return None
-        return self._index.first()[0][0]
+        return self.first
 
     def pop_due(self, now: float) -> T | None:
         """Disarm and return the first payload whose deadline is <= now, if any."""
-        if self._index and self._index.first()[0][0] <= now:
-            return self._index.pop_first()[1]
+        if self.first is not None and self.first <= now:
+            payload = self._index.pop_first()[1]
+            self._find_first()
+            return payload
         return None
+
+    def _find_first(self) -> None:
+        self.first = self._index.first()[0][0] if self._index else None
 
     def items(self) -> list[tuple[TimerKey, T]]:
         """Every armed timer in firing order (for invariant checks)."""

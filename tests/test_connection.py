@@ -358,3 +358,26 @@ def test_cancelling_before_the_answer_withdraws_once_it_parks() -> None:
     assert isinstance(wait.error, Withdrawn)
     with pytest.raises(Empty):
         pair.server.kernel.pop_front("l")
+
+
+def test_a_bad_line_fails_every_open_request_and_says_so() -> None:
+    """Bytes that are not the protocol lose the connection: the requests answered
+    before them complete with their values, the others with Closed, and every one is
+    reported done, so that its caller wakes."""
+    client = ClientConnection()
+    first, second = client.ping(), client.ping()
+    for request in (first, second):
+        request.waker = object()
+    done, _ = client.receive_data(b"answer ok pong\r\nbogus line\r\n")
+    assert [first, second] == done
+    assert (None, True) == (first.error, isinstance(second.error, Closed))
+
+
+def test_an_answer_that_does_not_decode_fails_its_request() -> None:
+    """An answer of the wrong shape is a protocol error: its request fails with Closed
+    instead of being left undone."""
+    client = ClientConnection()
+    count = client.count("l")
+    client.receive_data(b"answer ok handle 1 volatile_list\r\nanswer ok count many\r\n")
+    assert count.done and isinstance(count.error, Closed)
+    assert client.lost is not None

@@ -37,6 +37,7 @@ subscriptions (the server releases the old session's claims and waits when it go
 from __future__ import annotations
 
 import enum
+import logging
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -50,6 +51,7 @@ from corral.kernel import (
     CorralError,
     Event,
     InvalidArgument,
+    LeaseLost,
     Job,
     JobState,
     JobStatistics,
@@ -63,6 +65,8 @@ from .codec import FIELDS, Broken, Malformed, Message, Parser, ProtocolError, en
 from .errors import error_of
 
 __all__ = ["ClientConnection", "Reconnect", "Request", "Wait", "WaitState", "Withdrawn"]
+
+log = logging.getLogger("corral.client")
 
 SESSION = 1  # the session a connection is, in the effects it reports
 RECONNECTED = "reconnected"  # the event a subscription gets after a reconnection
@@ -136,6 +140,13 @@ class Reconnect:
         while True:
             yield delay * (1 - self.jitter * rng.random())
             delay = min(self.cap, delay * self.factor)
+
+
+def _log_refused(request: Request) -> None:
+    """A give-back the server refused (a claim whose lease came back meanwhile:
+    nothing is lost; anything else is a bug worth a line)."""
+    if request.error is not None and not isinstance(request.error, (Closed, LeaseLost)):
+        log.error("corral: a give-back was refused: %s", request.error)
 
 
 class Withdrawn(CorralError):
@@ -237,6 +248,12 @@ class ClientConnection:
         """Whether any wait is still open."""
         return bool(self._waits)
 
+    @property
+    def settled(self) -> bool:
+        """Whether every request and wait sent has completed (or the connection is
+        lost): what a shell waits for before it closes."""
+        return not (self._pending or self._waits) or self.lost is not None
+
     def open_waits(self) -> list[Wait]:
         """The waits not yet settled, oldest first."""
         return list(self._waits.values())
@@ -253,22 +270,27 @@ class ClientConnection:
         if self.lost is not None:
             return [], []
         if not data:
-            self.connection_lost("the server closed the connection")
+            self._lose("the server closed the connection")
         else:
             for item in self._parser.feed(data):
                 if type(item) is not Message:
                     assert isinstance(item, (Broken, Malformed))
-                    self.connection_lost(f"unreadable reply: {item.reason}")
+                    self._lose(f"unreadable reply: {item.reason}")
                     break
                 try:
                     self._receive(item)
-                except (ProtocolError, LookupError, ValueError) as error:
-                    self.connection_lost(f"unreadable reply: {error}")
+                except Exception as error:  # the server's bytes, not our bug: drop it
+                    self._lose(f"unreadable reply: {error!r}")
                     break
         return self._take()
 
     def connection_lost(self, reason: str) -> tuple[list[Request], list[Notified | Unsubscribed]]:
-        """The connection is gone: every open request and wait completes with Closed."""
+        """The connection is gone: every open request and wait completes with Closed.
+        Returns what that completes, as ``receive_data`` does."""
+        self._lose(reason)
+        return self._take()
+
+    def _lose(self, reason: str) -> None:
         if self.lost is None:
             self.lost = reason
             error = Closed(f"the connection to the server is lost: {reason}")
@@ -286,7 +308,6 @@ class ClientConnection:
             self._waits.clear()
             self._query = None
             self._out.clear()
-        return self._take()
 
     def reconnect(self) -> None:
         """Start over on a new connection: the same handles for the same names (each
@@ -342,7 +363,9 @@ class ClientConnection:
         if kind == "answer":
             if not self._pending:
                 raise ProtocolError(f"an answer nobody asked for: {' '.join(words)}")
-            request = self._pending.popleft()
+            # It stays first in line until it is settled: if its answer cannot be
+            # read, losing the connection fails it with the others.
+            request = self._pending[0]
             if words[1] == "error":
                 error = error_of(words[2] if len(words) > 2 else "error", " ".join(words[3:]))
                 if isinstance(request, Wait):
@@ -356,13 +379,14 @@ class ClientConnection:
                 self._query = request
             else:
                 self._finish(request, request.decode(message, []))
+            self._pending.popleft()
         elif kind == "query":
             query = self._query
             if query is None or query.rows is None:
                 raise ProtocolError(f"query rows nobody asked for: {' '.join(words)}")
             if words[2] == "end":
-                self._query = None
                 self._finish(query, query.decode(message, query.rows))
+                self._query = None
             else:
                 query.rows.append(message.fields)
         elif kind == "event":
@@ -409,14 +433,14 @@ class ClientConnection:
         wait.value = None
         if fields is not None and self.lost is None:
             self._send(("give_back", str(wait.handle), f"of={wait.of}"),
-                       present(key=fields.get("key"), value=fields.get("value"),
-                               metadata=fields.get("metadata")), Request())
+                       {**present(key=fields.get("key"), metadata=fields.get("metadata")),
+                        "value": fields.get("value")}, Request(then=_log_refused))
 
     def _event(self, message: Message) -> None:
         words, fields = message.words, message.fields
         handle, name = int(words[1]), words[2]
         if handle == 0 and name == "closed":  # the server ended this session
-            self.connection_lost(f"the server ended the session: {fields.get('value')}")
+            self._lose(f"the server ended the session: {fields.get('value')}")
             return
         tag = next((int(w[4:]) for w in words[3:] if w.startswith("tag=")), None)
         if tag is not None:

@@ -3,10 +3,11 @@ a TCP socket or a ZeroMQ socket, and the URLs that name them.
 
 A wire is only bytes. What they mean, and every request's and wait's life, is the
 sans-IO core's (``corral.transports.connection``). One thing a wire must say, though: a
-KeyboardInterrupt that lands while it blocks has taken nothing from the stream, but one
-that lands just after a read returned, or in the middle of a send, has cut it; then
-``cut`` is set, and the client drops the connection rather than read a stream with a
-hole in it.
+KeyboardInterrupt that lands while a read blocks (in ``poll``) has taken nothing from
+the stream, but one that lands once bytes are read and before the client has them has
+cut it. ``recv`` sets ``unsettled`` when it starts taking bytes; the client clears it
+once it holds them, and drops the connection if an interrupt comes in between, rather
+than read a stream with a hole in it.
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ def parse_url(url: str) -> tuple[str, int]:
 class Wire(Protocol):
     """The byte pipe under the thread client: a TCP socket or a ZeroMQ socket.
     ``recv`` blocks and returns b"" once the connection is gone; ``heartbeat`` (seconds
-    or None) says how often an idle client must show it is alive; ``cut`` says an
-    interrupt took bytes from the stream (see the module docstring)."""
+    or None) says how often an idle client must show it is alive; ``unsettled`` is
+    set while bytes are read and not yet the client's (see the module docstring)."""
 
-    cut: bool
+    unsettled: bool
 
     @property
     def heartbeat(self) -> float | None: ...
@@ -61,26 +62,13 @@ class SocketWire:
         self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._poll = select.poll()
         self._poll.register(self._socket, select.POLLIN)
-        self.cut = False
-
-    def sendall(self, data: bytes) -> None:
-        try:
-            self._socket.sendall(data)
-        except OSError:
-            raise
-        except BaseException:
-            self.cut = True
-            raise
+        self.unsettled = False
+        self.sendall = self._socket.sendall
 
     def recv(self, size: int) -> bytes:
         self._poll.poll()
-        try:
-            return self._socket.recv(size)
-        except OSError:
-            raise
-        except BaseException:
-            self.cut = True
-            raise
+        self.unsettled = True
+        return self._socket.recv(size)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):  # shutdown wakes a reader blocked in recv

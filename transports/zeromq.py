@@ -289,7 +289,7 @@ class ZmqWire:
         self._sockets_closed = threading.Event()
         self._relayed = 0  # frames handed to the reader to forward
         self._closed = False
-        self.cut = False  # an interrupt took a frame (see transports.remote)
+        self.unsettled = False  # a frame is read and not yet the client's (transports.remote)
         self._asked: float | None = None  # when the oldest unanswered send went
         try:
             self._socket.connect(endpoint)
@@ -324,7 +324,11 @@ class ZmqWire:
                 self._relay_in.send(data)
                 self._relayed += 1
             else:
-                self._socket.send(data)
+                try:  # a DEALER whose server is gone would block for good
+                    self._socket.send(data, zmq.NOBLOCK)
+                except zmq.Again:
+                    raise ConnectionResetError("the server does not take our frames "
+                                               "(gone, or not reading)") from None
             if self._asked is None:
                 self._asked = time.monotonic()
 
@@ -351,11 +355,8 @@ class ZmqWire:
                 with self._lock:
                     if self._closed:  # closed since the poll ended
                         return b""
-                    try:
-                        data: bytes = self._socket.recv()
-                    except BaseException:  # a frame may be gone with the interrupt
-                        self.cut = True
-                        raise
+                    self.unsettled = True  # until the client has what this returns
+                    data: bytes = self._socket.recv()
                     self._asked = None
                     return data
             if self._monitor in ready:
@@ -370,8 +371,14 @@ class ZmqWire:
                 self._close_sockets()
                 return False
             while self._relayed:
-                self._socket.send(self._relay_out.recv())
+                frame = self._relay_out.recv()
                 self._relayed -= 1
+                try:
+                    self._socket.send(frame, zmq.NOBLOCK)
+                except zmq.Again:  # the server is gone: the reader sees it next
+                    self._closed = True
+                    self._close_sockets()
+                    return False
             return True
 
     def close(self) -> None:
