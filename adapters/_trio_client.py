@@ -24,13 +24,12 @@ import random
 import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, cast
-from urllib.parse import urlsplit
 
 import outcome
 import trio
 import zmq
 
-from corral.kernel import Closed, Empty, InvalidArgument, Notified, Unsubscribed
+from corral.kernel import Closed, Empty, Notified, Unsubscribed
 from corral.transports.connection import (
     ClientConnection,
     Reconnect,
@@ -38,7 +37,7 @@ from corral.transports.connection import (
     Wait,
     Withdrawn,
 )
-from corral.transports.remote import parse_url
+from corral.transports.remote import parse_url, zmq_endpoint
 
 from . import trio as trio_facade
 
@@ -250,17 +249,8 @@ class ZmqPipe:
 
 async def open_pipe(url: str) -> Pipe:
     """A pipe to the server at ``url`` (as ``corral.transports.remote.open_wire``)."""
-    scheme, _, rest = url.partition("://")
-    if scheme in ("zmq+tcp", "zmq+ipc"):
-        from corral.transports.zeromq import DEFAULT_ZMQ_PORT
-
-        endpoint = f"{scheme[4:]}://{rest}"
-        if scheme == "zmq+tcp":
-            parts = urlsplit(endpoint)
-            if not parts.hostname:
-                raise InvalidArgument(f"not a corral URL: {url!r} (no host)")
-            if not parts.port:
-                endpoint = f"tcp://{parts.netloc}:{DEFAULT_ZMQ_PORT}"
+    endpoint = zmq_endpoint(url)
+    if endpoint is not None:
         return await ZmqPipe.open(endpoint)
     return await TcpPipe.open(*parse_url(url))
 

@@ -110,7 +110,7 @@ class Client(threads.Facade):
                 if self._closed:
                     raise Closed("this corral is closed")
                 request: Request = command(*args, **kwargs)
-                if isinstance(request, Wait):
+                if type(request) is Wait:
                     self._waiting[threading.get_ident()] = request
                 data = self._core.data_to_send()
             self._write(data)
@@ -129,7 +129,8 @@ class Client(threads.Facade):
         except BaseException:
             self._lose(wire, "a send was cut by an interrupt")
             raise
-        self._last_send = time.monotonic()
+        if wire.heartbeat is not None:
+            self._last_send = time.monotonic()
 
     def _flush(self) -> None:
         """Send what the core queued by itself (an unwait, a give-back, a reopen)."""
@@ -294,7 +295,8 @@ class Client(threads.Facade):
         finally:
             with self._lock:
                 self._reading = False
-                self._hand_off()
+                if self._followers or self._core.busy:
+                    self._hand_off()
 
     def _hand_off(self) -> None:
         """The lead is free: wake the first follower to take it, or else the background
@@ -322,7 +324,8 @@ class Client(threads.Facade):
                 else:
                     done, effects = self._core.connection_lost(reason)
                 wire.unsettled = False
-                self._settled(done, effects)
+                if done or effects:
+                    self._settled(done, effects)
                 lost, queued = self._core.lost is not None, self._core.has_data
         finally:
             if wire.unsettled:  # bytes read and not handled (an interrupt): cut
@@ -350,7 +353,8 @@ class Client(threads.Facade):
             else:
                 del self._subscriptions[effect.subscription]
                 subscription._end(effect.reason)
-        self._progress.notify_all()
+        if self._closed:  # close() waits for its withdrawals to settle
+            self._progress.notify_all()
 
     def _read_in_background(self) -> None:
         while True:

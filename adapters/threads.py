@@ -595,28 +595,36 @@ class Corral(Facade, EffectRouter[_Parked, Subscription]):
     def _run(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """One kernel command under the lock; route its effects; re-arm the alarm if
         the command armed an earlier deadline."""
+        kernel = self._kernel
         with self._lock:
             if self._closed:
                 self._check_open()
             result = command(*args, **kwargs)
-            if self._kernel.effects:
+            if kernel.effects:
                 self._dispatch()
-            self._rearm()
+            if kernel.timers.first is not None:
+                self._rearm()
             return result
 
     def _wait(self, command: Callable[..., Any], *args: Any, timeout: float | None,
               **kwargs: Any) -> Any:
         """A wait command for this session: its immediate result, or else (after
         parking) the Event that served it."""
+        kernel = self._kernel
         with self._lock:
             if self._closed:
                 self._check_open()
-            result = command(self._session, *args, timeout=timeout, now=self._clock(),
-                             **kwargs)
-            if self._kernel.effects:
+            if kwargs or len(args) != 1:
+                result = command(self._session, *args, timeout=timeout, now=self._clock(),
+                                 **kwargs)
+            else:  # the common shape, spelt out: a call with neither * nor ** is cheaper
+                result = command(self._session, args[0], timeout=timeout,
+                                 now=self._clock())
+            if kernel.effects:
                 self._dispatch()
             if type(result) is not Waiting:
-                self._rearm()
+                if kernel.timers.first is not None:
+                    self._rearm()
                 return result
             parked = self._park(result.waiter, timeout)
         return self._unpark(parked, result.waiter)

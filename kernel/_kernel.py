@@ -71,6 +71,7 @@ from ._model import (
     Waiting,
 )
 from ._queues import QueueContainer
+from ._timers import Timers
 from ._waiters import Waiter
 
 __all__ = ["Kernel"]
@@ -105,6 +106,10 @@ class Kernel:
         #: command (a truth test costs no call) and drain it with take_effects();
         #: nobody else may change it.
         self.effects: Sequence[Effect] = self._core.effects
+        #: The armed timers: ``timers.first`` is ``next_deadline()`` as an attribute,
+        #: which adapters read after each command (an attribute costs no call);
+        #: nobody else may change them.
+        self.timers: Timers[Any] = self._core.timers
 
     # -- sessions ---------------------------------------------------------------------
 

@@ -86,6 +86,11 @@ def _key(message: Message, rows: list[dict[str, Any]]) -> Any:
     return message.fields["key"]
 
 
+def _pong(message: Message, rows: list[dict[str, Any]]) -> None:
+    if message.words[:3] != ("answer", "ok", "pong"):
+        raise ProtocolError(f"odd reply to ping: {' '.join(message.words)}")
+
+
 def _record(fields: dict[str, Any]) -> Record:
     return Record(fields.get("key"), fields.get("value"), fields.get("metadata"))
 
@@ -349,7 +354,7 @@ class ClientConnection:
         if request.after is not None and request.after.error is not None:
             error = request.after.error  # the handle's open failed: say why
         request.value, request.error, request.done = value, error, True
-        if isinstance(request, Wait):
+        if type(request) is Wait:
             request.state = WaitState.DONE
             self._waits.pop(request.tag, None)
         if request.waker is not None:
@@ -368,11 +373,11 @@ class ClientConnection:
             request = self._pending[0]
             if words[1] == "error":
                 error = error_of(words[2] if len(words) > 2 else "error", " ".join(words[3:]))
-                if isinstance(request, Wait):
+                if type(request) is Wait:
                     self._settle(request, error=error)
                 else:
                     self._finish(request, error=error)
-            elif isinstance(request, Wait):
+            elif type(request) is Wait:
                 self._answered(request, message)
             elif len(words) > 2 and words[2] == "query":
                 request.rows = []
@@ -572,9 +577,12 @@ class ClientConnection:
     def _on(self, op: str, name: str, fields: dict[str, Any] | None = None,
             decode: Decode = _nothing, options: Iterable[str] = ()) -> Request:
         """A command on container ``name``'s handle."""
-        handle, after = self._handle(name)
-        return self._send((op, str(handle), *options), fields,
-                          Request(decode=decode, after=after))
+        handle = self._handles.get(name)
+        if handle is None:
+            handle, after = self._handle(name)
+            return self._send((op, str(handle), *options), fields,
+                              Request(decode=decode, after=after))
+        return self._send((op, str(handle), *options), fields, Request(decode=decode))
 
     # -- commands: sessions and containers ------------------------------------------------
 
@@ -618,10 +626,7 @@ class ClientConnection:
         return self._on("get_property", name, {"key": key}, _value)
 
     def ping(self) -> Request:
-        def decode(message: Message, rows: list[dict[str, Any]]) -> None:
-            if message.words[:3] != ("answer", "ok", "pong"):
-                raise ProtocolError(f"odd reply to ping: {' '.join(message.words)}")
-        return self._send(("ping",), None, Request(decode=decode))
+        return self._send(("ping",), None, Request(decode=_pong))
 
     def raw(self, words: Iterable[str], fields: dict[str, Any] | None = None) -> Request:
         """Any command as words and fields; its value is the answer ``Message`` (with a

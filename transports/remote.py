@@ -22,7 +22,7 @@ from corral.kernel import InvalidArgument
 
 from .tcp import DEFAULT_PORT
 
-__all__ = ["SocketWire", "Wire", "open_wire", "parse_url"]
+__all__ = ["SocketWire", "Wire", "open_wire", "parse_url", "zmq_endpoint"]
 
 
 def parse_url(url: str) -> tuple[str, int]:
@@ -76,20 +76,31 @@ class SocketWire:
         self._socket.close()
 
 
+def zmq_endpoint(url: str) -> str | None:
+    """The ZeroMQ endpoint a ``zmq+tcp://host[:port]`` (port 2606 by default) or
+    ``zmq+ipc:///path`` URL names; None for any other URL."""
+    scheme, _, rest = url.partition("://")
+    if scheme not in ("zmq+tcp", "zmq+ipc"):
+        return None
+    endpoint = f"{scheme[4:]}://{rest}"
+    if scheme == "zmq+tcp":
+        from .zeromq import DEFAULT_ZMQ_PORT
+
+        parts = urlsplit(endpoint)
+        if not parts.hostname:
+            raise InvalidArgument(f"not a corral URL: {url!r} (no host)")
+        if not parts.port:
+            endpoint = f"tcp://{parts.netloc}:{DEFAULT_ZMQ_PORT}"
+    return endpoint
+
+
 def open_wire(url: str, timeout: float = 10.0) -> Wire:
     """A connection to the server at ``url``: ``corral://host:port`` (TCP, port 2605 by
     default), ``zmq+tcp://host:port`` (ZeroMQ, port 2606 by default) or
     ``zmq+ipc:///path``."""
-    scheme, _, rest = url.partition("://")
-    if scheme in ("zmq+tcp", "zmq+ipc"):
-        from .zeromq import DEFAULT_ZMQ_PORT, ZmqWire
+    endpoint = zmq_endpoint(url)
+    if endpoint is not None:
+        from .zeromq import ZmqWire
 
-        endpoint = f"{scheme[4:]}://{rest}"
-        if scheme == "zmq+tcp":
-            parts = urlsplit(endpoint)
-            if not parts.hostname:
-                raise InvalidArgument(f"not a corral URL: {url!r} (no host)")
-            endpoint = f"tcp://{parts.netloc}" if parts.port else (
-                f"tcp://{parts.netloc}:{DEFAULT_ZMQ_PORT}")
         return ZmqWire(endpoint, connect_timeout=timeout)
     return SocketWire(*parse_url(url), timeout)
