@@ -599,7 +599,7 @@ class Corral(Facade, EffectRouter[_Parked, Subscription]):
         with self._lock:
             if self._closed:
                 self._check_open()
-            result = command(*args, **kwargs)
+            result = command(*args, **kwargs) if kwargs else command(*args)
             if kernel.effects:
                 self._dispatch()
             if kernel.timers.first is not None:

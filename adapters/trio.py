@@ -533,15 +533,19 @@ class Corral(Facade, EffectRouter[trio.lowlevel.Task, Subscription]):
         """One kernel command as a checkpoint; route its effects; re-arm the alarm if
         the command armed an earlier deadline."""
         await _checkpoint_if_cancelled()
+        kernel = self._kernel
         try:
             if self._closed:
                 self._check_open()
             result = command(*args, **kwargs)
-        finally:  # a call that fails is a checkpoint too
-            if self._kernel.effects:
-                self._dispatch()
+        except BaseException:
+            await _cancel_shielded_checkpoint()  # a call that fails is a checkpoint too
+            raise
+        if kernel.effects:
+            self._dispatch()
+        if kernel.timers.first is not None:
             self._alarm.rearm()
-            await _cancel_shielded_checkpoint()
+        await _cancel_shielded_checkpoint()
         return result
 
     async def _wait(self, command: Callable[..., Any], *args: Any, timeout: float | None,
@@ -557,11 +561,13 @@ class Corral(Facade, EffectRouter[trio.lowlevel.Task, Subscription]):
         except BaseException:
             await _cancel_shielded_checkpoint()
             raise
-        if self._kernel.effects:
+        kernel = self._kernel
+        if kernel.effects:
             self._dispatch()
         if type(result) is Waiting:
             return await self._park(result.waiter, timeout)
-        self._alarm.rearm()
+        if kernel.timers.first is not None:
+            self._alarm.rearm()
         await _cancel_shielded_checkpoint()
         return result
 
