@@ -8,6 +8,7 @@ import os
 from typing import Any, Generic, TypeVar
 
 from corral.kernel import (
+    GIVEN_BACK,
     Cancelled,
     Closed,
     Delivered,
@@ -35,11 +36,6 @@ def journaled_kernel(directory: str | os.PathLike[str], fsync: str, now: float
         kernel.close_session(session, now=now)
     kernel.take_effects()
     return kernel
-
-
-# The deliveries that ``Kernel.give_back`` undoes: the others (a queue put that went
-# in, a result that was read) took nothing from anyone.
-GIVEN_BACK = frozenset({"wnp_next", "wnp_key", "get", "claimed"})
 
 
 def wait_value(got: Any) -> Any:

@@ -50,6 +50,7 @@ _cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
 _wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
 _reschedule = trio.lowlevel.reschedule
 _FAILED = trio.lowlevel.Abort.FAILED
+_LEAD = object()  # a follower's waker while it is woken for the lead
 
 
 async def _fair(pipe: Any) -> None:
@@ -277,6 +278,7 @@ class TrioClient(trio_facade.Facade):
         self._last_send = trio.current_time()
         self._last_receive = trio.current_time()
         self._reading = False  # a task is reading the pipe (the lead)
+        self._woken = 0  # tasks woken by what was read, so far
         self._followers: dict[Request, trio.lowlevel.Task] = {}  # asleep, in order
         self._lead_free = trio.lowlevel.ParkingLot()  # where the background task sleeps
 
@@ -358,11 +360,14 @@ class TrioClient(trio_facade.Facade):
                 request.waker = task = trio.lowlevel.current_task()
                 self._followers[request] = task
                 await _wait_task_rescheduled(abort)
-                yielded = True
+                # Woken for the lead, we may find our answer already read: the tasks
+                # woken by answers that came before ours must run first, so yield.
+                yielded = request.waker is not _LEAD
+                request.waker = None
                 continue
             self._reading = True
             pipe = self._pipe
-            blocked = pipe.blocked
+            blocked, woken = pipe.blocked, self._woken
             try:
                 while not request.done:
                     pipe = self._pipe
@@ -384,7 +389,9 @@ class TrioClient(trio_facade.Facade):
             finally:
                 self._reading = False
                 self._hand_off()
-                yielded = yielded or pipe.blocked != blocked
+                # Tasks this read woke must run before we go on, in the order their
+                # answers came: so we have not yielded since, whatever we did before.
+                yielded = (yielded or pipe.blocked != blocked) and self._woken == woken
         return yielded
 
     def _hand_off(self) -> None:
@@ -392,7 +399,7 @@ class TrioClient(trio_facade.Facade):
         something can arrive that nobody reads for."""
         for request, task in self._followers.items():
             del self._followers[request]
-            request.waker = None  # woken for the lead, not by its answer
+            request.waker = _LEAD  # woken for the lead, not by its answer
             _reschedule(task, outcome.Value(None))
             return
         if self._core.busy:
@@ -465,10 +472,11 @@ class TrioClient(trio_facade.Facade):
 
     def _deliver(self, done: list[Request], effects: list[Notified | Unsubscribed]) -> None:
         for request in done:
-            if request.waker is not None:
+            if request.waker is not None and request.waker is not _LEAD:
                 self._followers.pop(request, None)
                 _reschedule(request.waker, outcome.Value(None))
                 request.waker = None
+                self._woken += 1
         for effect in effects:
             subscription = self._subscriptions.get(effect.subscription)
             if subscription is None:

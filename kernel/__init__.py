@@ -15,7 +15,7 @@ from ._errors import (
     NotFound,
     WrongKind,
 )
-from ._kernel import Kernel
+from ._kernel import GIVEN_BACK, Kernel
 from ._model import (
     TERMINAL_STATES,
     Cancelled,
@@ -35,6 +35,7 @@ from ._model import (
 )
 
 __all__ = [
+    "GIVEN_BACK",
     "AlreadyExists",
     "Cancelled",
     "Closed",

@@ -49,7 +49,7 @@ cross-index invariant.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from ._containers import ListContainer, MapContainer, _check_int
@@ -74,7 +74,7 @@ from ._queues import QueueContainer
 from ._timers import Timers
 from ._waiters import Waiter
 
-__all__ = ["Kernel"]
+__all__ = ["GIVEN_BACK", "Kernel"]
 
 C = TypeVar("C")
 
@@ -91,9 +91,10 @@ _KINDS: dict[Kind, type[AnyContainer]] = {
 }
 
 
-# The deliveries give_back undoes, and the kind that makes each.
-_GIVEN_BACK = {"wnp_next": Kind.LIST, "wnp_key": Kind.MAP, "get": Kind.QUEUE,
-               "claimed": Kind.JOBS}
+#: The deliveries ``Kernel.give_back`` undoes, by event name, and the kind that makes
+#: each (read only). A queue put that went in and a result that was read took nothing.
+GIVEN_BACK: Mapping[str, Kind] = {
+    "wnp_next": Kind.LIST, "wnp_key": Kind.MAP, "get": Kind.QUEUE, "claimed": Kind.JOBS}
 
 
 class Kernel:
@@ -542,7 +543,7 @@ class Kernel:
         if not isinstance(delivery, Event):
             raise InvalidArgument(f"give_back on {name!r}: expected the delivery's Event, "
                                   f"not {delivery!r}")
-        kind = _GIVEN_BACK.get(delivery.name) if isinstance(delivery.name, str) else None
+        kind = GIVEN_BACK.get(delivery.name) if isinstance(delivery.name, str) else None
         if kind is None:
             raise InvalidArgument(f"give_back: a {delivery.name} delivery cannot be given "
                                   "back")

@@ -36,6 +36,7 @@ def test_kernel_public_surface() -> None:
     """corral.kernel exports exactly what the docs list."""
     assert {
         "AlreadyExists", "Cancelled", "Closed", "ContainerStatistics", "CorralError",
+        "GIVEN_BACK",
         "Delivered", "Effect", "Empty", "Event", "InvalidArgument", "Job", "JobState",
         "JobStatistics", "Kernel", "Kind",
         "LeaseLost", "LimitExceeded", "NotFound", "Notified", "Popped", "Record",

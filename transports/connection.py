@@ -47,6 +47,7 @@ import attrs
 
 from corral.kernel import (
     Closed,
+    GIVEN_BACK,
     ContainerStatistics,
     CorralError,
     Event,
@@ -207,7 +208,6 @@ def _served(of: str, fields: dict[str, Any]) -> Any:
     return fields.get("value"), fields.get("metadata")
 
 
-_GIVEN_BACK = frozenset({"wnp_next", "wnp_key", "get", "claimed"})
 
 
 class ClientConnection:
@@ -425,7 +425,7 @@ class ClientConnection:
             if wait.of == "wnp_key" and "key" not in fields:
                 fields = {**fields, "key": wait.key}
             value = _served(wait.of, fields)
-            if wait.of in _GIVEN_BACK:
+            if wait.of in GIVEN_BACK:
                 wait.receipt = fields
         self._finish(wait, value, error)
         if wait.gone:

@@ -39,6 +39,7 @@ import attrs
 import trio
 
 from corral.kernel import (
+    GIVEN_BACK,
     Cancelled,
     CorralError,
     Delivered,
@@ -953,7 +954,7 @@ def _give_back(server: Server, conn: Session, words: tuple[str, ...],
     _, name = _handle(conn, words)
     of = _options(words, 2, {"of": str}).get("of")
     if of is None:
-        raise InvalidArgument("give_back: of=wnp_next|wnp_key|get|claimed is required")
+        raise InvalidArgument(f"give_back: of={'|'.join(GIVEN_BACK)} is required")
     if of == "claimed":
         id, attempt = _required(fields, "key", "metadata", op="give_back")
         delivery = Event(name, of, id, Job(id, fields.get("value"), attempt), None)
