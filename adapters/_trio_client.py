@@ -31,6 +31,7 @@ import zmq
 
 from corral.kernel import Closed, Empty, Notified, Unsubscribed
 from corral.transports.connection import (
+    DEFAULT_RECONNECT,
     ClientConnection,
     Reconnect,
     Request,
@@ -587,7 +588,7 @@ class TrioClient(trio_facade.Facade):
 @contextlib.asynccontextmanager
 async def open_trio_client(url: str, *, token: str | None = None,
                            connect_timeout: float = 10.0,
-                           reconnect: Reconnect | None = Reconnect()
+                           reconnect: Reconnect | None = DEFAULT_RECONNECT
                            ) -> AsyncIterator[TrioClient]:
     """A ``TrioClient`` connected to ``url``, closed when the block exits."""
     with trio.fail_after(connect_timeout):

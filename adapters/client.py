@@ -22,6 +22,7 @@ LeaseLost. ``wait_connected()`` waits for the connection to come back.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -33,6 +34,7 @@ from typing import Any, cast
 from corral.kernel import Closed, Empty, Notified, Unsubscribed
 from corral.transports.codec import Message
 from corral.transports.connection import (
+    DEFAULT_RECONNECT,
     ClientConnection,
     Reconnect,
     Request,
@@ -54,7 +56,7 @@ class Client(threads.Facade):
     sharing one client pipeline their calls. Get one from ``connect()``."""
 
     def __init__(self, url: str, *, token: str | None = None, connect_timeout: float = 10.0,
-                 reconnect: Reconnect | None = Reconnect()) -> None:
+                 reconnect: Reconnect | None = DEFAULT_RECONNECT) -> None:
         self.url = url
         self._connect_timeout = connect_timeout
         self._policy = reconnect
@@ -217,10 +219,8 @@ class Client(threads.Facade):
 
     def _unsubscribe(self, subscription: threads.Subscription) -> None:
         if self._subscriptions.pop(subscription._sid, None) is not None:
-            try:
+            with contextlib.suppress(Closed):  # the server ended it with the connection
                 self._run(self._core.unsubscribe, subscription._sid)
-            except Closed:
-                pass  # the server ended it with the connection
         subscription._end("closed")
 
     # -- public extras -----------------------------------------------------------------
@@ -380,10 +380,8 @@ class Client(threads.Facade):
             time.sleep(heartbeat / 2)
             if (self._connected.is_set()
                     and time.monotonic() - self._last_send >= heartbeat):
-                try:
+                with contextlib.suppress(Closed):
                     self._run(self._core.ping)
-                except Closed:
-                    pass
 
     # -- loss and reconnection -----------------------------------------------------------
 
@@ -451,7 +449,7 @@ class Client(threads.Facade):
 
 
 def connect(url: str = "corral://127.0.0.1:2605", *, token: str | None = None,
-            connect_timeout: float = 10.0, reconnect: Reconnect | None = Reconnect()
+            connect_timeout: float = 10.0, reconnect: Reconnect | None = DEFAULT_RECONNECT
             ) -> Client:
     """A blocking, thread-safe client of the server at ``url`` (``corral://host:port``
     or ``zmq+tcp://host:port``).
@@ -465,7 +463,7 @@ def connect(url: str = "corral://127.0.0.1:2605", *, token: str | None = None,
 @asynccontextmanager
 async def open_client(url: str = "corral://127.0.0.1:2605", *, token: str | None = None,
                       connect_timeout: float = 10.0,
-                      reconnect: Reconnect | None = Reconnect()
+                      reconnect: Reconnect | None = DEFAULT_RECONNECT
                       ) -> AsyncIterator[TrioClient]:
     """The trio facade's surface over a connection to the server at ``url``, closed when
     the block exits. Cancelling a waiting call withdraws it on the server; if it was

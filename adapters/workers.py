@@ -41,6 +41,7 @@ from typing import Any
 import attrs
 
 from corral.kernel import Closed, CorralError, Empty, InvalidArgument, NotFound
+from corral.transports.connection import DEFAULT_RECONNECT
 
 from .client import Reconnect, connect
 from .threads import Facade, Job, JobsHandle
@@ -66,7 +67,7 @@ DEFAULT_URL = "corral://127.0.0.1:2605"
 
 @contextlib.contextmanager
 def _using(corral: Facade | str, token: str | None,
-           reconnect: Reconnect | None = Reconnect()) -> Iterator[Facade]:
+           reconnect: Reconnect | None = DEFAULT_RECONNECT) -> Iterator[Facade]:
     """``corral`` itself, or a connection to that URL closed afterwards."""
     if isinstance(corral, Facade):
         yield corral
@@ -122,7 +123,7 @@ class Worker:
                  corral: Facade | str = DEFAULT_URL, token: str | None = None,
                  lease: float = 30.0, concurrency: int = 1,
                  max_attempts: int | None = None, name: str | None = None,
-                 reconnect: Reconnect | None = Reconnect()) -> None:
+                 reconnect: Reconnect | None = DEFAULT_RECONNECT) -> None:
         if concurrency < 1:
             raise InvalidArgument(f"concurrency must be at least 1, not {concurrency}")
         if not lease > 0:

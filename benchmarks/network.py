@@ -33,6 +33,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import trio
 from _common import (
     PIN,
     beanstalkd_cycles,
@@ -44,8 +45,6 @@ from _common import (
     redis_missing,
     threaded,
 )
-
-import trio
 
 from corral.adapters.client import connect, open_client
 from corral.transports.codec import encode
@@ -209,8 +208,9 @@ def main() -> None:
     ours = bench_corral(args.n)
     peers: dict[str, Any] = {"redis": bench_redis(args.n), "beanstalkd": bench_beanstalkd(args.n)}
     print_ratios(ours, peers)
-    print(f"trio client / thread client, sequential calls: "
-          f"{ours['sequential calls/s, trio client'] / ours['sequential calls/s, thread client']:.2f}x")
+    trio_calls_ = ours["sequential calls/s, trio client"]
+    thread_calls = ours["sequential calls/s, thread client"]
+    print(f"trio client / thread client, sequential calls: {trio_calls_ / thread_calls:.2f}x")
 
 
 if __name__ == "__main__":

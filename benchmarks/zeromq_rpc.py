@@ -28,8 +28,8 @@ from typing import Any
 import zmq
 from _common import PIN, free_port, pin_self, process, rate, threaded
 
-from corral.adapters.workers import ExecutorClient
 from corral.adapters.client import Client, connect
+from corral.adapters.workers import ExecutorClient
 
 REP_ECHO = """
 import sys, zmq

@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from corral.adapters.client import connect
+from corral.adapters.client import Client, connect
 from corral.adapters.threads import Corral
-from corral.adapters.client import Client
 from corral.transports.background import background_server
 
 # No test may depend on how fast the machine is: hypothesis's deadline and its check

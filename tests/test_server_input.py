@@ -314,17 +314,17 @@ def test_a_stalled_tcp_client_is_closed_an_idle_one_is_not() -> None:
     that sent whole commands and idles all the while is still served."""
 
     async def main() -> None:
-        async with running_server(limits=Limits(stall_timeout=0.2)) as (_, port):
-            async with wire(port) as idle, wire(port) as half:
-                await idle.send(b"create l volatile_list\r\n")
-                assert "answer ok handle 1 volatile_list" == await idle.line()
-                await half.send(b"open l\r\npush_back 1 value string 10\r\nhel")
-                assert "answer ok handle 1 volatile_list" == await half.line()
-                with trio.fail_after(30):
-                    assert (await half.line()).startswith("answer error protocol stalled")
-                    assert await half.closed()
-                await idle.send(b"get_count 1\r\n")
-                assert "answer ok count 0" == await idle.line()
+        async with running_server(limits=Limits(stall_timeout=0.2)) as (_, port), \
+                wire(port) as idle, wire(port) as half:
+            await idle.send(b"create l volatile_list\r\n")
+            assert "answer ok handle 1 volatile_list" == await idle.line()
+            await half.send(b"open l\r\npush_back 1 value string 10\r\nhel")
+            assert "answer ok handle 1 volatile_list" == await half.line()
+            with trio.fail_after(30):
+                assert (await half.line()).startswith("answer error protocol stalled")
+                assert await half.closed()
+            await idle.send(b"get_count 1\r\n")
+            assert "answer ok count 0" == await idle.line()
 
     trio.run(main)
 

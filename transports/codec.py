@@ -61,7 +61,7 @@ DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024
 # that int() never meets Python's limit on digits (nor str.isdigit's other digits, such
 # as '²', which int() refuses).
 MAX_SIZE_DIGITS = 12
-_SIZE = re.compile(r"[0-9]{1,%d}" % MAX_SIZE_DIGITS)
+_SIZE = re.compile(f"[0-9]{{1,{MAX_SIZE_DIGITS}}}")
 _DIGITS = re.compile(r"[0-9]+")
 # Arrays and objects nest at most this deep in a json value. Decoding, encoding and
 # journaling a value recurse once per level: an unbounded depth would let a stored value

@@ -46,17 +46,17 @@ from typing import Any
 import attrs
 
 from corral.kernel import (
-    Closed,
     GIVEN_BACK,
+    Closed,
     ContainerStatistics,
     CorralError,
     Event,
     InvalidArgument,
-    LeaseLost,
     Job,
     JobState,
     JobStatistics,
     Kind,
+    LeaseLost,
     Notified,
     Record,
     Unsubscribed,
@@ -65,7 +65,8 @@ from corral.kernel import (
 from .codec import FIELDS, Broken, Malformed, Message, Parser, ProtocolError, encode, present
 from .errors import error_of
 
-__all__ = ["ClientConnection", "Reconnect", "Request", "Wait", "WaitState", "Withdrawn"]
+__all__ = ["DEFAULT_RECONNECT", "ClientConnection", "Reconnect", "Request", "Wait",
+           "WaitState", "Withdrawn"]
 
 log = logging.getLogger("corral.client")
 
@@ -153,6 +154,9 @@ def _log_refused(request: Request) -> None:
     nothing is lost; anything else is a bug worth a line)."""
     if request.error is not None and not isinstance(request.error, (Closed, LeaseLost)):
         log.error("corral: a give-back was refused: %s", request.error)
+
+
+DEFAULT_RECONNECT = Reconnect()
 
 
 class Withdrawn(CorralError):
