@@ -12,6 +12,9 @@
    one connection; redis-py's takes a connection per thread from its pool.
 6. sequential calls per second (push_back, one after the other) from the native trio
    client against the thread client, on the same server: the trio one should keep up.
+   Beside them, the bound each can reach: bare ``ping`` round trips on a raw socket,
+   one blocking in ``recv`` (as the thread client's reader does) and one waiting
+   through trio (``wait_readable``, as the trio client must), with no client code.
 
 Servers and this process are pinned to CPU 0 (taskset), so round-trip figures repeat.
 Peers are started here when installed (apt-get install redis-server beanstalkd; pip
@@ -116,6 +119,8 @@ def bench_corral(n: int) -> dict[str, float]:
                 n, lambda: [lst.push_back(i) for i in range(n)] and None)
             results["sequential calls/s, trio client"] = trio_calls(
                 f"corral://127.0.0.1:{port}", n)
+            results["bare pings/s, blocking recv"] = bare_pings(port, n, trio_wait=False)
+            results["bare pings/s, trio wait_readable"] = bare_pings(port, n, trio_wait=True)
             jobs = corral.jobs("bench-jobs", result_ttl=0.0)
 
             def cycles() -> None:
@@ -159,6 +164,33 @@ def trio_calls(url: str, n: int) -> float:
             return best
 
     return trio.run(main)
+
+
+def bare_pings(port: int, n: int, *, trio_wait: bool) -> float:
+    """``ping`` round trips/s on a raw socket, no client code: blocking in ``recv``, or
+    waiting for each answer as a trio task must (best of three)."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if not trio_wait:
+            def blocking() -> None:
+                for _ in range(n):
+                    sock.sendall(b"ping\r\n")
+                    sock.recv(100)
+            return max(rate(n, blocking) for _ in range(3))
+        sock.setblocking(False)
+
+        async def main() -> float:
+            best = 0.0
+            for _ in range(3):
+                start = time.perf_counter()
+                for _ in range(n):
+                    sock.send(b"ping\r\n")
+                    await trio.lowlevel.wait_readable(sock)
+                    sock.recv(100)
+                best = max(best, n / (time.perf_counter() - start))
+            return best
+
+        return trio.run(main)
 
 
 def bench_redis(n: int) -> dict[str, float] | str:
@@ -211,6 +243,8 @@ def main() -> None:
     trio_calls_ = ours["sequential calls/s, trio client"]
     thread_calls = ours["sequential calls/s, thread client"]
     print(f"trio client / thread client, sequential calls: {trio_calls_ / thread_calls:.2f}x")
+    bound = ours["bare pings/s, trio wait_readable"] / ours["bare pings/s, blocking recv"]
+    print(f"  the same bound with no client code (trio wait / blocking recv): {bound:.2f}x")
 
 
 if __name__ == "__main__":
