@@ -406,3 +406,26 @@ def test_zmq_deep_json_and_unknown_payloads_get_one_answer_each() -> None:
             b"deeper than 64 levels",
             b"answer error invalid_command 'bogus' is not a command",
             b"answer ok pong end", b""] == got.split(b"\r\n")
+
+
+def test_a_tag_used_twice_on_one_handle_stops_nothing() -> None:
+    """Two waits with one tag: unwait withdraws the newer, the other is served, and the
+    server goes on (the tag index never names a wait that is gone)."""
+
+    async def main() -> None:
+        async with running_server() as (_, port), wire(port) as client:
+            await client.send(b"create l volatile_list\r\nwnp_next 1 tag=7\r\n"
+                              b"wnp_next 1 tag=7\r\nunwait 1 tag=7\r\n")
+            assert "answer ok handle 1 volatile_list" == await client.line()
+            assert "answer ok waiting 7" == await client.line()
+            assert "answer ok waiting 7" == await client.line()
+            assert ["answer ok data value int 1", "1"] == await client.message()
+            await client.send(b"push_back 1 value string 1\r\nx\r\nunwait 1 tag=7\r\n"
+                              b"ping\r\n")
+            assert ["event 1 wnp_next tag=7 key int 1 value string 1", "0", "x"] == (
+                await client.message())
+            assert "answer ok " == await client.line()
+            assert ["answer ok data value int 1", "0"] == await client.message()
+            assert "answer ok pong" == await client.line()
+
+    trio.run(main)

@@ -173,6 +173,7 @@ class Session:
         self.subscriptions: dict[int, int] = {}  # handle -> kernel subscription
         self.sub_handles: dict[int, int] = {}  # kernel subscription -> handle
         self.waits: dict[int, _Wait] = {}  # kernel waiter -> who asked
+        self.tagged: dict[tuple[int, str], int] = {}  # (handle, tag) -> kernel waiter
         self.outbound = bytearray()
         self.held: deque[tuple[int, bytes]] = deque()  # (journal record, output) to sync
         self.dropped: str | None = None
@@ -214,13 +215,13 @@ class Session:
                 self.send(encode(("event", str(handle), ev.name),
                                  present(key=ev.key, value=ev.value, metadata=ev.metadata)))
         elif type(effect) is Delivered:
-            wait = self.waits.pop(effect.waiter)
+            wait = self._settled(effect.waiter)
             fields = _result_fields(effect.event)
             if wait.tag is None and effect.event.name == "get":
                 fields.pop("metadata", None)  # the order key: for tagged waits only
             self.send(encode(self._event_words(wait, effect.event.name), fields))
         elif type(effect) is Cancelled:
-            wait = self.waits.pop(effect.waiter)
+            wait = self._settled(effect.waiter)
             error = effect.error
             assert isinstance(error, CorralError)
             self.send(encode((*self._event_words(wait, "cancelled"), code_of(error)),
@@ -230,6 +231,15 @@ class Session:
             del self.subscriptions[handle]
             self.send(encode(("event", str(handle), "unsubscribed"),
                              {"value": effect.reason}))
+
+    def _settled(self, waiter: int) -> _Wait:
+        """Forget a wait whose outcome is being sent."""
+        wait = self.waits.pop(waiter)
+        if wait.tag is not None:
+            key = (wait.handle, wait.tag)
+            if self.tagged.get(key) == waiter:  # a tag used twice names the newer
+                del self.tagged[key]
+        return wait
 
     def _event_words(self, wait: _Wait, name: str) -> tuple[str, ...]:
         words: tuple[str, ...] = ("event", str(wait.handle), name)
@@ -529,6 +539,8 @@ def _wait(server: Server, conn: Session, handle: int, tag: str | None, op: str,
             raise InvalidArgument(f"{op}: {server.limits.max_waiters} waits pending "
                                   "on this connection")
         conn.waits[result.waiter] = _Wait(handle, tag, op)
+        if tag is not None:
+            conn.tagged[handle, tag] = result.waiter
         server.route()
         conn.answer("waiting", tag) if tag is not None else conn.send(OK)
         return
@@ -936,14 +948,18 @@ def _unwait(server: Server, conn: Session, words: tuple[str, ...], fields: dict[
     no longer parked (its outcome event is on its way, or came)."""
     handle, _ = _handle(conn, words)
     tag = _options(words, 2, {"tag": str}).get("tag")
-    for waiter, wait in list(conn.waits.items()):
-        if wait.tag == tag and wait.handle == handle:
-            del conn.waits[waiter]
-            withdrawn = server.kernel.cancel_wait(conn.session, waiter)
-            server.route()
-            conn.answer("data", fields={"value": int(withdrawn)})
-            return
-    conn.answer("data", fields={"value": 0})
+    if tag is not None:  # by its index: a storm of cancels costs one lookup each
+        waiter = conn.tagged.get((handle, tag))
+    else:  # Tio's untagged waits: the oldest on the handle
+        waiter = next((w for w, wait in conn.waits.items()
+                       if wait.tag is None and wait.handle == handle), None)
+    if waiter is None:
+        conn.answer("data", fields={"value": 0})
+        return
+    conn._settled(waiter)
+    withdrawn = server.kernel.cancel_wait(conn.session, waiter)
+    server.route()
+    conn.answer("data", fields={"value": int(withdrawn)})
 
 
 def _give_back(server: Server, conn: Session, words: tuple[str, ...],
