@@ -19,7 +19,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from corral.kernel import Closed, Empty, Job, Kernel, Kind, NotFound
+from corral.kernel import Closed, Empty, InvalidArgument, Job, Kernel, Kind, NotFound
 from corral.transports.codec import Message, Parser
 from corral.transports.connection import (
     ClientConnection,
@@ -379,3 +379,16 @@ def test_an_answer_that_does_not_decode_fails_its_request() -> None:
     client.receive_data(b"answer ok handle 1 volatile_list\r\nanswer ok count many\r\n")
     assert count.done and isinstance(count.error, Closed)
     assert client.lost is not None
+
+
+def test_raw_refuses_what_the_core_must_track() -> None:
+    """raw() sends any command but those whose events or handles the core keeps: a
+    wait sent raw would bring an outcome no wait of its expects."""
+    client = ClientConnection()
+    for words in (["wnp_next", "1"], ["subscribe", "1"], ["close", "1"],
+                  ["put", "1", "timeout=none", "tag=3"]):
+        with pytest.raises(InvalidArgument):
+            client.raw(words)
+    assert b"" == client.data_to_send()
+    client.raw(["create", "p", "volatile_list"])
+    assert b"create p volatile_list handle=1\r\n" == client.data_to_send()

@@ -149,6 +149,11 @@ class Reconnect:
             delay = min(self.cap, delay * self.factor)
 
 
+# Commands whose answers or events the core must track itself (see ``raw``).
+_NOT_RAW = frozenset({"wnp_next", "wnp_key", "take", "claim", "result", "subscribe",
+                      "unsubscribe", "close", "unwait", "give_back", "auth"})
+
+
 def _log_refused(request: Request) -> None:
     """A give-back the server refused (a claim whose lease came back meanwhile:
     nothing is lost; anything else is a bug worth a line)."""
@@ -635,9 +640,17 @@ class ClientConnection:
     def raw(self, words: Iterable[str], fields: dict[str, Any] | None = None) -> Request:
         """Any command as words and fields; its value is the answer ``Message`` (with a
         query's rows as ``rows``). An ``open`` or ``create`` gets a handle of this
-        connection's choosing, as every other does (so none is chosen twice)."""
+        connection's choosing, as every other does (so none is chosen twice).
+
+        Raises InvalidArgument for what would bring events or change handles behind
+        this object's back (waits, subscriptions, ``close``, ``unwait``, ``give_back``):
+        those have their own methods."""
         words = list(words)
-        if words and words[0] in ("open", "create") and not any(
+        if not words or words[0] in _NOT_RAW or any(
+                w.startswith(("tag=", "timeout=")) for w in words):
+            raise InvalidArgument(f"raw: {' '.join(words[:1]) or 'nothing'}: use the "
+                                  "client's own method for waits, subscriptions and handles")
+        if words[0] in ("open", "create") and not any(
                 w.startswith("handle=") for w in words):
             self._last_handle += 1
             words.append(f"handle={self._last_handle}")
