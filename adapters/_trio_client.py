@@ -275,7 +275,7 @@ class TrioClient(trio_facade.Facade):
         self._connected = trio.Event()
         self._connected.set()
         self._changed = trio.Event()  # set when the pipe is replaced or closed
-        self._settled = trio.Event()  # set after each chunk is handled
+        self._settled = trio.Event()  # set after each chunk is handled, once closing
         self._last_send = trio.current_time()
         self._last_receive = trio.current_time()
         self._reading = False  # a task is reading the pipe (the lead)
@@ -487,8 +487,9 @@ class TrioClient(trio_facade.Facade):
             else:
                 del self._subscriptions[effect.subscription]
                 subscription._end(effect.reason)
-        self._settled.set()
-        self._settled = trio.Event()
+        if self._closed:  # aclose() waits for the withdrawals to settle
+            self._settled.set()
+            self._settled = trio.Event()
 
     async def _read(self) -> None:
         """The background task: read while something can arrive that no caller reads

@@ -220,7 +220,11 @@ def _served(of: str, fields: dict[str, Any]) -> Any:
 
 
 class ClientConnection:
-    """The protocol state of one client connection; see the module docstring."""
+    """The protocol state of one client connection; see the module docstring.
+
+    Its commands have the kernel's names and arguments, less the session, so that the
+    facades' handles name them alike; the ``now`` some take is ignored (the server
+    keeps the time)."""
 
     def __init__(self, *, token: str | None = None) -> None:
         self.token = token
@@ -256,11 +260,6 @@ class ClientConnection:
     def has_data(self) -> bool:
         """Whether bytes are queued for the server."""
         return bool(self._out)
-
-    @property
-    def waiting(self) -> bool:
-        """Whether any wait is still open."""
-        return bool(self._waits)
 
     @property
     def settled(self) -> bool:

@@ -21,8 +21,8 @@ stall timeout as on TCP: a frame arrives whole, and a peer that leaves a message
 sent across frames and goes quiet is ended by ``idle_timeout`` like any silent peer.
 
 When the server ends a session it tells the peer, best effort, with ``event 0 closed``
-and the reason as value. ``ZmqWire`` is the client's end, used by ``RemoteKernel`` for
-``zmq+tcp://`` URLs.
+and the reason as value. ``ZmqWire`` is the thread client's end for ``zmq+tcp://`` URLs
+(the trio client has its own, ``ZmqPipe``).
 """
 
 from __future__ import annotations
