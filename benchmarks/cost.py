@@ -55,7 +55,8 @@ LEAST_SERVER = """
 import socket, sys
 from corral.kernel import Kernel
 from corral.transports.codec import Parser, encode
-from corral.transports.server import OK, data_offset
+from corral.transports.handlers import OK
+from corral.transports.protocol import data_offset
 
 kernel = Kernel()
 

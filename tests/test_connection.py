@@ -29,10 +29,11 @@ from corral.transports.connection import (
     Withdrawn,
     client_data_offset,
 )
-from corral.transports.server import Server, Session, data_offset
+from corral.transports.protocol import data_offset
+from corral.transports.server import Connection, Server
 
 
-class MemorySession(Session):
+class MemorySession(Connection):
     """A server session whose peer is a buffer."""
 
     def __init__(self, server: Server) -> None:
@@ -386,7 +387,7 @@ def test_raw_refuses_what_the_core_must_track() -> None:
     wait sent raw would bring an outcome no wait of its expects."""
     client = ClientConnection()
     for words in (["wnp_next", "1"], ["subscribe", "1"], ["close", "1"],
-                  ["put", "1", "timeout=none", "tag=3"]):
+                  ["queue_put", "1", "timeout=none", "tag=3"]):
         with pytest.raises(InvalidArgument):
             client.raw(words)
     assert b"" == client.data_to_send()

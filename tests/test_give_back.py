@@ -559,17 +559,17 @@ def test_give_back_over_the_wire() -> None:
         assert OK == (await a.ask("give_back", "1", "of=wnp_next", **served.fields)).words
         assert {"key": 0, "value": "first"} == (await b.ask("pop_front", "1")).fields
         # a queue item taken at once: its metadata is its order key
-        await a.ask("put", "2", "priority=2", value="item")
-        served = await a.ask("take", "2", "tag=2")
+        await a.ask("queue_put", "2", "priority=2", value="item")
+        served = await a.ask("queue_get", "2", "tag=2")
         assert {"value": "item", "metadata": [2, 1]} == served.fields
-        await a.ask("put", "2", "priority=2", value="younger")
+        await a.ask("queue_put", "2", "priority=2", value="younger")
         await a.ask("give_back", "2", "of=get", **served.fields)
-        assert served.fields == (await b.ask("take", "2", "tag=1")).fields
+        assert served.fields == (await b.ask("queue_get", "2", "tag=1")).fields
         # a queue item handed to a parked take
-        await b.ask("take", "2", "tag=2")  # "younger": the queue is empty again
-        assert ("answer", "ok", "waiting", "3") == (await a.ask("take", "2", "tag=3")).words
-        assert ("answer", "ok", "waiting", "4") == (await a.ask("take", "2", "tag=4")).words
-        assert OK == (await b.ask("put", "2", value="handed")).words
+        await b.ask("queue_get", "2", "tag=2")  # "younger": the queue is empty again
+        assert ("answer", "ok", "waiting", "3") == (await a.ask("queue_get", "2", "tag=3")).words
+        assert ("answer", "ok", "waiting", "4") == (await a.ask("queue_get", "2", "tag=4")).words
+        assert OK == (await b.ask("queue_put", "2", value="handed")).words
         event = await a.receive()
         assert ("event", "2", "get", "tag=3") == event.words
         assert {"key": 0, "value": "handed", "metadata": [0, 3]} == event.fields

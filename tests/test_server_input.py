@@ -27,7 +27,7 @@ from corral.transports.codec import (
     encode,
     trailing_specs,
 )
-from corral.transports.server import data_offset
+from corral.transports.protocol import data_offset
 from corral.transports.tcp import Limits, Server, handle_stream
 
 SPLITS = ["whole", "byte by byte"]

@@ -85,7 +85,7 @@ def test_wait_timeouts_come_back_as_cancelled_events() -> None:
 
     async def test(server: Server, port: int) -> None:
         async with wire(port) as w:
-            await w.send(b"create q queue\r\ntake 1 timeout=0.05 tag=t\r\n")
+            await w.send(b"create q queue\r\nqueue_get 1 timeout=0.05 tag=t\r\n")
             assert "answer ok handle 1 queue" == await w.line()
             assert "answer ok waiting t" == await w.line()
             message = await w.message()
@@ -122,8 +122,9 @@ def test_feeds_queues_and_statistics_over_the_wire() -> None:
             assert "answer ok query 2" == await w.line()
             assert ["2", "1"] == [(await w.message())[1], (await w.message())[1]]
             assert "query 2 end" == await w.line()
-            await w.send(b"create q queue\r\nput 3 value int 1\r\n1\r\n"
-                         b"put 3 priority=5 value int 1\r\n2\r\ntake 3\r\nstatistics 3\r\n")
+            await w.send(b"create q queue\r\nqueue_put 3 value int 1\r\n1\r\n"
+                         b"queue_put 3 priority=5 value int 1\r\n2\r\nqueue_get 3\r\n"
+                         b"statistics 3\r\n")
             assert ["answer ok handle 3 queue", "answer ok ", "answer ok "] == [
                 await w.line() for _ in range(3)]
             assert ["answer ok data value int 1", "2"] == await w.message()

@@ -34,10 +34,10 @@ CASES = 160  # per server: a few seconds in all
 # Commands that take fields (docs/protocol.md), and some that take none.
 DATA = ["get", "set", "insert", "delete", "push_back", "push_front", "get_property",
         "set_property", "wnp_key", "publish", "retract", "append", "prepend", "edit",
-        "insert_before", "move_first", "put", "finish", "cancel", "touch", "retry",
-        "result", "state"]
+        "insert_before", "move_first", "put", "queue_put", "finish", "cancel", "touch",
+        "retry", "result", "state"]
 PLAIN = ["ping", "ver", "get_count", "pop_front", "pop_back", "clear", "subscribe",
-         "unsubscribe", "query", "wnp_next", "ids", "items", "take", "claim", "unwait",
+         "unsubscribe", "query", "wnp_next", "ids", "items", "queue_get", "claim", "unwait",
          "statistics", "stats", "close"]
 UNKNOWN = ["bogus", "stop", "PING", "answer", "event", "push_backk", "été", "x" * 300,
            "\x00", ""]

@@ -36,7 +36,6 @@ subscriptions (the server releases the old session's claims and waits when it go
 
 from __future__ import annotations
 
-import enum
 import logging
 import random
 from collections import deque
@@ -48,22 +47,31 @@ import attrs
 from corral.kernel import (
     GIVEN_BACK,
     Closed,
-    ContainerStatistics,
     CorralError,
     Event,
     InvalidArgument,
-    Job,
-    JobState,
-    JobStatistics,
     Kind,
     LeaseLost,
     Notified,
-    Record,
     Unsubscribed,
 )
 
 from .codec import FIELDS, Broken, Malformed, Message, Parser, ProtocolError, encode, present
+from .commands import COMMANDS, by_kernel, option_text
 from .errors import error_of
+from .requests import (
+    DECODE,
+    Decode,
+    Request,
+    Wait,
+    WaitState,
+    Withdrawn,
+    client_method,
+    field_value,
+    nothing,
+    pong,
+    served_value,
+)
 
 __all__ = ["DEFAULT_RECONNECT", "ClientConnection", "Reconnect", "Request", "Wait",
            "WaitState", "Withdrawn"]
@@ -72,41 +80,6 @@ log = logging.getLogger("corral.client")
 
 SESSION = 1  # the session a connection is, in the effects it reports
 RECONNECTED = "reconnected"  # the event a subscription gets after a reconnection
-
-Decode = Callable[[Message, list[dict[str, Any]]], Any]
-
-
-def _nothing(message: Message, rows: list[dict[str, Any]]) -> None:
-    return None
-
-
-def _value(message: Message, rows: list[dict[str, Any]]) -> Any:
-    return message.fields.get("value")
-
-
-def _key(message: Message, rows: list[dict[str, Any]]) -> Any:
-    return message.fields["key"]
-
-
-def _pong(message: Message, rows: list[dict[str, Any]]) -> None:
-    if message.words[:3] != ("answer", "ok", "pong"):
-        raise ProtocolError(f"odd reply to ping: {' '.join(message.words)}")
-
-
-def _record(fields: dict[str, Any]) -> Record:
-    return Record(fields.get("key"), fields.get("value"), fields.get("metadata"))
-
-
-def _popped(fields: dict[str, Any]) -> tuple[Any, Any]:
-    return fields.get("value"), fields.get("metadata")
-
-
-def _option(value: Any) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return repr(value) if isinstance(value, float) else str(value)
 
 
 def client_data_offset(words: tuple[str, ...]) -> int | None:
@@ -150,8 +123,8 @@ class Reconnect:
 
 
 # Commands whose answers or events the core must track itself (see ``raw``).
-_NOT_RAW = frozenset({"wnp_next", "wnp_key", "take", "claim", "result", "subscribe",
-                      "unsubscribe", "close", "unwait", "give_back", "auth"})
+_NOT_RAW = frozenset({c.wire for c in COMMANDS if c.waits} | {
+    "subscribe", "unsubscribe", "close", "unwait", "give_back", "auth"})
 
 
 def _log_refused(request: Request) -> None:
@@ -162,61 +135,6 @@ def _log_refused(request: Request) -> None:
 
 
 DEFAULT_RECONNECT = Reconnect()
-
-
-class Withdrawn(CorralError):
-    """A cancelled wait was withdrawn before it was served: the cancel stands."""
-
-
-@attrs.define(eq=False)
-class Request:
-    """One command in flight: done once its answer (and any query rows) is in, with
-    ``value`` or ``error``. ``waker`` belongs to the shell (who to wake when done)."""
-
-    decode: Decode = _nothing
-    done: bool = False
-    value: Any = None
-    error: BaseException | None = None
-    waker: Any = None
-    rows: list[dict[str, Any]] | None = None
-    after: Request | None = None  # the open its handle waits on: its error is ours
-    then: Callable[[Request], None] | None = None  # the core's own follow-up
-
-
-class WaitState(enum.Enum):
-    SENT = "sent"  # the command is on its way
-    PARKED = "parked"  # the server parked it; its outcome comes as a tagged event
-    WITHDRAWING = "withdrawing"  # unwait sent; its answer settles the wait
-    DONE = "done"  # settled: value, error, Withdrawn or Closed
-
-
-@attrs.define(eq=False)
-class Wait(Request):
-    """A wait command (wnp_next, wnp_key, take, claim, result, a blocking put): a
-    Request with a tag and a life (``WaitState``)."""
-
-    tag: int = 0
-    handle: int = 0
-    name: str = ""
-    of: str = ""  # the name of the event that serves it (wnp_next, get, claimed, ...)
-    key: Any = None  # wnp_key's key
-    state: WaitState = WaitState.SENT
-    parked: bool = False  # the server parked it (it did not complete at once)
-    cancelling: bool = False  # cancel asked while SENT: withdraw once it parks
-    gone: bool = False  # its caller is gone: what serves it is given back
-    held: Message | None = None  # its outcome, come while WITHDRAWING
-    receipt: dict[str, Any] | None = None  # what served it, until it is given back
-
-
-# What a served wait's message decodes to, by the event that serves it.
-def _served(of: str, fields: dict[str, Any]) -> Any:
-    if of == "claimed":
-        return Job(fields["key"], fields.get("value"), fields["metadata"])
-    if of == "put":
-        return None
-    return fields.get("value"), fields.get("metadata")
-
-
 
 
 class ClientConnection:
@@ -432,7 +350,7 @@ class ClientConnection:
             fields = message.fields
             if wait.of == "wnp_key" and "key" not in fields:
                 fields = {**fields, "key": wait.key}
-            value = _served(wait.of, fields)
+            value = served_value(wait.of, fields)
             if wait.of in GIVEN_BACK:
                 wait.receipt = fields
         self._finish(wait, value, error)
@@ -492,14 +410,13 @@ class ClientConnection:
     # -- waits --------------------------------------------------------------------------
 
     def _wait(self, of: str, name: str, words: list[str], fields: dict[str, Any] | None,
-              timeout: float | None, key: Any = None) -> Wait:
+              key: Any = None) -> Wait:
         handle, after = self._handle(name)
         self._last_tag += 1
         wait = Wait(tag=self._last_tag, handle=handle, name=name, of=of, key=key,
                     after=after)
         words[1:1] = [str(handle)]
-        self._send([*words, f"timeout={_option(timeout)}", f"tag={wait.tag}"], fields,
-                   wait)
+        self._send([*words, f"tag={wait.tag}"], fields, wait)
         self._waits[wait.tag] = wait
         return wait
 
@@ -521,7 +438,7 @@ class ClientConnection:
         wait.state = WaitState.WITHDRAWING
         if self.lost is None:
             self._send(("unwait", str(wait.handle), f"tag={wait.tag}"), None,
-                       Request(decode=_value, then=lambda r: self._unwaited(wait, r)))
+                       Request(decode=field_value, then=lambda r: self._unwaited(wait, r)))
 
     def _unwaited(self, wait: Wait, unwait: Request) -> None:
         if unwait.error is not None:
@@ -583,7 +500,7 @@ class ClientConnection:
         return handle, opening
 
     def _on(self, op: str, name: str, fields: dict[str, Any] | None = None,
-            decode: Decode = _nothing, options: Iterable[str] = ()) -> Request:
+            decode: Decode = nothing, options: Iterable[str] = ()) -> Request:
         """A command on container ``name``'s handle."""
         handle = self._handles.get(name)
         if handle is None:
@@ -599,7 +516,7 @@ class ClientConnection:
         options; the name's handle is reused if it has one."""
         kind = Kind(kind)
         words = ["create", name, kind.value]
-        words += [f"{key}={_option(value)}" for key, value in options.items()
+        words += [f"{key}={option_text(value)}" for key, value in options.items()
                   if value is not None]
         known = self._handles.get(name)
         handle = known if known is not None else self._bind(name)
@@ -612,29 +529,14 @@ class ClientConnection:
         return self._send(("delete_container", name), None, Request())
 
     def stats(self) -> Request:
-        return self._send(("stats",), None, Request(decode=_value))
+        return self._send(("stats",), None, Request(decode=field_value))
 
     def containers(self) -> Request:
         return self._send(("stats",), None, Request(decode=lambda m, r: {
             name: Kind(kind) for name, kind in m.fields["value"]["containers"].items()}))
 
-    def statistics(self, name: str) -> Request:
-        def decode(message: Message, rows: list[dict[str, Any]]) -> ContainerStatistics:
-            stats = dict(message.fields["value"])
-            stats["kind"] = Kind(stats["kind"])
-            if stats["kind"] is Kind.JOBS:
-                return JobStatistics(**stats)
-            return ContainerStatistics(**stats)
-        return self._on("statistics", name, decode=decode)
-
-    def set_property(self, name: str, key: str, value: str) -> Request:
-        return self._on("set_property", name, {"key": key, "value": value})
-
-    def get_property(self, name: str, key: str) -> Request:
-        return self._on("get_property", name, {"key": key}, _value)
-
     def ping(self) -> Request:
-        return self._send(("ping",), None, Request(decode=_pong))
+        return self._send(("ping",), None, Request(decode=pong))
 
     def raw(self, words: Iterable[str], fields: dict[str, Any] | None = None) -> Request:
         """Any command as words and fields; its value is the answer ``Message`` (with a
@@ -660,158 +562,12 @@ class ClientConnection:
             return message
         return self._send(words, fields, Request(decode=decode))
 
-    # -- records ------------------------------------------------------------------------
-
-    def get(self, name: str, key: Any) -> Request:
-        return self._on("get", name, {"key": key}, lambda m, r: _record(m.fields))
-
-    def set(self, name: str, key: Any, value: Any, metadata: Any = None) -> Request:
-        return self._on("set", name, {**present(key=key, metadata=metadata),
-                                      "value": value})
-
-    def insert(self, name: str, key: Any, value: Any, metadata: Any = None) -> Request:
-        return self._on("insert", name, {**present(key=key, metadata=metadata),
-                                         "value": value})
-
-    def delete(self, name: str, key: Any) -> Request:
-        return self._on("delete", name, {"key": key})
-
-    def count(self, name: str) -> Request:
-        return self._on("get_count", name, decode=lambda m, r: int(m.words[3]))
-
     def query(self, name: str, start: int = 0, end: int | None = None) -> Request:
+        """Tio's ``query H [START [END]]``, whose bounds are words, not options."""
         if end == 0:  # Tio reads an end of 0 as "to the end": nothing to ask
             return Request(done=True, value=[])
         options = [str(start)] + ([str(end)] if end is not None else [])
-        return self._on("query", name, decode=lambda m, r: [_record(row) for row in r],
-                        options=options)
-
-    def clear(self, name: str) -> Request:
-        return self._on("clear", name)
-
-    def keys(self, name: str) -> Request:
-        return self._on("query", name, decode=lambda m, r: [row.get("key") for row in r])
-
-    def push_back(self, name: str, value: Any, metadata: Any = None) -> Request:
-        return self._on("push_back", name, {**present(metadata=metadata), "value": value})
-
-    def push_front(self, name: str, value: Any, metadata: Any = None) -> Request:
-        return self._on("push_front", name, {**present(metadata=metadata), "value": value})
-
-    def pop_front(self, name: str) -> Request:
-        return self._on("pop_front", name, decode=lambda m, r: _record(m.fields))
-
-    def pop_back(self, name: str) -> Request:
-        return self._on("pop_back", name, decode=lambda m, r: _record(m.fields))
-
-    def wait_pop_next(self, name: str, *, timeout: float | None = None,
-                      now: float = 0.0) -> Wait:
-        return self._wait("wnp_next", name, ["wnp_next"], None, timeout)
-
-    def wait_pop_key(self, name: str, key: str, *, timeout: float | None = None,
-                     now: float = 0.0) -> Wait:
-        return self._wait("wnp_key", name, ["wnp_key"], {"key": key}, timeout, key)
-
-    # -- feeds and sorted feeds -----------------------------------------------------------
-
-    def publish(self, name: str, item: Any, id: str | None = None) -> Request:
-        return self._on("publish", name, {**present(key=id), "value": item}, _key)
-
-    def retract(self, name: str, id: Any) -> Request:
-        return self._on("retract", name, {"key": id})
-
-    def ids(self, name: str) -> Request:
-        return self._on("ids", name, decode=lambda m, r: [row["key"] for row in r])
-
-    def items(self, name: str) -> Request:
-        return self._on("items", name,
-                        decode=lambda m, r: [(row["key"], row.get("value")) for row in r])
-
-    def append(self, name: str, item: Any) -> Request:
-        return self._on("append", name, {"value": item}, _key)
-
-    def prepend(self, name: str, item: Any) -> Request:
-        return self._on("prepend", name, {"value": item}, _key)
-
-    def insert_before(self, name: str, rel_id: int, item: Any) -> Request:
-        return self._on("insert_before", name, {"key": rel_id, "value": item}, _key)
-
-    def insert_after(self, name: str, rel_id: int, item: Any) -> Request:
-        return self._on("insert_after", name, {"key": rel_id, "value": item}, _key)
-
-    def edit(self, name: str, id: int, item: Any) -> Request:
-        return self._on("edit", name, {"key": id, "value": item})
-
-    def move_before(self, name: str, rel_id: int, id: int) -> Request:
-        return self._on("move_before", name, {"key": id, "value": rel_id})
-
-    def move_after(self, name: str, rel_id: int, id: int) -> Request:
-        return self._on("move_after", name, {"key": id, "value": rel_id})
-
-    def move_first(self, name: str, id: int) -> Request:
-        return self._on("move_first", name, {"key": id})
-
-    def move_last(self, name: str, id: int) -> Request:
-        return self._on("move_last", name, {"key": id})
-
-    # -- queues ---------------------------------------------------------------------------
-
-    def queue_put(self, name: str, item: Any, *, priority: int = 0,
-                  timeout: float | None = 0.0, now: float = 0.0) -> Wait:
-        words = ["put"] + ([f"priority={priority}"] if priority else [])
-        return self._wait("put", name, words, {"value": item}, timeout)
-
-    def queue_get(self, name: str, *, timeout: float | None = None,
-                  now: float = 0.0) -> Wait:
-        return self._wait("get", name, ["take"], None, timeout)
-
-    # -- jobs -----------------------------------------------------------------------------
-
-    def put(self, name: str, item: Any, *, priority: int = 0, delay: float = 0.0,
-            id: str | None = None, now: float = 0.0) -> Request:
-        options = [f"priority={priority}"] if priority else []
-        if delay:
-            options.append(f"delay={_option(float(delay))}")
-        return self._on("put", name, {**present(key=id), "value": item}, _key,
-                        options=options)
-
-    def claim(self, name: str, *, timeout: float | None = None,
-              lease: float | None = None, now: float = 0.0) -> Wait:
-        words = ["claim"] + ([f"lease={_option(float(lease))}"] if lease is not None
-                             else [])
-        return self._wait("claimed", name, words, None, timeout)
-
-    def _leased(self, op: str, name: str, job: Job, options: dict[str, Any],
-                value: Any = None) -> Request:
-        words = [f"attempt={job.attempt}"]
-        words += [f"{k}={_option(v)}" for k, v in options.items() if v is not None]
-        return self._on(op, name, {"key": job.id, "value": value}, options=words)
-
-    def finish(self, name: str, job: Job, result: Any = None, *,
-               result_ttl: float | None = None, now: float = 0.0) -> Request:
-        return self._leased("finish", name, job, {"result_ttl": result_ttl}, result)
-
-    def cancel(self, name: str, job: Job, *, delay: float = 0.0,
-                   reason: str | None = None, now: float = 0.0) -> Request:
-        return self._leased("cancel", name, job, {"delay": float(delay)}, reason)
-
-    def stall(self, name: str, job: Job, reason: str | None = None) -> Request:
-        return self._leased("stall", name, job, {}, reason)
-
-    def touch(self, name: str, job: Job, *, lease: float | None = None,
-              now: float = 0.0) -> Request:
-        return self._leased("touch", name, job, {"lease": lease})
-
-    def retry(self, name: str, id: str, *, now: float = 0.0) -> Request:
-        return self._on("retry", name, {"key": id})
-
-    def result(self, name: str, id: str, *, timeout: float | None = None,
-               now: float = 0.0) -> Wait:
-        return self._wait("result", name, ["result"], {"key": id}, timeout)
-
-    def state(self, name: str, id: str) -> Request:
-        return self._on("state", name, {"key": id},
-                        lambda m, r: JobState(m.fields["value"]))
+        return self._on("query", name, decode=DECODE["records"], options=options)
 
     # -- subscriptions --------------------------------------------------------------------
 
@@ -835,3 +591,7 @@ class ClientConnection:
         self._closing.add(subscription)
         return self._send(("close", str(subscription)), None,
                           Request(then=lambda r: self._closing.discard(subscription)))
+
+
+for _command in by_kernel().values():
+    setattr(ClientConnection, _command.kernel or "", client_method(_command))

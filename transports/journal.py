@@ -51,6 +51,8 @@ import attrs
 
 from corral.kernel import CorralError, Event, InvalidArgument, Job, Kernel, Kind
 
+from .commands import journaled
+
 __all__ = ["FSYNC_POLICIES", "HEADROOM", "CorruptJournal", "Journal", "JournalFailed",
            "JournaledKernel"]
 
@@ -63,16 +65,9 @@ HEADROOM = 256 << 10  # kept back for the calls a server makes on its own
 # Calls no client asked for, which must not fail: a disconnect, the timers.
 ESSENTIAL = frozenset({"close_session", "advance"})
 
-# The kernel's methods that change its state (everything else only reads).
-MUTATING = (
-    "open_session", "close_session", "create", "delete_container", "set_property", "set",
-    "insert", "delete", "clear", "push_back", "push_front", "pop_front", "pop_back",
-    "wait_pop_next", "wait_pop_key", "publish", "retract", "append", "prepend",
-    "insert_before", "insert_after", "edit", "move_before", "move_after", "move_first",
-    "move_last", "queue_put", "queue_get", "put", "claim", "finish", "cancel", "stall",
-    "retry", "touch", "result", "cancel_wait", "subscribe", "unsubscribe", "advance",
-    "give_back",
-)
+# The kernel's methods that change its state (everything else only reads): from the
+# command table, which a test holds to the kernel's methods.
+MUTATING = journaled()
 
 
 class JournalFailed(CorralError):

@@ -1,6 +1,6 @@
 """The TCP transport: one kernel served over Tio's text protocol, on trio.
 
-A connection is a session (``corral.transports.server``). Output is sent straight from
+A connection is a ``protocol.Connection``. Output is sent straight from
 the task that produced it, as far as the socket takes it without blocking; a writer task
 per connection sends the rest. A peer that stops reading fills its outbound buffer to
 the cap and is disconnected (and logged) instead of growing the server's memory.
@@ -25,7 +25,7 @@ import trio
 
 from corral.kernel import InvalidArgument
 
-from .server import Drop, Limits, Server, Session
+from .server import Connection, Drop, Limits, Server
 
 __all__ = ["DEFAULT_PORT", "Limits", "Server", "check_bind", "serve_tcp"]
 
@@ -34,7 +34,7 @@ log = logging.getLogger("corral.server")
 DEFAULT_PORT = 2605
 
 
-class Connection(Session):
+class TcpConnection(Connection):
     """A TCP client: its stream, a writer task and a non-blocking twin of its socket."""
 
     def __init__(self, server: Server, stream: trio.abc.Stream, peer: str) -> None:
@@ -75,7 +75,7 @@ class Connection(Session):
 async def handle_stream(server: Server, stream: trio.abc.Stream) -> None:
     """Serve one connection until it closes, breaks, stalls or is dropped."""
     peer = _peer_name(stream)
-    conn = Connection(server, stream, peer)
+    conn = TcpConnection(server, stream, peer)
     log.debug("connection from %s (session %d)", peer, conn.session)
     stall = server.limits.stall_timeout
     try:
@@ -123,7 +123,7 @@ async def handle_stream(server: Server, stream: trio.abc.Stream) -> None:
 Receive = Callable[[float], Awaitable[bytes | bytearray | None]]
 
 
-def _receiver(conn: Connection) -> Receive:
+def _receiver(conn: TcpConnection) -> Receive:
     """How the connection's input is read: from the non-blocking twin of its socket,
     waiting for trio only when there is nothing to read (trio's receive_some yields on
     every call, which costs a scheduler pass per request), with a yield every few reads
@@ -167,7 +167,7 @@ def _receiver(conn: Connection) -> Receive:
     return receive
 
 
-async def _write(conn: Connection, scope: trio.CancelScope) -> None:
+async def _write(conn: TcpConnection, scope: trio.CancelScope) -> None:
     try:
         while True:
             await conn.wake_writer.wait()

@@ -42,7 +42,7 @@ import zmq
 from corral.kernel import InvalidArgument
 
 from .codec import encode
-from .server import Drop, Server, Session
+from .server import Connection, Drop, Server
 from .tcp import check_bind
 
 __all__ = ["DEFAULT_ENDPOINT", "DEFAULT_ZMQ_PORT", "ZmqWire", "serve_zmq"]
@@ -59,7 +59,7 @@ _NOBLOCK, _SNDMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE)
 _GONE = 4096  # ended peers remembered, to answer them "closed"
 
 
-class Peer(Session):
+class Peer(Connection):
     """A ZeroMQ client: its routing id and when it was last heard from."""
 
     def __init__(self, transport: _Transport, identity: bytes) -> None:

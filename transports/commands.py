@@ -1,0 +1,262 @@
+"""Every command of the protocol, described once.
+
+Each ``Command`` says what a command is called (by the kernel, the facades and the
+wire), what it takes (each argument's place on the wire, its type and default), whether
+it may wait, whether it changes state, and the shape of its answer. Everything else
+reads this table: the server's dispatch (``protocol``), the client core's encoding and
+decoding (``connection``), the journal's set of mutating kernel methods, and the list
+of commands in docs/protocol.md (a test holds them equal). Adding a command is a kernel
+method, one entry here and its docs.
+
+One word per operation: a command is called on the wire what the kernel and the
+facades call it, except where the classic Tio protocol named it first (``get_count``,
+``wnp_next``, ``wnp_key``) and a queue's ``put``/``get``, named as ``queue.Queue``'s
+on a queue handle and ``queue_put``/``queue_get`` everywhere else.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import attrs
+
+from corral.kernel import InvalidArgument
+
+__all__ = ["ANSWERS", "COMMANDS", "KERNEL_ONLY", "Arg", "Command", "by_kernel", "by_wire",
+           "journaled"]
+
+REQUIRED: Any = attrs.make_class("Required", {}, repr=False)()  # a field that must be sent
+
+
+def number(text: str) -> float:
+    """A finite float."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidArgument(f"{text!r} is not a finite number")
+    return value
+
+
+def timeout(text: str) -> float | None:
+    """A wait's timeout: seconds, or ``none``/``inf`` for no limit."""
+    return None if text in ("none", "inf") else number(text)
+
+
+def boolean(text: str) -> bool:
+    try:
+        return {"true": True, "false": False}[text]
+    except KeyError:
+        raise InvalidArgument(f"{text!r} is not true or false") from None
+
+
+def option_text(value: Any) -> str:
+    """How an option's value is written on the wire (what ``Arg.parse`` reads)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+@attrs.frozen
+class Arg:
+    """One argument of a command, after the session and the container's name.
+
+    ``wire`` is where it travels: a field (``key``, ``value``, ``metadata``), an
+    ``option`` word (``name=value``, read by ``parse``), or a claim token (``job``: the
+    job id in ``key``, its attempt as ``attempt=N``)."""
+
+    name: str
+    wire: str
+    default: Any = REQUIRED
+    parse: Callable[[str], Any] = str
+    keyword: bool = False  # keyword-only in the kernel's signature
+
+    @property
+    def field(self) -> bool:
+        return self.wire in ("key", "value", "metadata", "job")
+
+
+# The shapes of answers, each written by the server (``protocol``) and read by the
+# client core (``connection``) under the same name:
+ANSWERS = (
+    "ok",  # answer ok
+    "key",  # answer ok data with the result in key (a new id)
+    "record",  # answer ok data key value metadata
+    "count",  # answer ok count N (Tio's)
+    "property",  # answer ok data key value
+    "state",  # answer ok data key value (a job state's name)
+    "statistics",  # answer ok data value {...}
+    "ids",  # a query: a row per id (key)
+    "items",  # a query: a row per item (key value)
+    "records",  # a query: a row per record (key value metadata)
+    "served",  # a wait: what served it (a record, a job token, a result, a put)
+    "special",  # written and read by hand: see the command's own docs
+)
+
+
+@attrs.frozen
+class Command:
+    """One command. ``kernel`` names the kernel method it calls (and the facade and
+    client core methods, which take the same arguments less the session); ``wire`` is
+    its word on the wire. A command that ``waits`` takes the session first and the
+    options ``timeout=`` and ``tag=``; ``waits`` is the name of the event that serves
+    it. ``clock``: the kernel method takes ``now``. ``special``: its server handler
+    and client method are written by hand (sessions, handles, subscriptions)."""
+
+    wire: str
+    kernel: str | None
+    args: tuple[Arg, ...] = ()
+    answer: str = "ok"
+    mutates: bool = False
+    waits: str | None = None
+    clock: bool = False
+    special: bool = False
+    fields: bool = False  # takes fields although no Arg says so (a special's)
+    classic: bool = False  # Tio's: kept byte for byte
+    summary: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        assert self.answer in ANSWERS, self.answer
+
+    @property
+    def takes_fields(self) -> bool:
+        return self.fields or any(arg.field for arg in self.args)
+
+    @property
+    def options(self) -> dict[str, Callable[[str], Any]]:
+        """The option words it takes, with their parsers (``tag`` for waits)."""
+        options = {a.name: a.parse for a in self.args if a.wire == "option"}
+        if self.waits is not None:
+            options["tag"] = str
+        return options
+
+
+def _cmd(wire: str, *args: Arg, kernel: str | None = "", **kw: Any) -> Command:
+    return Command(wire, wire if kernel == "" else kernel, tuple(args), **kw)
+
+
+def _wait(wire: str, kernel: str, waits: str, *args: Arg, timeout_default: Any = None,
+          **kw: Any) -> Command:
+    wait_for = Arg("timeout", "option", timeout_default, timeout, True)
+    return Command(wire, kernel, (*args, wait_for), waits=waits, mutates=True,
+                   clock=True, answer="served", **kw)
+
+
+_key, _value = Arg("key", "key"), Arg("value", "value")
+_metadata = Arg("metadata", "metadata", None)
+_id, _item = Arg("id", "key"), Arg("item", "value")
+_job = Arg("job", "job")
+
+COMMANDS: tuple[Command, ...] = (
+    # sessions and containers
+    _cmd("ping", kernel=None, special=True, classic=True,
+         summary="`ping [WORD ...]`: `answer ok pong WORD ...`"),
+    _cmd("ver", kernel=None, special=True, classic=True, summary="the server's version"),
+    _cmd("auth", kernel=None, special=True, classic=True,
+         summary="`auth TOKEN` (or Tio's `auth USER clean TOKEN`)"),
+    _cmd("create", special=True, classic=True, mutates=True,
+         summary="`create NAME TYPE [option=value ...] [handle=N]`: a handle"),
+    _cmd("open", special=True, classic=True,
+         summary="`open NAME [TYPE] [handle=N]`: a handle"),
+    _cmd("close", kernel="unsubscribe", special=True, classic=True, mutates=True,
+         summary="`close H`: let the handle go (and its subscription)"),
+    _cmd("delete_container", special=True, mutates=True,
+         summary="`delete_container [TYPE] NAME`"),
+    _cmd("statistics", answer="statistics", summary="counts, waiters, subscribers"),
+    _cmd("get_property", _key, kernel="get_property", answer="property", classic=True),
+    _cmd("set_property", _key, _value, mutates=True, classic=True),
+    _cmd("subscribe", kernel="subscribe", special=True, classic=True, mutates=True,
+         summary="`subscribe H [START]`: its events, as `event H NAME ...`"),
+    _cmd("unsubscribe", special=True, classic=True, mutates=True),
+    _cmd("unwait", kernel="cancel_wait", special=True, mutates=True,
+         summary="`unwait H [tag=T]`: withdraw a parked wait: data value 1, or 0 if "
+                 "it was served first"),
+    _cmd("give_back", special=True, fields=True, mutates=True, clock=True,
+         summary="`give_back H of=EVENT` with the delivery's fields: its exact inverse"),
+    _cmd("stats", kernel="containers", special=True,
+         summary="the server's version, uptime, connections and containers"),
+    # records: lists and maps
+    _cmd("get_count", kernel="count", answer="count", classic=True),
+    _cmd("get", _key, answer="record", classic=True),
+    _cmd("set", _key, _value, _metadata, mutates=True, classic=True),
+    _cmd("insert", _key, _value, _metadata, mutates=True, classic=True),
+    _cmd("delete", _key, mutates=True, classic=True),
+    _cmd("clear", mutates=True, classic=True),
+    _cmd("query", kernel="query", answer="records", special=True, classic=True,
+         summary="`query H [START [END]]`: the records, as query rows"),
+    _cmd("push_back", _value, _metadata, mutates=True, classic=True),
+    _cmd("push_front", _value, _metadata, mutates=True, classic=True),
+    _cmd("pop_front", answer="record", mutates=True, classic=True),
+    _cmd("pop_back", answer="record", mutates=True, classic=True),
+    _wait("wnp_next", "wait_pop_next", "wnp_next", classic=True),
+    _cmd("keys", answer="ids"),
+    _wait("wnp_key", "wait_pop_key", "wnp_key", _key, classic=True),
+    # feeds and sorted feeds
+    _cmd("publish", _item, Arg("id", "key", None), answer="key", mutates=True),
+    _cmd("retract", _id, mutates=True),
+    _cmd("ids", answer="ids"),
+    _cmd("items", answer="items"),
+    _cmd("append", _item, answer="key", mutates=True),
+    _cmd("prepend", _item, answer="key", mutates=True),
+    _cmd("insert_before", Arg("rel_id", "key"), _item, answer="key", mutates=True),
+    _cmd("insert_after", Arg("rel_id", "key"), _item, answer="key", mutates=True),
+    _cmd("edit", _id, _item, mutates=True),
+    _cmd("move_before", Arg("rel_id", "value"), _id, mutates=True),
+    _cmd("move_after", Arg("rel_id", "value"), _id, mutates=True),
+    _cmd("move_first", _id, mutates=True),
+    _cmd("move_last", _id, mutates=True),
+    # queues
+    _wait("queue_put", "queue_put", "put", _item,
+          Arg("priority", "option", 0, int, True), timeout_default=0.0),
+    _wait("queue_get", "queue_get", "get"),
+    # jobs
+    _cmd("put", _item, Arg("priority", "option", 0, int, True),
+         Arg("delay", "option", 0.0, number, True), Arg("id", "key", None, keyword=True),
+         answer="key", mutates=True, clock=True),
+    _wait("claim", "claim", "claimed", Arg("lease", "option", None, number, True)),
+    _cmd("finish", _job, Arg("result", "value", None),
+         Arg("result_ttl", "option", None, number, True), mutates=True, clock=True),
+    _cmd("cancel", _job, Arg("delay", "option", 0.0, number, True),
+         Arg("reason", "value", None, keyword=True), mutates=True, clock=True),
+    _cmd("stall", _job, Arg("reason", "value", None), mutates=True),
+    _cmd("touch", _job, Arg("lease", "option", None, number, True), mutates=True,
+         clock=True),
+    _cmd("retry", _id, mutates=True, clock=True),
+    _wait("result", "result", "result", _id),
+    _cmd("state", _id, answer="state"),
+)
+
+# The kernel's methods that are no command of their own, and whether each changes
+# state (and so is journaled).
+KERNEL_ONLY: dict[str, bool] = {
+    "open_session": True, "close_session": True, "advance": True,
+    "sessions": False, "options": False, "next_deadline": False,
+    "take_effects": False,
+}
+
+
+def by_wire() -> dict[str, Command]:
+    return {c.wire: c for c in COMMANDS}
+
+
+def by_kernel() -> dict[str, Command]:
+    """The commands whose kernel method the client core and facades call by name."""
+    return {c.kernel: c for c in COMMANDS if c.kernel is not None and not c.special}
+
+
+def journaled() -> tuple[str, ...]:
+    """Every kernel method that changes state: what the journal records."""
+    names = {c.kernel for c in COMMANDS if c.mutates and c.kernel is not None}
+    names |= {name for name, mutates in KERNEL_ONLY.items() if mutates}
+    return tuple(sorted(names))
+
+
+def data_commands() -> frozenset[str]:
+    """The wire words of the commands whose lines may end in field specs."""
+    return frozenset(c.wire for c in COMMANDS if c.takes_fields)
+
+
+def positional(command: Command) -> Iterator[Arg]:
+    return (a for a in command.args if not a.keyword)
