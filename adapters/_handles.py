@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from corral import kernel
-from corral.kernel import ContainerStatistics, Event, JobState, JobStatistics, Record
+from corral.kernel import ContainerStatistics, Event, JobInfo, JobState, JobStatistics, Record
 
 from ._facade import wait_value
 
@@ -287,8 +287,10 @@ class Job(kernel.Job):
         """Finish with ``result``. Raises LeaseLost if this claim is no longer current."""
         self._jobs.finish(self, result, result_ttl)
 
-    def cancel(self, delay: float = 0.0, reason: str | None = None) -> None:
-        """Give the job back (ready again after ``delay``). Raises LeaseLost if stale."""
+    def cancel(self, delay: float | None = None, reason: str | None = None) -> None:
+        """Give the job back as failed, ``reason`` being its error: ready again after
+        ``delay`` seconds (None: the queue's backoff), or stalled once its attempts
+        are spent. Raises LeaseLost if stale."""
         self._jobs.cancel(self, delay, reason)
 
     def stall(self, reason: str | None = None) -> None:
@@ -328,9 +330,11 @@ class JobsHandle(_Handle):
         self._corral._run(self._kernel.finish, self.name, job, result,
                           result_ttl=result_ttl, now=self._corral._clock())
 
-    def cancel(self, job: kernel.Job, delay: float = 0.0, reason: str | None = None
-               ) -> None:
-        """Give a claimed job back; it stalls once max_attempts claims have failed."""
+    def cancel(self, job: kernel.Job, delay: float | None = None,
+               reason: str | None = None) -> None:
+        """Give a claimed job back as failed, ``reason`` being its error: ready again
+        after ``delay`` seconds (None: the queue's backoff), or stalled once
+        max_attempts claims have failed."""
         self._corral._run(self._kernel.cancel, self.name, job, delay=delay, reason=reason,
                           now=self._corral._clock())
 
@@ -347,13 +351,20 @@ class JobsHandle(_Handle):
         """Make a stalled job ready again. Raises InvalidArgument if it is not stalled."""
         self._corral._run(self._kernel.retry, self.name, id, now=self._corral._clock())
 
+    def retry_all(self) -> int:
+        """Make every stalled job ready again; returns how many."""
+        result: int = self._corral._run(self._kernel.retry_all, self.name,
+                                        now=self._corral._clock())
+        return result
+
     def retract(self, id: str) -> None:
         """Withdraw a job that has not ended, whatever its state."""
         self._corral._run(self._kernel.retract, self.name, id)
 
     def result(self, id: str, timeout: float | None = None) -> Any:
         """Job ``id``'s result, waiting up to ``timeout`` seconds for it to finish.
-        Raises Empty on timeout, NotFound for a retracted or forgotten job."""
+        Raises Empty on timeout, NotFound for a retracted or forgotten job, and
+        JobFailed (with the job's error) as soon as the job is stalled."""
         return wait_value(self._corral._wait(self._kernel.result, self.name, id,
                                              timeout=timeout))
 
@@ -362,12 +373,21 @@ class JobsHandle(_Handle):
         result: JobState = self._corral._run(self._kernel.state, self.name, id)
         return result
 
+    def info(self, id: str) -> JobInfo:
+        """Everything about job ``id``: item, state, attempt, priority, times, lease
+        deadline, last error, result. Raises NotFound once it is forgotten."""
+        result: JobInfo = self._corral._run(self._kernel.info, self.name, id)
+        return result
+
     def statistics(self) -> JobStatistics:
         """Jobs per state, parked claimers (``waiters``) and result readers."""
         result: JobStatistics = self._corral._run(self._kernel.statistics, self.name)
         return result
 
-    def ids(self) -> list[str]:
-        """The ids of the jobs that have not ended."""
-        result: list[str] = self._corral._run(self._kernel.ids, self.name)
+    def ids(self, state: JobState | None = None, start: int = 0, end: int | None = None
+            ) -> list[str]:
+        """The ids of the jobs in ``state`` (None: those that have not ended), in the
+        order they were put; ``[start:end]`` of them, to page through a long queue."""
+        result: list[str] = self._corral._run(self._kernel.ids, self.name, state=state,
+                                              start=start, end=end)
         return result

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from corral import kernel
-from corral.kernel import ContainerStatistics, Event, JobState, JobStatistics, Record
+from corral.kernel import ContainerStatistics, Event, JobInfo, JobState, JobStatistics, Record
 
 from ._facade import wait_value
 
@@ -284,8 +284,10 @@ class Job(kernel.Job):
         """Finish with ``result``. Raises LeaseLost if this claim is no longer current."""
         await self._jobs.finish(self, result, result_ttl)
 
-    async def cancel(self, delay: float = 0.0, reason: str | None = None) -> None:
-        """Give the job back (ready again after ``delay``). Raises LeaseLost if stale."""
+    async def cancel(self, delay: float | None = None, reason: str | None = None) -> None:
+        """Give the job back as failed, ``reason`` being its error: ready again after
+        ``delay`` seconds (None: the queue's backoff), or stalled once its attempts
+        are spent. Raises LeaseLost if stale."""
         await self._jobs.cancel(self, delay, reason)
 
     async def stall(self, reason: str | None = None) -> None:
@@ -325,9 +327,11 @@ class JobsHandle(_Handle):
         await self._corral._run(self._kernel.finish, self.name, job, result,
                                 result_ttl=result_ttl, now=self._corral._clock())
 
-    async def cancel(self, job: kernel.Job, delay: float = 0.0, reason: str | None = None
-                     ) -> None:
-        """Give a claimed job back; it stalls once max_attempts claims have failed."""
+    async def cancel(self, job: kernel.Job, delay: float | None = None,
+                     reason: str | None = None) -> None:
+        """Give a claimed job back as failed, ``reason`` being its error: ready again
+        after ``delay`` seconds (None: the queue's backoff), or stalled once
+        max_attempts claims have failed."""
         await self._corral._run(self._kernel.cancel, self.name, job, delay=delay, reason=reason,
                                 now=self._corral._clock())
 
@@ -344,13 +348,20 @@ class JobsHandle(_Handle):
         """Make a stalled job ready again. Raises InvalidArgument if it is not stalled."""
         await self._corral._run(self._kernel.retry, self.name, id, now=self._corral._clock())
 
+    async def retry_all(self) -> int:
+        """Make every stalled job ready again; returns how many."""
+        result: int = await self._corral._run(self._kernel.retry_all, self.name,
+                                              now=self._corral._clock())
+        return result
+
     async def retract(self, id: str) -> None:
         """Withdraw a job that has not ended, whatever its state."""
         await self._corral._run(self._kernel.retract, self.name, id)
 
     async def result(self, id: str, timeout: float | None = None) -> Any:
         """Job ``id``'s result, waiting up to ``timeout`` seconds for it to finish.
-        Raises Empty on timeout, NotFound for a retracted or forgotten job."""
+        Raises Empty on timeout, NotFound for a retracted or forgotten job, and
+        JobFailed (with the job's error) as soon as the job is stalled."""
         return wait_value(await self._corral._wait(self._kernel.result, self.name, id,
                                                    timeout=timeout))
 
@@ -359,12 +370,21 @@ class JobsHandle(_Handle):
         result: JobState = await self._corral._run(self._kernel.state, self.name, id)
         return result
 
+    async def info(self, id: str) -> JobInfo:
+        """Everything about job ``id``: item, state, attempt, priority, times, lease
+        deadline, last error, result. Raises NotFound once it is forgotten."""
+        result: JobInfo = await self._corral._run(self._kernel.info, self.name, id)
+        return result
+
     async def statistics(self) -> JobStatistics:
         """Jobs per state, parked claimers (``waiters``) and result readers."""
         result: JobStatistics = await self._corral._run(self._kernel.statistics, self.name)
         return result
 
-    async def ids(self) -> list[str]:
-        """The ids of the jobs that have not ended."""
-        result: list[str] = await self._corral._run(self._kernel.ids, self.name)
+    async def ids(self, state: JobState | None = None, start: int = 0, end: int | None = None
+                  ) -> list[str]:
+        """The ids of the jobs in ``state`` (None: those that have not ended), in the
+        order they were put; ``[start:end]`` of them, to page through a long queue."""
+        result: list[str] = await self._corral._run(self._kernel.ids, self.name, state=state,
+                                                    start=start, end=end)
         return result

@@ -1,16 +1,19 @@
-"""The ``corral`` command: serve, ping, stats, cli, demo."""
+"""The ``corral`` command: serve, ping, stats, jobs, job, cli, demo."""
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import math
+import shutil
 import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, TextIO
 
 __all__ = ["main"]
@@ -105,6 +108,155 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _job_queue(client: Any, name: str) -> tuple[Any, Any]:
+    """Job queue ``name`` (an inspection creates none) and its statistics."""
+    from corral.kernel import JobStatistics, NotFound, WrongKind
+
+    from ._handles import JobsHandle
+
+    jobs = JobsHandle(client, name)
+    try:
+        statistics = jobs.statistics()
+    except NotFound:
+        raise NotFound(f"no job queue {name!r}") from None
+    if not isinstance(statistics, JobStatistics):
+        raise WrongKind(f"{name!r} is a {statistics.kind.value}, not a job queue")
+    return jobs, statistics
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes):  # a raw item: JSON has no bytes
+        return {"base64": base64.b64encode(value).decode()}
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _info_json(info: Any) -> dict[str, Any]:
+    """A JobInfo as JSON's values: state as its value string, times as numbers."""
+    import attrs
+
+    fields = attrs.asdict(info, recurse=False)
+    fields["state"] = info.state.value
+    return fields
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=_json_default))
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, bytes) else json.dumps(value)
+
+
+def _shown_id(id: str) -> str:
+    return id if id.isprintable() else repr(id)
+
+
+def _last_line(error: str | None) -> str:
+    """An error's last line that is not blank: a traceback's exception line."""
+    lines = [line.strip() for line in (error or "").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def _when(moment: float | None, created: float | None = None, note: str = "") -> str:
+    if moment is None:
+        return "-"
+    # A server with a journal runs on the wall clock; without, on trio's, whose epoch
+    # is arbitrary (and far from now): only differences mean something there.
+    text = (datetime.fromtimestamp(moment).astimezone().isoformat(" ", "milliseconds")
+            if moment > 1e9 else f"{moment:.3f} on the server's clock")
+    if created is not None:
+        text += f" ({moment - created:.3f} s after it was created{note})"
+    return text
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from corral.kernel import JobState, NotFound
+
+    state = JobState(args.state) if args.state else None
+    with _connect(args) as client:
+        jobs, statistics = _job_queue(client, args.name)
+        if args.retry_stalled:
+            count = jobs.retry_all()
+            if args.json:
+                _print_json({"retried": count})
+            else:
+                print(f"retried {count} stalled job{'s' * (count != 1)} in {args.name!r}")
+            return 0
+        ids = jobs.ids(state, args.start, args.start + args.limit + 1)
+        infos = []
+        for id in ids[:args.limit]:
+            try:
+                infos.append(jobs.info(id))
+            except NotFound:  # ended and forgotten since the listing
+                continue
+    if args.json:
+        _print_json([_info_json(info) for info in infos])
+        return 0
+    counts = ", ".join(f"{getattr(statistics, s.value)} {s.value}" for s in JobState)
+    print(f"job queue {args.name!r}: {counts}")
+    which = f"{args.state} jobs" if args.state else "jobs that have not ended"
+    if not infos:
+        print(f"no {which}" + (f" from --start {args.start}" if args.start else ""))
+        return 0
+    heads = ("ID", "STATE", "ATTEMPT", "PRIORITY")
+    rows = [heads] + [(_shown_id(info.id), info.state.value, str(info.attempt),
+                       str(info.priority)) for info in infos]
+    widths = [max(len(row[k]) for row in rows) for k in range(len(heads))]
+    room = max(20, shutil.get_terminal_size().columns - sum(widths) - 2 * len(widths) - 1)
+    for row, info in zip(rows, [None, *infos], strict=True):
+        error = "ERROR" if info is None else _last_line(info.error)
+        if len(error) > room:
+            error = error[:room - 3] + "..."
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1]),
+                 row[2].rjust(widths[2]), row[3].rjust(widths[3]), error]
+        print("  ".join(cells).rstrip())
+    if len(ids) > args.limit:
+        print(f"(the {which} from {args.start + 1} to {args.start + args.limit}; more "
+              f"with --start {args.start + args.limit})")
+    return 0
+
+
+def _job(args: argparse.Namespace) -> int:
+    from corral.kernel import JobState
+
+    with _connect(args) as client:
+        jobs, _ = _job_queue(client, args.name)
+        if args.retry or args.retract:
+            if args.retry:
+                jobs.retry(args.id)
+                state = jobs.state(args.id)
+            else:
+                jobs.retract(args.id)
+                state = JobState.RETRACTED
+            if args.json:
+                _print_json({"id": args.id, "state": state.value})
+            elif args.retry:
+                print(f"retried job {args.id!r} in {args.name!r}: now {state.value}")
+            else:
+                print(f"retracted job {args.id!r} in {args.name!r}")
+            return 0
+        info = jobs.info(args.id)
+    if args.json:
+        _print_json(_info_json(info))
+        return 0
+    deadline = {JobState.CLAIMED: "; the lease ends",
+                JobState.DELAYED: "; it becomes ready"}.get(info.state, "")
+    for name, text in (("id", _shown_id(info.id)), ("state", info.state.value),
+                       ("attempt", str(info.attempt)), ("priority", str(info.priority)),
+                       ("created", _when(info.created)),
+                       ("claimed", _when(info.claimed, info.created)),
+                       ("ended", _when(info.ended, info.created)),
+                       ("deadline", _when(info.deadline, info.created, deadline)),
+                       ("item", _show(info.item)), ("result", _show(info.result))):
+        print(f"{name + ':':10}{text}")
+    if info.error is None:
+        print(f"{'error:':10}-")
+    else:  # whole: a traceback's every line
+        print("error:")
+        print(info.error.rstrip("\n"))
+    return 0
+
+
 def _typed(text: str, kind: str | None) -> Any:
     if kind == "int":
         return int(text)
@@ -138,8 +290,8 @@ def run_cli(url: str, token: str | None, lines: TextIO, out: TextIO, *,
     import socket
 
     from corral.transports.codec import Message, Parser, encode
-    from corral.transports.connection import client_data_offset
     from corral.transports.remote import parse_url
+    from corral.transports.requests import client_data_offset
 
     host, port = parse_url(url)
     sock = socket.create_connection((host, port), timeout=10)
@@ -192,8 +344,21 @@ def _cli(args: argparse.Namespace) -> int:
     return run_cli(args.url, args.token, sys.stdin, sys.stdout, prompt=sys.stdin.isatty())
 
 
+def _at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an int that is at least ``low``."""
+    def parse(text: str) -> int:
+        value = int(text)  # a ValueError: argparse says "invalid int value"
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``corral`` console script."""
+    from corral.kernel import JobState
     from corral.transports.tcp import DEFAULT_PORT, Limits
 
     limits = Limits()
@@ -230,13 +395,52 @@ def main(argv: Sequence[str] | None = None) -> int:
                             f"for this long (default {limits.stall_timeout:g})")
     serve.set_defaults(run=_serve)
 
-    for name, run, text in (("ping", _ping, "check that a server answers"),
-                            ("stats", _stats, "print a server's statistics"),
-                            ("cli", _cli, "an interactive prompt that speaks the protocol")):
-        sub = commands.add_parser(name, help=text)
+    def client_command(name: str, run: Callable[[argparse.Namespace], int], text: str,
+                       description: str | None = None) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=description or text)
         sub.add_argument("--url", default=DEFAULT_URL, help=f"server (default {DEFAULT_URL})")
         sub.add_argument("--token", help="sent as 'auth TOKEN' first")
         sub.set_defaults(run=run)
+        return sub
+
+    client_command("ping", _ping, "check that a server answers")
+    client_command("stats", _stats, "print a server's statistics")
+    jobs = client_command(
+        "jobs", _jobs, "list a job queue's jobs, or retry its stalled ones",
+        "A table of job queue NAME's jobs, in the order they were put: id, state, "
+        "attempt, priority and the last line of the job's last error; first a line with "
+        "how many jobs are in each state. By default the jobs that have not ended "
+        "(ready, delayed, claimed, stalled); --state picks one state. Times in --json are "
+        "on the server's clock: wall-clock seconds when it has a journal.")
+    jobs.add_argument("name", metavar="NAME", help="the job queue")
+    jobs.add_argument("--state", type=str.lower, choices=[s.value for s in JobState],
+                      help="only the jobs in this state")
+    jobs.add_argument("--start", type=_at_least(0), default=0, metavar="N",
+                      help="skip the first N of them (default 0)")
+    jobs.add_argument("--limit", type=_at_least(1), default=100, metavar="N",
+                      help="list at most N (default 100)")
+    jobs.add_argument("--json", action="store_true",
+                      help="print a JSON list of the jobs' whole info, for machines (raw "
+                           'bytes as {"base64": ...})')
+    jobs.add_argument("--retry-stalled", action="store_true",
+                      help="instead, make every stalled job ready again; print how many")
+    job = client_command(
+        "job", _job, "show one job in full, or retry or retract it",
+        "Everything about job ID of job queue NAME: state, attempt, priority, times, "
+        "item and result (as JSON), and its last error whole, such as a worker's "
+        "traceback. Times are on the server's clock: wall-clock time when it has a "
+        "journal, else seconds of a clock whose differences alone mean something.")
+    job.add_argument("name", metavar="NAME", help="the job queue")
+    job.add_argument("id", metavar="ID", help="the job's id")
+    job.add_argument("--json", action="store_true",
+                     help="print the job's info as a JSON object, for machines (raw bytes "
+                          'as {"base64": ...})')
+    action = job.add_mutually_exclusive_group()
+    action.add_argument("--retry", action="store_true",
+                        help="make the stalled job ready again, then print its state")
+    action.add_argument("--retract", action="store_true",
+                        help="withdraw the job, whatever its state, if it has not ended")
+    client_command("cli", _cli, "an interactive prompt that speaks the protocol")
 
     demo = commands.add_parser(
         "demo", help="run Tio's factorial cluster: a producer and consumer threads")

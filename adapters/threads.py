@@ -213,20 +213,26 @@ class Facade:
         return QueueHandle(self, name)
 
     def jobs(self, name: str, lease: float | None = None, max_attempts: int | None = None,
-             *, release_on_close: bool | None = None, result_ttl: float | None = None
-             ) -> JobsHandle:
+             *, release_on_close: bool | None = None, result_ttl: float | None = None,
+             backoff: float | None = None, backoff_factor: float | None = None,
+             backoff_max: float | None = None) -> JobsHandle:
         """The job queue ``name``, created if needed.
 
-        ``lease``: seconds a claim lasts unless touched (30). ``max_attempts``: failed
-        claims after which a job stalls (None: no limit). ``release_on_close``: whether
-        closing this corral releases its claims at once (True) or lets them run out.
-        ``result_ttl``: seconds a result is kept (300). None keeps the existing
-        container's setting, or the default; a different explicit value than the
-        existing container's raises InvalidArgument.
+        ``lease``: seconds a claim lasts unless touched (30). ``max_attempts``: claims
+        after which a failing job stalls, the dead-letter state (5; 0: no limit).
+        ``release_on_close``: whether closing this corral releases its claims at once
+        (True) or lets them run out. ``result_ttl``: seconds a result is kept (300).
+        ``backoff``, ``backoff_factor``, ``backoff_max``: a failed claim is retried
+        after ``backoff * backoff_factor ** (failures - 1)`` seconds, at most
+        ``backoff_max``, less up to half of it at random (1, 2, 300; ``backoff=0``
+        retries at once). None keeps the existing container's setting, or the
+        default; a different explicit value than the existing container's raises
+        InvalidArgument.
         """
         self._run(self._kernel.create, name, Kind.JOBS, lease=lease,
                   max_attempts=max_attempts, release_on_close=release_on_close,
-                  result_ttl=result_ttl)
+                  result_ttl=result_ttl, backoff=backoff,
+                  backoff_factor=backoff_factor, backoff_max=backoff_max)
         return JobsHandle(self, name)
 
     def delete_container(self, name: str) -> None:

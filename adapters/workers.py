@@ -4,9 +4,10 @@ Everything here is built from a job queue's claim, finish, cancel and touch, so 
 works the same embedded and remote:
 
 - ``Worker(jobs, target)`` claims jobs and finishes each with ``target(item)``. An
-  exception cancels the job with the error as its reason (the queue stalls it after
-  ``max_attempts``); a long job's lease is touched while it runs; ``stop()`` lets the
-  jobs in hand finish first. Powerhose's worker and Thoonk's job worker.
+  exception cancels the job with its traceback as the job's error: the queue retries
+  it after a backoff and stalls it (the dead-letter state) after ``max_attempts``
+  claims; a long job's lease is touched while it runs; ``stop()`` lets the jobs in
+  hand finish first. Powerhose's worker and Thoonk's job worker.
 - ``WorkerPool(command, count)`` runs worker processes (``{wid}`` in the command is each
   one's id), restarts one that dies, backs off when they crash in a loop, and drains on
   SIGTERM. Powerhose's ``Workers``, without Circus.
@@ -34,13 +35,14 @@ import signal
 import subprocess
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
 import attrs
 
-from corral.kernel import Closed, CorralError, Empty, InvalidArgument, NotFound
+from corral.kernel import Closed, CorralError, Empty, InvalidArgument, JobFailed, NotFound
 from corral.transports.connection import DEFAULT_RECONNECT
 
 from .client import Reconnect, connect
@@ -92,6 +94,12 @@ def _stopped_by_signals(stop: Callable[[], None]) -> Iterator[None]:
 
 
 def _reason(error: BaseException) -> str:
+    """A failure as the job's error: Python's traceback text, which ends in the
+    exception's ``Type: message`` line (the kernel keeps its head and tail if long)."""
+    return "".join(traceback.format_exception(error))
+
+
+def _summary(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
@@ -239,8 +247,8 @@ class Worker:
         except Stall as error:
             failure, end = f"stalled: {error}", partial(job.stall, str(error))
         except Exception as error:  # the job's failure, not the worker's
-            failure, end = f"failed: {_reason(error)}", partial(job.cancel,
-                                                                 reason=_reason(error))
+            failure = f"failed on attempt {job.attempt}: {_summary(error)}"
+            end = partial(job.cancel, reason=_reason(error))  # retried after a backoff
         else:
             end = partial(job.finish, result)
         finally:
@@ -429,8 +437,9 @@ class CallTimeout(Empty, TimeoutError):
     """No executor answered a call in time (the call was withdrawn)."""
 
 
-class CallFailed(CorralError):
-    """The executor's function raised; the message is its error."""
+class CallFailed(JobFailed):
+    """The executor's function raised (or its call job stalled): the message is the
+    remote traceback; ``remote_type`` and ``remote_message`` say what was raised."""
 
 
 class Executor(Worker):
@@ -469,6 +478,8 @@ class ExecutorClient:
         id = self._jobs.put(payload)
         try:
             answer = self._jobs.result(id, timeout=timeout)
+        except JobFailed as error:  # no executor could answer it: it stalled
+            raise CallFailed(error.error) from None
         except Empty:
             with contextlib.suppress(NotFound, InvalidArgument):  # it may have just ended
                 self._jobs.retract(id)
@@ -552,7 +563,9 @@ def push_task(name: str, *args: Any, queue: str = "tasks", corral: Facade | str 
 
 def task_result(id: str, *, queue: str = "tasks", timeout: float | None = None,
                 corral: Facade | str = DEFAULT_URL, token: str | None = None) -> Any:
-    """The result of the task job ``id``, waiting up to ``timeout`` seconds."""
+    """The result of the task job ``id``, waiting up to ``timeout`` seconds. Raises
+    Empty on timeout, and JobFailed (with the task's traceback: ``remote_type``,
+    ``remote_message``, ``error``) as soon as the job stalls, its attempts spent."""
     with _using(corral, token) as connected:
         return connected.jobs(queue).result(id, timeout=timeout)
 

@@ -86,7 +86,7 @@ def claim_latency(samples: int) -> list[float]:
 def expiry_cost(leased: int, batch: int = 1000, lease: float = 100.0) -> float:
     """Seconds per expired lease when ``batch`` of ``leased`` claimed jobs expire."""
     kernel = Kernel()
-    kernel.create("j", Kind.JOBS, lease=lease)
+    kernel.create("j", Kind.JOBS, lease=lease, backoff=0)  # expired: ready at once
     session = kernel.open_session()
     for i in range(leased):
         kernel.put("j", i)

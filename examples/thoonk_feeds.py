@@ -64,7 +64,7 @@ def jobs(corral: Facade) -> None:
 
     claimed = job.claim(timeout=5)
     assert urgent == claimed.id
-    claimed.cancel(reason="not now")  # back in the queue, for another worker
+    claimed.cancel(delay=0, reason="not now")  # back in the queue at once, as Thoonk does
     claimed = job.claim(timeout=5)
     claimed.stall("waiting for a fix")  # paused, not deleted
     assert JobState.STALLED == job.state(claimed.id)

@@ -1,7 +1,8 @@
 """corral.kernel: the deterministic, sans-IO coordination state machine.
 
 It depends on nothing but the standard library, attrs and sortedcontainers, and never
-reads a clock, does I/O, starts a thread or draws a random number.
+reads a clock, does I/O, starts a thread or draws from a random source: a retry's jitter
+comes from its own seeded generator, part of its state, so that replays agree.
 """
 
 from ._errors import (
@@ -10,6 +11,7 @@ from ._errors import (
     CorralError,
     Empty,
     InvalidArgument,
+    JobFailed,
     LeaseLost,
     LimitExceeded,
     NotFound,
@@ -24,6 +26,7 @@ from ._model import (
     Effect,
     Event,
     Job,
+    JobInfo,
     JobState,
     JobStatistics,
     Kind,
@@ -47,6 +50,8 @@ __all__ = [
     "Event",
     "InvalidArgument",
     "Job",
+    "JobFailed",
+    "JobInfo",
     "JobState",
     "JobStatistics",
     "Kernel",

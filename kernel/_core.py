@@ -46,6 +46,10 @@ def check_timeout(op: str, name: str, timeout: float | None) -> None:
         )
 
 
+_MASK = (1 << 64) - 1
+_SEED = 2605
+
+
 class Core:
     """The kernel's shared state; containers call it to park, serve and notify."""
 
@@ -56,6 +60,17 @@ class Core:
         self.waiters: dict[int, Waiter] = {}
         self.timers: Timers[Any] = Timers()  # payloads have .container and .timer
         self._last_id = 0
+        self._rng = _SEED  # splitmix64's state: jitter that replays bit for bit
+
+    def random(self) -> float:
+        """A number in [0, 1) from the kernel's own generator (splitmix64, seeded the
+        same in every kernel): what looks random, such as the jitter of a retry's
+        backoff, is the same on every replay of the same commands."""
+        self._rng = (self._rng + 0x9E3779B97F4A7C15) & _MASK
+        z = self._rng
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+        return ((z ^ (z >> 31)) >> 11) / float(1 << 53)
 
     def next_id(self) -> int:
         """A fresh id, unique across sessions, waiters and subscriptions."""

@@ -2,13 +2,22 @@
 
 A job's life is a table (``JobState``):
 
-    put ──► READY ◄──────────── cancel / lease expiry / session close (attempts left)
+    put ──► READY ◄──────────── session close (attempts left)
     put(delay) ──► DELAYED ──(deadline)──► READY
+    CLAIMED ──cancel / lease expiry (attempts left)──► DELAYED (the backoff) or READY
     READY ──claim──► CLAIMED ──finish──► FINISHED ──(result TTL)──► forgotten
     CLAIMED ──stall, or a failure with no attempts left──► STALLED ──retry──► READY
     READY, DELAYED, CLAIMED or STALLED ──retract──► RETRACTED ──(result TTL)──► forgotten
 
-FINISHED and RETRACTED are terminal: a job reaches exactly one of them, once.
+FINISHED and RETRACTED are terminal: a job reaches exactly one of them, once. STALLED is
+the dead-letter state: the job, its item and its last error stay until someone retries
+or retracts it; whoever waits for its result hears ``JobFailed`` at once.
+
+The failure policy: a failed claim (cancelled without an explicit delay, or expired)
+is retried after a backoff of ``backoff * backoff_factor ** (failures - 1)`` seconds,
+at most ``backoff_max``, less up to half of it drawn from the kernel's own seeded
+generator (so that jobs failing together do not come back together, and a replay draws
+the same); after ``max_attempts`` claims (0: no limit) the job stalls.
 
 A claim grants a lease: the job, its attempt number and a deadline. Every call about a
 claimed job carries the ``Job`` token it was given; a token whose attempt is not the
@@ -27,11 +36,12 @@ import attrs
 
 from ._containers import Container, _check_int
 from ._core import check_timeout
-from ._errors import AlreadyExists, Empty, InvalidArgument, LeaseLost, NotFound
+from ._errors import AlreadyExists, Empty, InvalidArgument, JobFailed, LeaseLost, NotFound
 from ._model import (
     TERMINAL_STATES,
     Event,
     Job,
+    JobInfo,
     JobState,
     JobStatistics,
     Kind,
@@ -46,6 +56,20 @@ __all__ = ["JobRecord", "JobsContainer"]
 
 DEFAULT_LEASE = 30.0
 DEFAULT_RESULT_TTL = 300.0
+DEFAULT_MAX_ATTEMPTS = 5  # claims before a failing job stalls (0: no limit)
+DEFAULT_BACKOFF = 1.0  # seconds before the first retry
+DEFAULT_BACKOFF_FACTOR = 2.0  # each next one this much longer
+DEFAULT_BACKOFF_MAX = 300.0  # but never longer than this
+MAX_ERROR = 8192  # characters of a failure's text kept (its head and its tail)
+
+
+def bounded_error(text: str | None) -> str | None:
+    """A failure's text, cut in the middle if it is long: a traceback's head says
+    where, its tail what."""
+    if text is None or len(text) <= MAX_ERROR:
+        return text
+    head, tail = MAX_ERROR // 4, MAX_ERROR - MAX_ERROR // 4 - 64
+    return f"{text[:head]}\n[... {len(text) - head - tail} characters cut ...]\n{text[-tail:]}"
 
 
 def _check_seconds(where: str, what: str, value: Any, *, positive: bool) -> float:
@@ -68,8 +92,11 @@ class JobRecord:
     order: tuple[int, int] = (0, 0)  # its key in the ready index while READY
     attempt: int = 0  # claims since put or retry; the current lease's number
     owner: int | None = None  # the session holding the lease, while it holds it
-    reason: str | None = None  # why it last failed (cancel, expiry, stall)
+    reason: str | None = None  # why it last failed (cancel, expiry, stall), bounded
     result: Any = None
+    created: float = 0.0
+    claimed: float | None = None  # when the last claim began
+    ended: float | None = None  # when it finished or was retracted
     timer: tuple[float, int] | None = None  # delay, lease or result-TTL deadline
     result_waiters: WaiterQueue | None = None  # made by the first result() that waits
 
@@ -86,9 +113,12 @@ class JobsContainer(Container):
     ready: SortedIndex[tuple[int, int], JobRecord] = attrs.Factory(SortedIndex)
     claimers: WaiterQueue = attrs.Factory(WaiterQueue)
     lease: float = DEFAULT_LEASE
-    max_attempts: int | None = None
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
     release_on_close: bool = True
     result_ttl: float = DEFAULT_RESULT_TTL
+    backoff: float = DEFAULT_BACKOFF
+    backoff_factor: float = DEFAULT_BACKOFF_FACTOR
+    backoff_max: float = DEFAULT_BACKOFF_MAX
     last_id: int = 0
     arrivals: int = 0
     kind: Kind = attrs.field(init=False, default=Kind.JOBS)
@@ -97,7 +127,9 @@ class JobsContainer(Container):
 
     def options(self) -> dict[str, Any]:
         return {"lease": self.lease, "max_attempts": self.max_attempts,
-                "release_on_close": self.release_on_close, "result_ttl": self.result_ttl}
+                "release_on_close": self.release_on_close, "result_ttl": self.result_ttl,
+                "backoff": self.backoff, "backoff_factor": self.backoff_factor,
+                "backoff_max": self.backoff_max}
 
     def configure(self, options: dict[str, Any]) -> None:
         where = f"jobs {self.name!r}"
@@ -105,9 +137,19 @@ class JobsContainer(Container):
             self.lease = _check_seconds(where, "lease", options["lease"], positive=True)
         max_attempts = options.get("max_attempts")
         if max_attempts is not None:
-            if _check_int(where, self.name, "max_attempts", max_attempts) < 1:
-                raise InvalidArgument(f"{where}: max_attempts must be >= 1")
+            if _check_int(where, self.name, "max_attempts", max_attempts) < 0:
+                raise InvalidArgument(f"{where}: max_attempts must be >= 0 (0: no limit)")
             self.max_attempts = max_attempts
+        for option in ("backoff", "backoff_max"):
+            if options.get(option) is not None:
+                setattr(self, option, _check_seconds(where, option, options[option],
+                                                     positive=False))
+        if options.get("backoff_factor") is not None:
+            factor = _check_seconds(where, "backoff_factor", options["backoff_factor"],
+                                    positive=True)
+            if factor < 1:
+                raise InvalidArgument(f"{where}: backoff_factor must be >= 1")
+            self.backoff_factor = factor
         if options.get("release_on_close") is not None:
             if not isinstance(options["release_on_close"], bool):
                 raise InvalidArgument(f"{where}: release_on_close must be a bool")
@@ -170,6 +212,7 @@ class JobsContainer(Container):
                quiet: bool = False) -> Job:
         record.state = JobState.CLAIMED
         record.attempt += 1
+        record.claimed = now
         record.owner = session
         self.core.sessions[session].leases[(self.name, record.id)] = None
         self._arm(record, now + lease)
@@ -182,25 +225,43 @@ class JobsContainer(Container):
             del self.core.sessions[record.owner].leases[(self.name, record.id)]
             record.owner = None
 
-    def _fail(self, record: JobRecord, event: str, reason: str | None, delay: float) -> None:
-        """A claim ended without finishing: back to ready (or delayed), or stalled once
-        max_attempts claims have failed."""
+    def _backoff(self, failures: int) -> float:
+        """The wait before retrying a job that has failed ``failures`` times."""
+        if self.backoff <= 0:
+            return 0.0
+        exponent = min(failures - 1, 64)  # past the cap long before; no overflow
+        delay = min(self.backoff_max, self.backoff * self.backoff_factor ** exponent)
+        return delay * (1 - self.core.random() / 2)
+
+    def _fail(self, record: JobRecord, event: str, reason: str | None,
+              delay: float | None) -> None:
+        """A claim ended without finishing: back to ready, after ``delay`` (None: the
+        policy's backoff), or stalled once max_attempts claims have failed."""
         self._unlease(record)
         self._disarm(record)
-        record.reason = reason
+        reason = record.reason = bounded_error(reason)
         self._event(event, record, reason)
-        if self.max_attempts is not None and record.attempt >= self.max_attempts:
+        if self.max_attempts and record.attempt >= self.max_attempts:
             self._stall(record, reason)
-        elif delay > 0:
+            return
+        if delay is None:
+            delay = self._backoff(record.attempt)
+        if delay > 0:
             record.state = JobState.DELAYED
             self._arm(record, self.core.now + delay)
         else:
             self._make_ready(record)
 
     def _stall(self, record: JobRecord, reason: str | None) -> None:
+        """Park a job in the dead-letter state; whoever waits for its result hears."""
         record.state = JobState.STALLED
-        record.reason = reason
-        self._event("stalled", record, reason)
+        record.reason = bounded_error(reason)
+        self._event("stalled", record, record.reason)
+        while record.result_waiters:
+            self.core.cancel(record.result_waiters.popleft(), self._failed(record))
+
+    def _failed(self, record: JobRecord) -> JobFailed:
+        return JobFailed(record.reason or f"job {record.id} on {self.name!r} stalled")
 
     def _end(self, record: JobRecord, state: JobState, result: Any, ttl: float) -> None:
         """Make a job terminal: it is remembered for ``ttl`` seconds (0: not at all),
@@ -210,6 +271,7 @@ class JobsContainer(Container):
             self.ready.pop(record.order)
         record.state = state
         record.result = result
+        record.ended = self.core.now
         if ttl > 0:
             self._arm(record, self.core.now + ttl)
         else:
@@ -241,8 +303,9 @@ class JobsContainer(Container):
         elif id in self.jobs:
             raise AlreadyExists(f"put on {self.name!r}: job {id} exists "
                                 f"({self.jobs[id].state.value})")
-        self.core.tick(now)
-        record = self.jobs[id] = JobRecord(id, self.name, item, priority, JobState.DELAYED)
+        now = self.core.tick(now)
+        record = self.jobs[id] = JobRecord(id, self.name, item, priority, JobState.DELAYED,
+                                           created=now)
         self._event("put", record, item)
         if delay > 0:
             self._arm(record, self.core.now + delay)
@@ -275,7 +338,9 @@ class JobsContainer(Container):
 
     def cancel(self, job: Any, delay: Any, reason: str | None, now: float) -> None:
         record = self._leased("cancel", job)
-        delay = _check_seconds(f"cancel on {self.name!r}", "delay", delay, positive=False)
+        if delay is not None:
+            delay = _check_seconds(f"cancel on {self.name!r}", "delay", delay,
+                                   positive=False)
         self.core.tick(now)
         self._fail(record, "cancelled", reason, delay)
 
@@ -327,6 +392,12 @@ class JobsContainer(Container):
         self._event("retried", record, record.item)
         self._make_ready(record)
 
+    def retry_all(self, now: float) -> int:
+        stalled = [r.id for r in self.jobs.values() if r.state is JobState.STALLED]
+        for id in stalled:
+            self.retry(id, now)
+        return len(stalled)
+
     def retract(self, id: Any) -> None:
         record = self._job("retract", id)
         if record.state in TERMINAL_STATES:  # terminal means terminal: one end per job
@@ -344,6 +415,8 @@ class JobsContainer(Container):
             return (record.result, None)
         if record.state is JobState.RETRACTED:
             raise NotFound(f"result on {self.name!r}: job {id} was retracted")
+        if record.state is JobState.STALLED:
+            raise self._failed(record)
         if timeout == 0:
             raise Empty(f"result on {self.name!r}: job {id} is {record.state.value}")
         if record.result_waiters is None:
@@ -353,6 +426,28 @@ class JobsContainer(Container):
 
     def state(self, id: Any) -> JobState:
         return self._job("state", id).state
+
+    def info(self, id: Any) -> JobInfo:
+        record = self._job("info", id)
+        deadline = None
+        if record.timer is not None and record.state in (JobState.CLAIMED,
+                                                         JobState.DELAYED):
+            deadline = record.timer[0]
+        return JobInfo(id=record.id, item=record.item, state=record.state,
+                       attempt=record.attempt, priority=record.priority,
+                       created=record.created, claimed=record.claimed, ended=record.ended,
+                       deadline=deadline, error=record.reason, result=record.result)
+
+    def ids_in(self, state: Any, start: int, end: int | None) -> list[Any]:
+        """The ids of the jobs in ``state`` (None: every job that has not ended), in the
+        order they were put, ``[start:end]``."""
+        if state is None:
+            return self.ids()[start:end]
+        try:
+            state = JobState(state)
+        except ValueError:
+            raise InvalidArgument(f"ids on {self.name!r}: no job state {state!r}") from None
+        return [id for id, r in self.jobs.items() if r.state is state][start:end]
 
     def statistics(self) -> JobStatistics:
         counts = dict.fromkeys(JobState, 0)
@@ -377,7 +472,8 @@ class JobsContainer(Container):
         if record.state is JobState.DELAYED:
             self._make_ready(record)
         elif record.state is JobState.CLAIMED:
-            self._fail(record, "expired", f"lease expired on attempt {record.attempt}", 0)
+            self._fail(record, "expired", f"lease expired on attempt {record.attempt}",
+                       None)
         else:  # terminal: its TTL ran out
             del self.jobs[record.id]
 
@@ -444,6 +540,6 @@ class JobsContainer(Container):
                 assert record.timer is not None, f"{self.name}: job {id} has no deadline"
             if state in (JobState.READY, JobState.STALLED):
                 assert record.timer is None, f"{self.name}: job {id} has a stray timer"
-            if state in TERMINAL_STATES:
+            if state in TERMINAL_STATES or state is JobState.STALLED:
                 assert not record.result_waiters
         assert ready == len(self.ready), f"{self.name}: ready index has strays"

@@ -62,6 +62,7 @@ from ._model import (
     Effect,
     Event,
     Job,
+    JobInfo,
     JobState,
     Kind,
     Notified,
@@ -155,15 +156,18 @@ class Kernel:
 
     def create(self, name: str, kind: Kind | str, *, max_length: int | None = None,
                lease: float | None = None, max_attempts: int | None = None,
-               release_on_close: bool | None = None, result_ttl: float | None = None
-               ) -> Kind:
+               release_on_close: bool | None = None, result_ttl: float | None = None,
+               backoff: float | None = None, backoff_factor: float | None = None,
+               backoff_max: float | None = None) -> Kind:
         """Create container ``name`` of ``kind``, or open it if it exists with that kind.
 
         ``kind`` is a :class:`Kind` or its wire name (``"volatile_list"``). Options, for
         the kinds that have them (None: the default, or whatever the container has):
         ``max_length`` (feed, queue), and for jobs ``lease`` (seconds, 30),
-        ``max_attempts`` (None: unlimited), ``release_on_close`` (True) and
-        ``result_ttl`` (seconds, 300).
+        ``max_attempts`` (claims before a failing job stalls, 5; 0: no limit),
+        ``release_on_close`` (True), ``result_ttl`` (seconds, 300) and the backoff
+        between failed attempts: ``backoff`` (seconds, 1; 0: none), ``backoff_factor``
+        (2) and ``backoff_max`` (seconds, 300).
 
         Returns the kind. Raises WrongKind if ``name`` exists with another kind,
         InvalidArgument for an empty or non-string name, an unknown kind, an option the
@@ -179,6 +183,8 @@ class Kernel:
         given = {key: value for key, value in (
             ("max_length", max_length), ("lease", lease), ("max_attempts", max_attempts),
             ("release_on_close", release_on_close), ("result_ttl", result_ttl),
+            ("backoff", backoff), ("backoff_factor", backoff_factor),
+            ("backoff_max", backoff_max),
         ) if value is not None}
         existing = self._containers.get(name)
         if existing is not None and existing.kind is not kind:
@@ -383,9 +389,20 @@ class Kernel:
         a finished or retracted job raises InvalidArgument. Raises NotFound."""
         self._get(name, "retract").retract(id)
 
-    def ids(self, name: str) -> list[Any]:
-        """A feed's or sorted feed's ids in order; a job queue's unfinished job ids."""
-        return self._get(name, "ids").ids()
+    def ids(self, name: str, *, state: JobState | str | None = None, start: int = 0,
+            end: int | None = None) -> list[Any]:
+        """A feed's or sorted feed's ids in order; a job queue's ids in the order they
+        were put: of the jobs in ``state``, or (None) of those that have not ended.
+        ``[start:end]`` of them (slice rules), for paging through a long queue."""
+        _check_int("ids", name, "start", start)
+        if end is not None:
+            _check_int("ids", name, "end", end)
+        container = self._get(name, "ids")
+        if isinstance(container, JobsContainer):
+            return container.ids_in(state, start, end)
+        if state is not None:
+            raise InvalidArgument(f"ids on {name!r}: only jobs have states")
+        return container.ids()[start:end]
 
     def items(self, name: str) -> list[tuple[Any, Any]]:
         """A feed's or sorted feed's ``(id, item)`` pairs, in order."""
@@ -482,11 +499,12 @@ class Kernel:
         the claim is stale."""
         self._of(JobsContainer, name, "finish").finish(job, result, result_ttl, now)
 
-    def cancel(self, name: str, job: Job, *, delay: float = 0.0, reason: str | None = None,
-               now: float = 0.0) -> None:
-        """Give a claimed job back: to the back of its priority (after ``delay``
-        seconds), or stalled with ``reason`` once max_attempts claims have failed.
-        Raises LeaseLost if the claim is stale."""
+    def cancel(self, name: str, job: Job, *, delay: float | None = None,
+               reason: str | None = None, now: float = 0.0) -> None:
+        """Give a claimed job back, as failed with ``reason`` (kept as its error, up to
+        ``MAX_ERROR`` characters): ready again after ``delay`` seconds (None: the
+        queue's backoff), or stalled once max_attempts claims have failed. Raises
+        LeaseLost if the claim is stale."""
         self._of(JobsContainer, name, "cancel").cancel(job, delay, reason, now)
 
     def stall(self, name: str, job: Job, reason: str | None = None) -> None:
@@ -508,14 +526,24 @@ class Kernel:
                now: float = 0.0) -> Popped | Waiting:
         """A finished job's ``(result, None)`` now, or ``Waiting`` for it to finish.
 
-        Raises NotFound for an unknown, forgotten or retracted job; ``timeout`` as for
+        Raises NotFound for an unknown, forgotten or retracted job and JobFailed for a
+        stalled one (a parked reader hears it when the job stalls); ``timeout`` as for
         :meth:`wait_pop_next`.
         """
         return self._of(JobsContainer, name, "result").result(session, id, timeout, now)
 
+    def retry_all(self, name: str, *, now: float = 0.0) -> int:
+        """Retry every stalled job; returns how many."""
+        return self._of(JobsContainer, name, "retry_all").retry_all(now)
+
     def state(self, name: str, id: str) -> JobState:
         """Job ``id``'s state. Raises NotFound once it is forgotten (or never existed)."""
         return self._of(JobsContainer, name, "state").state(id)
+
+    def info(self, name: str, id: str) -> JobInfo:
+        """Everything about job ``id`` (``JobInfo``). Raises NotFound once it is
+        forgotten."""
+        return self._of(JobsContainer, name, "info").info(id)
 
     # -- waiters, subscriptions, time and effects -------------------------------------
 

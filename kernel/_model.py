@@ -20,6 +20,7 @@ __all__ = [
     "Effect",
     "Event",
     "Job",
+    "JobInfo",
     "JobState",
     "JobStatistics",
     "Kind",
@@ -66,6 +67,29 @@ class Job:
     id: str
     item: Any
     attempt: int
+
+
+@attrs.frozen(kw_only=True)
+class JobInfo:
+    """Everything about one job, for inspection. Times are on the kernel's clock (the
+    ``now`` its callers pass: a server's wall clock with a journal).
+
+    ``attempt`` counts the claims since the job was put or retried; ``claimed`` is when
+    the last one began and ``ended`` when the job finished or was retracted;
+    ``deadline`` is when its lease ends (claimed) or it becomes ready (delayed);
+    ``error`` is the last failure's text (bounded), ``result`` the finished job's."""
+
+    id: str
+    item: Any
+    state: JobState
+    attempt: int
+    priority: int
+    created: float
+    claimed: float | None = None
+    ended: float | None = None
+    deadline: float | None = None
+    error: str | None = None
+    result: Any = None
 
 
 @attrs.frozen(kw_only=True)

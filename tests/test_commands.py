@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from corral.kernel import CorralError, Kernel, Kind, Waiting
+from corral.kernel import CorralError, JobFailed, JobState, Kernel, Kind, Waiting
 from corral.transports import handlers, protocol, requests
 from corral.transports.commands import (
     ANSWERS,
@@ -87,6 +87,7 @@ def test_the_journal_records_the_mutating_methods(tmp_path: Path) -> None:
         "query": [("volatile_list",), ("volatile_map",)],
         "keys": [("volatile_map",)], "ids": [("feed",), ("sorted_feed",), ("job",)],
         "items": [("feed",), ("sorted_feed",)], "state": [("job", jid)],
+        "info": [("job", jid)],
         "get_property": [("volatile_list", "p")], "open": [("queue",)],
         "containers": [()], "options": [("job",)], "sessions": [()],
         "next_deadline": [()], "take_effects": [()],
@@ -186,7 +187,10 @@ def _calls(ids: dict[str, Any]) -> list[tuple[str, tuple[Any, ...], dict[str, An
         ("put", ("job", "later"), {"priority": 2, "delay": 5.0, "id": "mine"}),
         ("put", ("job", "now"), {"priority": 1}), ("claim", ("job",), {"lease": 9.0,
                                                                         "timeout": 0}),
-        ("state", ("job", job), {}), ("ids", ("job",), {}),
+        ("state", ("job", job), {}), ("ids", ("job",), {}), ("info", ("job", job), {}),
+        ("ids", ("job",), {"state": "claimed"}), ("ids", ("feed",), {"start": 1}),
+        ("ids", ("job",), {"state": JobState.READY, "start": 0, "end": 1}),
+        ("ids", ("feed",), {"state": "ready"}), ("ids", ("job",), {"state": "bogus"}),
         ("retract", ("job", "mine"), {}), ("retry", ("job", job), {}),
         ("result", ("job", job), {"timeout": 0}), ("put", ("job", "x"), {"id": "mine"}),
     ]
@@ -194,23 +198,32 @@ def _calls(ids: dict[str, Any]) -> list[tuple[str, tuple[Any, ...], dict[str, An
 
 def _jobs(kernel: Kernel, session: int) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
     """Calls on claims: they need the tokens claims returned."""
-    kernel.put("job", "c1", now=0.0)
-    kernel.put("job", "c2", now=0.0)
-    first, second, third = (kernel.claim(session, "job", timeout=0, now=0.0)
-                            for _ in range(3))
-    assert not any(isinstance(token, Waiting) for token in (first, second, third))
+    for item in ("c1", "c2", "c3"):
+        kernel.put("job", item, now=0.0)
+    first, second, third, fourth = (kernel.claim(session, "job", timeout=0, now=0.0)
+                                    for _ in range(4))
+    assert not any(isinstance(t, Waiting) for t in (first, second, third, fourth))
     return [("touch", ("job", first), {"lease": 4.0}),
             ("finish", ("job", first, {"r": 1}), {"result_ttl": 60.0}),
             ("finish", ("job", first), {}), ("cancel", ("job", first), {"reason": "x"}),
             ("cancel", ("job", second), {"delay": 2.5, "reason": "later"}),
             ("stall", ("job", third, "why"), {}), ("state", ("job", third.id), {}),
             ("retry", ("job", third.id), {}), ("state", ("job", second.id), {}),
-            ("result", ("job", first.id), {"timeout": 0})]
+            ("result", ("job", first.id), {"timeout": 0}), ("info", ("job", first.id), {}),
+            ("info", ("job", second.id), {}), ("result", ("job", third.id), {"timeout": 0}),
+            ("stall", ("job", fourth, "Traceback (most recent call last):\n  File \"w.py\", "
+                                      "line 1\nZeroDivisionError: division by zero\n"), {}),
+            ("ids", ("job",), {"state": "stalled"}), ("info", ("job", third.id), {}),
+            ("result", ("job", fourth.id), {"timeout": 0}), ("retry_all", ("job",), {}),
+            ("retry_all", ("job",), {})]
 
 
 def _outcome(call: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return ("ok", call(*args, **kwargs))
+    except JobFailed as error:  # its whole text, lines and all, comes over the wire
+        assert "ZeroDivisionError" == error.remote_type
+        return ("error", type(error).__name__, error.error)
     except CorralError as error:
         return ("error", type(error).__name__)
 
@@ -261,6 +274,14 @@ def test_every_command_over_the_wire_is_the_kernel_call() -> None:
     assert [c[0] for c in here] == [c[0] for c in there]
     assert set(by_kernel()) <= {c[0] for c in _calls(ids) + here}
     # every command succeeds at least once; errors come back typed
-    assert set(by_kernel()) == {method for method, (how, _) in outcomes if how == "ok"}
-    assert {"Empty", "NotFound", "LeaseLost", "InvalidArgument"} <= {
-        what for _, (how, what) in outcomes if how == "error"}
+    assert set(by_kernel()) == {method for method, what in outcomes if what[0] == "ok"}
+    assert {"Empty", "NotFound", "LeaseLost", "InvalidArgument", "JobFailed"} <= {
+        what[1] for _, what in outcomes if what[0] == "error"}
+
+
+def test_every_container_command_has_a_handle_method() -> None:
+    """Each command on a container is called by a handle of the facades (written once,
+    in ``_handles.py``; the trio ones are generated from it)."""
+    source = (Path(__file__).parent.parent / "adapters" / "_handles.py").read_text()
+    called = set(re.findall(r"self\._kernel\.([a-z_]+)", source))
+    assert set(by_kernel()) <= called, set(by_kernel()) - called

@@ -27,9 +27,9 @@ from corral.transports.connection import (
     Wait,
     WaitState,
     Withdrawn,
-    client_data_offset,
 )
 from corral.transports.protocol import data_offset
+from corral.transports.requests import client_data_offset
 from corral.transports.server import Connection, Server
 
 

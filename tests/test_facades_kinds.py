@@ -106,7 +106,7 @@ def test_lease_expiry_is_fired_by_the_alarm(corral: Corral) -> None:
 
 def test_max_attempts_and_retry(corral: Corral) -> None:
     """Cancels count; the job stalls at max_attempts and runs again after retry."""
-    jobs = corral.jobs("j", max_attempts=2)
+    jobs = corral.jobs("j", max_attempts=2, backoff=0)  # a cancel retries at once
     jid = jobs.put("flaky")
     jobs.claim(timeout=0).cancel(reason="try again")
     jobs.claim(timeout=0).cancel(reason="gave up")
@@ -125,7 +125,7 @@ def test_max_attempts_and_retry(corral: Corral) -> None:
 def test_eight_threads_random_cancels_every_job_finished_once(corral: Corral) -> None:
     """8 worker threads claim jobs and randomly cancel (with or without a delay) or
     finish them; every job is finished exactly once and nothing is left."""
-    jobs = corral.jobs("work", lease=30)
+    jobs = corral.jobs("work", lease=30, max_attempts=0, backoff=0)  # no limit, at once
     n_jobs, n_workers = 400, 8
     ids = [jobs.put(i, priority=i % 3) for i in range(n_jobs)]
     finished: list[str] = []
@@ -170,7 +170,7 @@ def test_trio_jobs_lease_expiry_and_results() -> None:
     is woken by the finish."""
 
     async def test(corral: corral_trio.Corral) -> None:
-        jobs = await corral.jobs("j", lease=10)
+        jobs = await corral.jobs("j", lease=10, backoff=0)  # expired: ready at once
         jid = await jobs.put("x")
         first = await jobs.claim()
         start = trio.current_time()

@@ -297,7 +297,7 @@ def k() -> Kernel:
     kernel.create("l", Kind.LIST)
     kernel.create("m", Kind.MAP)
     kernel.create("q", Kind.QUEUE, max_length=2)
-    kernel.create("j", Kind.JOBS, lease=5.0)
+    kernel.create("j", Kind.JOBS, lease=5.0, backoff=0)  # retries at once
     return kernel
 
 

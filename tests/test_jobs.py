@@ -27,7 +27,7 @@ from corral.kernel import (
 @pytest.fixture
 def k() -> Kernel:
     kernel = Kernel()
-    kernel.create("jobs", Kind.JOBS, lease=10.0)
+    kernel.create("jobs", Kind.JOBS, lease=10.0, backoff=0)  # retries at once
     return kernel
 
 
@@ -163,7 +163,7 @@ def test_touch_extends_the_lease(k: Kernel) -> None:
 def test_max_attempts_stalls_with_the_last_reason() -> None:
     """Once max_attempts claims have failed the job stalls, keeping the last reason."""
     k = Kernel()
-    k.create("j", Kind.JOBS, lease=5.0, max_attempts=2)
+    k.create("j", Kind.JOBS, lease=5.0, max_attempts=2, backoff=0)
     s = k.open_session()
     k.subscribe(s, "j")
     jid = k.put("j", "a")
@@ -256,7 +256,7 @@ def test_session_close_releases_leases(k: Kernel) -> None:
 def test_session_close_can_keep_leases_until_their_deadline() -> None:
     """With release_on_close=False the lease runs to its deadline."""
     k = Kernel()
-    k.create("j", Kind.JOBS, lease=5.0, release_on_close=False)
+    k.create("j", Kind.JOBS, lease=5.0, release_on_close=False, backoff=0)
     s = k.open_session()
     jid = k.put("j", "a")
     k.claim(s, "j", now=0.0)

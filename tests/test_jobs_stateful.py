@@ -2,7 +2,10 @@
 
 What it holds the kernel to: no job is ever lost (a job that did not end is always in a
 live state), no job is held by two live claims (the kernel honours exactly the one token
-the model says is current), and every job ends in exactly one terminal state, once.
+the model says is current), every job ends in exactly one terminal state, once, and the
+failure policy: no job is claimed more than max_attempts times between retries, and a
+failed claim comes back after exactly the backoff the model computes with its own copy
+of the kernel's seeded generator (so the schedule is deterministic for the seed).
 """
 
 from __future__ import annotations
@@ -39,6 +42,22 @@ from corral.kernel import (
 )
 
 LEASE, MAX_ATTEMPTS, RESULT_TTL = 5.0, 3, 7.0
+BACKOFF, BACKOFF_FACTOR, BACKOFF_MAX = 1.0, 2.0, 3.0  # the cap is met on the 3rd failure
+SEED, MASK = 2605, (1 << 64) - 1
+
+
+class SplitMix:
+    """splitmix64 (Steele, Lea and Flood), as the kernel is documented to draw."""
+
+    def __init__(self) -> None:
+        self.state = SEED
+
+    def random(self) -> float:
+        self.state = (self.state + 0x9E3779B97F4A7C15) & MASK
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+        return ((z ^ (z >> 31)) >> 11) / float(1 << 53)
 
 
 @attrs.define
@@ -70,7 +89,9 @@ class JobsModel(RuleBasedStateMachine):
         super().__init__()
         self.kernel = Kernel()
         self.kernel.create("j", Kind.JOBS, lease=LEASE, max_attempts=MAX_ATTEMPTS,
-                           result_ttl=RESULT_TTL)
+                           result_ttl=RESULT_TTL, backoff=BACKOFF,
+                           backoff_factor=BACKOFF_FACTOR, backoff_max=BACKOFF_MAX)
+        self.rng = SplitMix()
         self.now = 0.0
         self.seq = 0  # the kernel's timer arming counter, mirrored
         self.arrivals = 0
@@ -90,6 +111,7 @@ class JobsModel(RuleBasedStateMachine):
 
     def grant(self, jid: str, session: int, lease: float) -> Job:
         job = self.jobs[jid]
+        assert job.attempt < MAX_ATTEMPTS, f"job {jid} claimed past max_attempts"
         job.state, job.attempt, job.owner = JobState.CLAIMED, job.attempt + 1, session
         self.leases[session].append(jid)
         self.arm(job, self.now + lease)
@@ -111,13 +133,18 @@ class JobsModel(RuleBasedStateMachine):
             self.leases[job.owner].remove(jid)
             job.owner = None
 
-    def fail(self, jid: str, delay: float) -> None:
+    def fail(self, jid: str, delay: float | None) -> None:
         job = self.jobs[jid]
         self.unlease(jid)
         job.deadline = None
         if job.attempt >= MAX_ATTEMPTS:
             job.state = JobState.STALLED
-        elif delay > 0:
+            return
+        if delay is None:  # the policy's: exponential, capped, less up to half
+            full = min(BACKOFF_MAX, BACKOFF * BACKOFF_FACTOR ** (job.attempt - 1))
+            delay = full * (1 - self.rng.random() / 2)
+            assert full / 2 < delay <= full
+        if delay > 0:
             job.state = JobState.DELAYED
             self.arm(job, self.now + delay)
         else:
@@ -211,8 +238,8 @@ class JobsModel(RuleBasedStateMachine):
                                                              now=self.now)):
             self.end(token.id, JobState.FINISHED)
 
-    @rule(token=tokens, delay=st.sampled_from([0, 2.0]))
-    def cancel(self, token: Job, delay: float) -> None:
+    @rule(token=tokens, delay=st.sampled_from([None, None, 0, 2.0]))
+    def cancel(self, token: Job, delay: float | None) -> None:
         if self.leased_call(token, lambda: self.kernel.cancel("j", token, delay=delay,
                                                              now=self.now)):
             self.fail(token.id, delay)
@@ -276,7 +303,7 @@ class JobsModel(RuleBasedStateMachine):
             if job.state is JobState.DELAYED:
                 self.make_ready(which)
             elif job.state is JobState.CLAIMED:
-                self.fail(which, 0)
+                self.fail(which, None)
             else:  # an ended job's result TTL ran out
                 self.forgotten.add(which)
 
@@ -306,6 +333,10 @@ class JobsModel(RuleBasedStateMachine):
                 raise AssertionError(f"forgotten job {jid} still has a state")
             state = self.kernel.state("j", jid)
             assert job.state == state
+            info = self.kernel.info("j", jid)
+            assert job.attempt == info.attempt <= MAX_ATTEMPTS
+            assert info.deadline == (job.deadline if state in (
+                JobState.CLAIMED, JobState.DELAYED) else None)
             if jid in self.ended:
                 assert self.ended[jid] == state, f"job {jid} changed its end"
             else:

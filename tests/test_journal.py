@@ -134,7 +134,7 @@ def test_replay_rebuilds_the_exact_state(log: list[Any]) -> None:
 def test_deadlines_survive_a_restart(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
     kernel = JournaledKernel(journal)
-    kernel.create("j", "job", lease=10.0)
+    kernel.create("j", "job", lease=10.0, backoff=0)  # an expired claim is ready at once
     session = kernel.open_session()
     kernel.put("j", "later", delay=5.0, now=100.0)
     claimed = kernel.put("j", "now", now=100.0)

@@ -38,7 +38,7 @@ def test_kernel_public_surface() -> None:
         "AlreadyExists", "Cancelled", "Closed", "ContainerStatistics", "CorralError",
         "GIVEN_BACK",
         "Delivered", "Effect", "Empty", "Event", "InvalidArgument", "Job", "JobState",
-        "JobStatistics", "Kernel", "Kind",
+        "JobFailed", "JobInfo", "JobStatistics", "Kernel", "Kind",
         "LeaseLost", "LimitExceeded", "NotFound", "Notified", "Popped", "Record",
         "TERMINAL_STATES", "Unsubscribed",
         "Waiting", "WrongKind",

@@ -16,16 +16,17 @@ on a queue handle and ``queue_put``/``queue_get`` everywhere else.
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
 
-from corral.kernel import InvalidArgument
+from corral.kernel import InvalidArgument, JobInfo, JobState
 
 __all__ = ["ANSWERS", "COMMANDS", "KERNEL_ONLY", "Arg", "Command", "by_kernel", "by_wire",
-           "journaled"]
+           "info_fields", "info_of", "journaled"]
 
 REQUIRED: Any = attrs.make_class("Required", {}, repr=False)()  # a field that must be sent
 
@@ -43,6 +44,10 @@ def timeout(text: str) -> float | None:
     return None if text in ("none", "inf") else number(text)
 
 
+def int_or_none(text: str) -> int | None:
+    return None if text == "none" else int(text)
+
+
 def boolean(text: str) -> bool:
     try:
         return {"true": True, "false": False}[text]
@@ -52,6 +57,8 @@ def boolean(text: str) -> bool:
 
 def option_text(value: Any) -> str:
     """How an option's value is written on the wire (what ``Arg.parse`` reads)."""
+    if isinstance(value, enum.Enum):
+        value = value.value
     if value is None:
         return "none"
     if isinstance(value, bool):
@@ -91,6 +98,8 @@ ANSWERS = (
     "ids",  # a query: a row per id (key)
     "items",  # a query: a row per item (key value)
     "records",  # a query: a row per record (key value metadata)
+    "value",  # answer ok data value
+    "info",  # answer ok data key value metadata: a job's id, item, and the rest (JSON)
     "served",  # a wait: what served it (a record, a job token, a result, a put)
     "special",  # written and read by hand: see the command's own docs
 )
@@ -196,7 +205,8 @@ COMMANDS: tuple[Command, ...] = (
     # feeds and sorted feeds
     _cmd("publish", _item, Arg("id", "key", None), answer="key", mutates=True),
     _cmd("retract", _id, mutates=True),
-    _cmd("ids", answer="ids"),
+    _cmd("ids", Arg("state", "option", None, str, True), Arg("start", "option", 0, int, True),
+         Arg("end", "option", None, int_or_none, True), answer="ids"),
     _cmd("items", answer="items"),
     _cmd("append", _item, answer="key", mutates=True),
     _cmd("prepend", _item, answer="key", mutates=True),
@@ -218,14 +228,17 @@ COMMANDS: tuple[Command, ...] = (
     _wait("claim", "claim", "claimed", Arg("lease", "option", None, number, True)),
     _cmd("finish", _job, Arg("result", "value", None),
          Arg("result_ttl", "option", None, number, True), mutates=True, clock=True),
-    _cmd("cancel", _job, Arg("delay", "option", 0.0, number, True),
+    _cmd("cancel", _job, Arg("delay", "option", None, number, True),
          Arg("reason", "value", None, keyword=True), mutates=True, clock=True),
     _cmd("stall", _job, Arg("reason", "value", None), mutates=True),
     _cmd("touch", _job, Arg("lease", "option", None, number, True), mutates=True,
          clock=True),
     _cmd("retry", _id, mutates=True, clock=True),
+    _cmd("retry_all", answer="value", mutates=True, clock=True,
+         summary="retry every stalled job: data value (how many)"),
     _wait("result", "result", "result", _id),
     _cmd("state", _id, answer="state"),
+    _cmd("info", _id, answer="info"),
 )
 
 # The kernel's methods that are no command of their own, and whether each changes
@@ -235,6 +248,21 @@ KERNEL_ONLY: dict[str, bool] = {
     "sessions": False, "options": False, "next_deadline": False,
     "take_effects": False,
 }
+
+
+def info_fields(info: JobInfo) -> dict[str, Any]:
+    """A ``JobInfo`` as an answer's fields: the id in key, the item in value (any wire
+    type), the rest as JSON in metadata. ``info_of`` reads it back."""
+    rest = attrs.asdict(info, recurse=False)
+    del rest["id"], rest["item"]
+    rest["state"] = info.state.value
+    return {"key": info.id, "value": info.item, "metadata": rest}
+
+
+def info_of(fields: dict[str, Any]) -> JobInfo:
+    rest = dict(fields["metadata"])
+    rest["state"] = JobState(rest["state"])
+    return JobInfo(id=fields["key"], item=fields.get("value"), **rest)
 
 
 def by_wire() -> dict[str, Command]:

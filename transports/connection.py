@@ -66,6 +66,7 @@ from .requests import (
     Wait,
     WaitState,
     Withdrawn,
+    client_data_offset,
     client_method,
     field_value,
     nothing,
@@ -80,19 +81,6 @@ log = logging.getLogger("corral.client")
 
 SESSION = 1  # the session a connection is, in the effects it reports
 RECONNECTED = "reconnected"  # the event a subscription gets after a reconnection
-
-
-def client_data_offset(words: tuple[str, ...]) -> int | None:
-    """Where a server line's field specs start."""
-    if words[0] == "answer":
-        return 3 if len(words) > 2 and words[1] == "ok" and words[2] == "data" else None
-    if words[0] == "query":
-        return 3 if len(words) > 2 and words[2] == "item" else None
-    if words[0] == "event":
-        for i in range(3, len(words)):
-            if words[i] in FIELDS:
-                return i
-    return None
 
 
 @attrs.frozen(kw_only=True)
@@ -298,7 +286,8 @@ class ClientConnection:
             # read, losing the connection fails it with the others.
             request = self._pending[0]
             if words[1] == "error":
-                error = error_of(words[2] if len(words) > 2 else "error", " ".join(words[3:]))
+                error = error_of(words[2] if len(words) > 2 else "error",
+                                 message.fields.get("value") or " ".join(words[3:]))
                 if type(request) is Wait:
                     self._settle(request, error=error)
                 else:

@@ -8,6 +8,7 @@ from corral.kernel import (
     CorralError,
     Empty,
     InvalidArgument,
+    JobFailed,
     LeaseLost,
     LimitExceeded,
     NotFound,
@@ -17,7 +18,7 @@ from corral.kernel import (
 from .codec import ProtocolError
 from .journal import CorruptJournal, JournalFailed
 
-__all__ = ["ACCESS_DENIED", "INVALID_COMMAND", "code_of", "error_of"]
+__all__ = ["ACCESS_DENIED", "DETAILED", "INVALID_COMMAND", "code_of", "error_of"]
 
 ACCESS_DENIED = "access_denied"
 INVALID_COMMAND = "invalid_command"
@@ -29,6 +30,7 @@ _CODES: dict[type[CorralError], str] = {
     AlreadyExists: "already_exists",
     InvalidArgument: "invalid_argument",
     LeaseLost: "lease_lost",
+    JobFailed: "job_failed",
     LimitExceeded: "limit_exceeded",
     Closed: "closed",
     ProtocolError: "protocol",
@@ -36,6 +38,10 @@ _CODES: dict[type[CorralError], str] = {
     CorruptJournal: "corrupt_journal",
 }
 _ERRORS = {code: error for error, code in _CODES.items()}
+
+# The codes whose errors carry their whole text (lines and all) in a value field after
+# the one-line message: ``answer error job_failed <last line> value string N``.
+DETAILED = frozenset({"job_failed"})
 
 
 def code_of(error: CorralError) -> str:

@@ -15,7 +15,7 @@ import attrs
 from corral.kernel import GIVEN_BACK, Event, InvalidArgument, Job, Kind, NotFound, Waiting
 
 from .codec import encode, present
-from .commands import COMMANDS, REQUIRED, Command, boolean, number
+from .commands import COMMANDS, REQUIRED, Command, boolean, info_fields, number
 from .errors import ACCESS_DENIED
 
 if TYPE_CHECKING:
@@ -156,6 +156,8 @@ _ANSWERS: dict[str, Answer] = {
         "data", fields={"key": args[0], "value": result.value}),
     "statistics": lambda s, conn, result, args: conn.answer(
         "data", fields={"value": _statistics(result)}),
+    "value": lambda s, conn, result, args: conn.answer("data", fields={"value": result}),
+    "info": lambda s, conn, result, args: conn.answer("data", fields=info_fields(result)),
     "ids": lambda s, conn, result, args: _send_query(s, conn, [{"key": i} for i in result]),
     "items": lambda s, conn, result, args: _send_query(
         s, conn, [{"key": i, "value": item} for i, item in result]),
@@ -257,7 +259,8 @@ def _auth(server: Server, conn: Connection, words: tuple[str, ...], fields: dict
 
 _KIND_OPTIONS: dict[str, Callable[[str], Any]] = {
     "max_length": int, "lease": number, "max_attempts": int,
-    "release_on_close": boolean, "result_ttl": number,
+    "release_on_close": boolean, "result_ttl": number, "backoff": number,
+    "backoff_factor": number, "backoff_max": number,
 }
 
 

@@ -40,7 +40,7 @@ from corral.kernel import (
 
 from .codec import Broken, Malformed, Message, Parser, encode, fields_start, present, trailing_specs
 from .commands import data_commands
-from .errors import ACCESS_DENIED, INVALID_COMMAND, code_of
+from .errors import ACCESS_DENIED, DETAILED, INVALID_COMMAND, code_of
 from .handlers import HANDLERS, VERSION, Parked
 
 if TYPE_CHECKING:
@@ -132,6 +132,11 @@ class Connection:
         self.send(encode(("answer", "ok", *map(str, words)), fields))
 
     def fail(self, code: str, message: str) -> None:
+        if code in DETAILED:  # the words say its last line; the field has it whole
+            summary = message.strip().splitlines()[-1:] or [""]
+            self.send(encode(("answer", "error", code, *summary[0].split()),
+                             {"value": message}))
+            return
         self.send(encode(("answer", "error", code, *message.split())))
 
     def on_effect(self, effect: Effect) -> None:

@@ -21,11 +21,28 @@ from corral.kernel import (
     Record,
 )
 
-from .codec import Message, ProtocolError
-from .commands import REQUIRED, Command, option_text
+from .codec import FIELDS, Message, ProtocolError, trailing_specs
+from .commands import REQUIRED, Command, info_of, option_text
+from .errors import DETAILED
 
-__all__ = ["DECODE", "Decode", "Request", "Wait", "WaitState", "Withdrawn", "client_method",
-           "field_value", "nothing", "pong", "served_value"]
+__all__ = ["DECODE", "Decode", "Request", "Wait", "WaitState", "Withdrawn",
+           "client_data_offset", "client_method", "field_value", "nothing", "pong",
+           "served_value"]
+
+def client_data_offset(words: tuple[str, ...]) -> int | None:
+    """Where a server line's field specs start."""
+    if words[0] == "answer":
+        if len(words) > 2 and words[1] == "error" and words[2] in DETAILED:
+            return trailing_specs(words, 3)
+        return 3 if len(words) > 2 and words[1] == "ok" and words[2] == "data" else None
+    if words[0] == "query":
+        return 3 if len(words) > 2 and words[2] == "item" else None
+    if words[0] == "event":
+        for i in range(3, len(words)):
+            if words[i] in FIELDS:
+                return i
+    return None
+
 
 Decode = Callable[[Message, list[dict[str, Any]]], Any]
 
@@ -124,6 +141,8 @@ DECODE: dict[str, Decode] = {
     "property": field_value,
     "state": lambda m, r: JobState(m.fields["value"]),
     "statistics": _statistics,
+    "value": field_value,
+    "info": lambda m, r: info_of(m.fields),
     "ids": lambda m, r: [row.get("key") for row in r],
     "items": lambda m, r: [(row["key"], row.get("value")) for row in r],
     "records": lambda m, r: [_record(row) for row in r],
