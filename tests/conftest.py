@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -67,3 +68,42 @@ def start(target: Any, *args: Any) -> threading.Thread:
     thread.start()
     return thread
 
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A redis-server of the tests' own, on a unix socket in a temp dir (no TCP port at
+    all), without persistence; each test keys its data under a prefix of its own.
+    Where redis-server is missing the test fails, as CI must (apt-get install
+    redis-server); set CORRAL_SKIP_REDIS=1 to skip instead on a machine without it."""
+    import os
+    import shutil
+    import subprocess
+
+    redis = pytest.importorskip("redis")
+    binary = shutil.which("redis-server") or shutil.which("valkey-server")
+    if binary is None:
+        if os.environ.get("CORRAL_SKIP_REDIS") == "1":
+            pytest.skip("no redis-server (CORRAL_SKIP_REDIS=1)")
+        pytest.fail("redis-server is not installed: apt-get install redis-server")
+    directory = tmp_path_factory.mktemp("redis")
+    socket = directory / "redis.sock"
+    process = subprocess.Popen(
+        [binary, "--port", "0", "--unixsocket", str(socket), "--unixsocketperm", "700",
+         "--save", "", "--appendonly", "no", "--dir", str(directory)],
+        stdout=subprocess.DEVNULL)
+    client = redis.Redis(unix_socket_path=str(socket))
+
+    def up() -> bool:
+        try:
+            return socket.exists() and bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
+    try:
+        wait_until(up)
+        yield client
+    finally:
+        with contextlib.suppress(redis.ConnectionError):  # it is gone, as asked
+            client.shutdown(nosave=True)
+        process.wait(10)

@@ -1,0 +1,326 @@
+"""corral's containers kept in Redis (>= 7.0) or Valkey: ``RedisKernel``.
+
+A ``RedisKernel`` has the kernel's methods and answers as the kernel does, so the pure
+kernel is its oracle (tests/test_redis.py drives both with the same clock and compares
+every result, error and effect). Each command is one call of the ``corral`` Redis
+Function (``corral.lua``), which the server applies atomically: due timers first, then
+the command, then the hand-off to the oldest waiters, in the same call. All of a
+container's keys share one hash tag, its escaped name, so Redis Cluster can hold them.
+
+A wait that cannot complete parks a waiter in the container's FIFO; whoever later
+serves it (any process) pushes its outcome to the waiting session's mailbox, a list
+this object drains into ``Delivered``/``Cancelled`` effects (``take_effects``).
+
+What is on Redis so far: sessions, lists and maps (every command of theirs, FIFO waits
+with timeouts, withdrawal), properties and statistics. Feeds, sorted feeds, queues and
+job queues, subscriptions (event streams), session liveness and the facades'
+``redis://`` URLs are not yet: creating one of those kinds raises InvalidArgument
+saying so.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from corral.kernel import (
+    AlreadyExists,
+    Cancelled,
+    ContainerStatistics,
+    CorralError,
+    Delivered,
+    Effect,
+    Empty,
+    Event,
+    InvalidArgument,
+    Kind,
+    LeaseLost,
+    LimitExceeded,
+    NotFound,
+    Popped,
+    Record,
+    Waiting,
+    WrongKind,
+)
+
+__all__ = ["RedisKernel"]
+
+LIBRARY = (Path(__file__).with_name("corral.lua")).read_text(encoding="utf-8")
+_ERRORS: dict[str, type[Exception]] = {cls.__name__: cls for cls in (
+    AlreadyExists, Empty, InvalidArgument, LeaseLost, LimitExceeded, NotFound, WrongKind,
+    AssertionError)}
+
+
+def _escape(name: str) -> str:
+    """A container name as a hash tag's content: its braces can't end the tag early."""
+    return name.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
+def _pack(value: Any, metadata: Any) -> str:
+    try:
+        return json.dumps([value, metadata], separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise InvalidArgument(f"a value kept in Redis is JSON: {error}") from None
+
+
+def _unpack(packed: bytes | str) -> tuple[Any, Any]:
+    value, metadata = json.loads(packed)
+    return value, metadata
+
+
+class RedisKernel:
+    """The kernel's commands on Redis, for lists and maps so far (see the module
+    docstring).
+
+    ``client`` is a ``redis.Redis``; ``prefix`` starts every key (one per application,
+    or per test); ``clock``: "caller" takes the ``now`` each command is given (the
+    kernel's contract, for tests against the kernel), "server" reads the Redis
+    server's clock, the one every process shares."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "co",
+                 clock: str = "server") -> None:
+        if clock not in ("caller", "server"):
+            raise InvalidArgument(f"clock is 'caller' or 'server', not {clock!r}")
+        self._redis = client
+        self._prefix = prefix
+        self._caller_clock = clock == "caller"
+        self._containers: dict[str, list[str]] = {}  # name -> its keys
+        self._kinds: dict[str, Kind] = {}
+        self._sessions: set[int] = set()
+        self._waits: dict[int, tuple[str, str, int]] = {}  # waiter -> container, id, session
+        self._waiters: dict[tuple[str, str], int] = {}  # (container, id) -> waiter
+        self._last_waiter = 0
+        self._served_keys: dict[int, str | None] = {}  # waiter -> the map key it waits on
+        self.effects: list[Effect] = []
+        client.function_load(LIBRARY, replace=True)
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _keys(self, name: str) -> list[str]:
+        keys = self._containers.get(name)
+        if keys is None:
+            if not isinstance(name, str) or not name:
+                raise InvalidArgument(f"a container name is a non-empty str, not {name!r}")
+            tag = f"{self._prefix}:{{{_escape(name)}}}"
+            keys = [f"{tag}:meta", f"{tag}:o", f"{tag}:v", f"{tag}:w", f"{tag}:wi",
+                    f"{tag}:tm"]
+            self._containers[name] = keys
+        return keys
+
+    def _call(self, name: str, op: str, *args: Any, now: float | None = None) -> Any:
+        stamp = "server"  # the server's clock; the caller's, or the container's last
+        if self._caller_clock:
+            stamp = "" if now is None else repr(float(now))
+        try:
+            return self._redis.fcall("corral", 6, *self._keys(name), op, stamp, *args)
+        except redis.ResponseError as error:
+            text = str(error)
+            if text.startswith("corral:"):
+                cls, _, message = text[7:].partition(" ")
+                raise _ERRORS.get(cls, CorralError)(message) from None
+            raise
+
+    def _collect(self) -> None:
+        """Move the outcomes in this object's sessions' mailboxes into ``effects``."""
+        for name, keys in self._containers.items():
+            base = keys[0][:-5]
+            for session in sorted(self._sessions):
+                messages: list[bytes] = self._redis.lpop(  # type: ignore[assignment]
+                    f"{base}:mb:{session}", 1000) or []
+                for message in messages:
+                    self._effect(name, session, message.decode())
+
+    def _effect(self, name: str, session: int, message: str) -> None:
+        kind, id, rest = message.split("|", 2)
+        waiter = self._waiters.pop((name, id))
+        del self._waits[waiter]
+        if kind == "D":
+            value, metadata = _unpack(rest)
+            key = self._served_keys.pop(waiter)
+            self.effects.append(Delivered(session, waiter, Event(
+                name, "wnp_next" if key is None else "wnp_key", 0 if key is None else key,
+                value, metadata)))
+        else:
+            self._served_keys.pop(waiter)
+            cls, _, text = rest.partition("|")
+            self.effects.append(Cancelled(session=session, waiter=waiter,
+                                          error=_ERRORS.get(cls, CorralError)(text)))
+
+    # -- sessions and containers --------------------------------------------------------
+
+    def open_session(self) -> int:
+        session = int(self._redis.incr(f"{self._prefix}:sessions"))
+        self._sessions.add(session)
+        return session
+
+    def close_session(self, session: int, *, now: float = 0.0) -> None:
+        if session not in self._sessions:
+            raise NotFound(f"no open session {session!r}")
+        for name in self._containers:
+            self._call(name, "close_session", session, now=now)
+        for waiter, (_, _, owner) in list(self._waits.items()):
+            if owner == session:
+                container, id, _ = self._waits.pop(waiter)
+                del self._waiters[container, id], self._served_keys[waiter]
+        self._sessions.discard(session)
+
+    def create(self, name: str, kind: Kind | str, **options: Any) -> Kind:
+        try:
+            kind = Kind(kind)
+        except ValueError:
+            raise InvalidArgument(f"create {name!r}: unknown kind {kind!r}") from None
+        if kind not in (Kind.LIST, Kind.MAP):
+            raise InvalidArgument(f"create {name!r}: a {kind.value} is not on Redis yet")
+        if any(value is not None for value in options.values()):
+            raise InvalidArgument(f"create {name!r}: a {kind.value} has no options "
+                                  f"{options}")
+        made = Kind(self._call(name, "create", kind.value, name).decode())
+        self._kinds[name] = made
+        return made
+
+    def _kind(self, name: str) -> Kind:
+        kind = self._kinds.get(name)
+        if kind is None:
+            kind = self._kinds[name] = Kind(self._call(name, "kind").decode())
+        return kind
+
+    def statistics(self, name: str) -> ContainerStatistics:
+        records, waiters = self._call(name, "statistics")
+        return ContainerStatistics(kind=self._kind(name), records=records, waiters=waiters,
+                                   subscribers=0)
+
+    def set_property(self, name: str, key: str, value: str) -> None:
+        if not isinstance(value, str):
+            raise InvalidArgument(f"set_property on {name!r}: a property is a str")
+        self._call(name, "set_property", key, value)
+
+    def get_property(self, name: str, key: str) -> str:
+        return str(self._call(name, "get_property", key).decode())
+
+    # -- lists and maps -----------------------------------------------------------------
+
+    def count(self, name: str) -> int:
+        return int(self._call(name, "count"))
+
+    def push_back(self, name: str, value: Any, metadata: Any = None) -> None:
+        self._call(name, "push_back", _pack(value, metadata))
+
+    def push_front(self, name: str, value: Any, metadata: Any = None) -> None:
+        self._call(name, "push_front", _pack(value, metadata))
+
+    @staticmethod
+    def _record(answer: Sequence[Any]) -> Record:
+        key, packed = answer
+        value, metadata = _unpack(packed)
+        return Record(key.decode() if isinstance(key, bytes) else int(key), value, metadata)
+
+    def pop_front(self, name: str) -> Record:
+        return self._record(self._call(name, "pop_front"))
+
+    def pop_back(self, name: str) -> Record:
+        return self._record(self._call(name, "pop_back"))
+
+    def _key(self, op: str, name: str, key: Any) -> Any:
+        """A record's key as the kind takes it: a list's int index, a map's str key."""
+        if self._kind(name) is Kind.MAP:
+            if not isinstance(key, str):
+                raise InvalidArgument(f"{op} on {name!r}: a map key must be a str, not "
+                                      f"{key!r}")
+            return key
+        return self._index(op, name, key)
+
+    def get(self, name: str, key: Any) -> Record:
+        if self._kind(name) is Kind.MAP:
+            if isinstance(key, int) and not isinstance(key, bool):
+                return self._record(self._call(name, "get", "i", key))
+            return self._record(self._call(name, "get", "k", self._key("get", name, key)))
+        return self._record(self._call(name, "get", self._index("get", name, key)))
+
+    def set(self, name: str, key: Any, value: Any, metadata: Any = None) -> None:
+        self._call(name, "set", self._key("set", name, key), _pack(value, metadata))
+
+    def insert(self, name: str, key: Any, value: Any, metadata: Any = None) -> None:
+        self._call(name, "insert", self._key("insert", name, key), _pack(value, metadata))
+
+    def delete(self, name: str, key: Any) -> None:
+        self._call(name, "delete", self._key("delete", name, key))
+
+    def keys(self, name: str) -> list[str]:
+        return [key.decode() for key in self._call(name, "keys")]
+
+    def query(self, name: str, start: int = 0, end: int | None = None) -> list[Record]:
+        start = self._index("query", name, start)
+        flat = self._call(name, "query", start,
+                          "" if end is None else self._index("query", name, end))
+        return [self._record(flat[i:i + 2]) for i in range(0, len(flat), 2)]
+
+    def clear(self, name: str) -> None:
+        self._call(name, "clear")
+
+    def wait_pop_key(self, session: int, name: str, key: str, *,
+                     timeout: float | None = None, now: float = 0.0) -> Popped | Waiting:
+        key = self._key("wait_pop_key", name, key)
+        return self._wait("wait_pop_key", session, name, timeout, now, key)
+
+    def wait_pop_next(self, session: int, name: str, *, timeout: float | None = None,
+                      now: float = 0.0) -> Popped | Waiting:
+        return self._wait("wait_pop_next", session, name, timeout, now)
+
+    def _wait(self, op: str, session: int, name: str, timeout: float | None, now: float,
+              *args: Any) -> Popped | Waiting:
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(
+                timeout, (int, float)) or not timeout >= 0):
+            raise InvalidArgument(f"{op} on {name!r}: timeout must be None or a "
+                                  f"number >= 0, not {timeout!r}")
+        if session not in self._sessions:
+            raise NotFound(f"no open session {session!r}")
+        answer = self._call(name, op, session,
+                            "" if timeout is None else repr(float(timeout)), *args, now=now)
+        if answer[0] == b"waiting":
+            self._last_waiter += 1
+            id = answer[1].decode()
+            self._waits[self._last_waiter] = (name, id, session)
+            self._waiters[name, id] = self._last_waiter
+            self._served_keys[self._last_waiter] = args[0] if args else None
+            return Waiting(waiter=self._last_waiter)
+        return _unpack(answer[1])
+
+    def cancel_wait(self, session: int, waiter: int) -> bool:
+        """Withdraw a parked waiter: False once it was served or timed out (its outcome
+        is then in the session's mailbox, and comes as an effect)."""
+        if session not in self._sessions:
+            raise NotFound(f"no open session {session!r}")
+        where = self._waits.get(waiter)
+        if where is None or where[2] != session:
+            return False
+        name, id, _ = where
+        if not self._call(name, "withdraw", id):
+            return False
+        del self._waits[waiter], self._waiters[name, id], self._served_keys[waiter]
+        return True
+
+    # -- time and effects ---------------------------------------------------------------
+
+    def advance(self, now: float) -> None:
+        """Apply what is due by ``now`` in every container this object has used."""
+        for name in self._containers:
+            self._call(name, "tick", now=now)
+
+    def take_effects(self) -> list[Effect]:
+        self._collect()
+        effects, self.effects = self.effects, []
+        return effects
+
+    def _check(self) -> None:
+        for name in self._containers:
+            self._call(name, "check")
+
+    @staticmethod
+    def _index(op: str, name: str, index: Any) -> int:
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise InvalidArgument(f"{op} on {name!r}: index must be an int, not {index!r}")
+        return index

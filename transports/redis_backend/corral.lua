@@ -1,0 +1,440 @@
+#!lua name=corral
+-- corral's containers on Redis: each command one call, applied atomically by the
+-- server. Every call first applies the container's due timers, then checks its
+-- arguments (a call that fails changes nothing), then mutates, serves the oldest
+-- waiters in the same call (a container never has waiters beside what they wait for)
+-- and answers. Errors are "corral:<Class> <message>", mapped back to corral's errors.
+--
+-- KEYS: 1 meta (HASH: kind, name, seq, now, p:<property>), 2 order (a list's LIST of
+--       record ids; a map's ZSET of keys, score 0, so in key order), 3 values (HASH id
+--       or key -> packed record), 4 waiters (a list's LIST of waiter ids, FIFO; a map
+--       keeps one LIST per key at <base>:wk:<key>), 5 waiter info (HASH id ->
+--       "session|timer member|map key"), 6 timers (ZSET deadline ->
+--       "<seq:016x>:wait:<waiter>").
+-- Mailboxes: <base>:mb:<session> (LIST of "D|<waiter>|<packed>" or
+--       "C|<waiter>|<Class>|<message>"), base = KEYS[1] less ":meta".
+-- ARGV: 1 the op, 2 the time ("server": the server's clock; seconds: the caller's;
+--       "": the container's last), the op's own after.
+
+local function fail(class, message)
+  return redis.error_reply("corral:" .. class .. " " .. message)
+end
+
+-- The time a call runs at: the server's clock ("server"), the caller's (a number), or
+-- the container's last (""), for a caller's command that takes no time.
+local function clock(keys, given)
+  if given == "server" then
+    local t = redis.call("TIME")
+    return tonumber(t[1]) + tonumber(t[2]) / 1e6
+  end
+  if given == "" then return tonumber(redis.call("HGET", keys[1], "now") or "0") end
+  return tonumber(given)
+end
+
+local function base(keys) return string.sub(keys[1], 1, -6) end
+
+local function mailbox(keys, session) return base(keys) .. ":mb:" .. session end
+
+local function next_seq(keys) return redis.call("HINCRBY", keys[1], "seq", 1) end
+
+-- The kernel's time never goes back: the latest now any call brought.
+local function tick(keys, now)
+  local last = redis.call("HGET", keys[1], "now")
+  if last and tonumber(last) >= now then return tonumber(last) end
+  redis.call("HSET", keys[1], "now", string.format("%.17g", now))
+  return now
+end
+
+local function name(keys) return redis.call("HGET", keys[1], "name") end
+
+-- Where a waiter queues: the list's one queue, or its map key's.
+local function queue_of(keys, key)
+  if key == "" then return keys[4] end
+  return base(keys) .. ":wk:" .. key
+end
+
+-- A waiter's info: its session, its timer's member ("" for none), its map key (the
+-- rest, which may hold "|" itself).
+local function parse_info(info) return string.match(info, "^([^|]*)|([^|]*)|(.*)$") end
+
+-- A waiter leaves its info and its timer (its queue is the caller's); its session and
+-- map key.
+local function forget(keys, waiter)
+  local session, timer, key = parse_info(redis.call("HGET", keys[5], waiter))
+  redis.call("HDEL", keys[5], waiter)
+  if timer ~= "" then redis.call("ZREM", keys[6], timer) end
+  return session, key
+end
+
+-- Take a waiter out of its queue and every index.
+local function withdraw(keys, waiter)
+  local _, _, key = parse_info(redis.call("HGET", keys[5], waiter))
+  redis.call("LREM", queue_of(keys, key), 1, waiter)
+  return forget(keys, waiter)
+end
+
+-- Apply the due timers, in (deadline, arming order): waiters that timed out.
+local function advance(keys, now)
+  local due = redis.call("ZRANGEBYSCORE", keys[6], "-inf", string.format("%.17g", now))
+  for _, member in ipairs(due) do
+    local waiter = string.match(member, ":wait:(.*)$")
+    local session, key = withdraw(keys, waiter)
+    local op = "wait_pop_next"
+    if key ~= "" then op = "wait_pop_key" end
+    redis.call("RPUSH", mailbox(keys, session), "C|" .. waiter .. "|Empty|" .. op .. " on '"
+               .. name(keys) .. "' timed out")
+  end
+end
+
+-- Hand records to the oldest waiters while there are both.
+local function feed(keys)
+  while redis.call("LLEN", keys[4]) > 0 and redis.call("LLEN", keys[2]) > 0 do
+    local waiter = redis.call("LPOP", keys[4])
+    local session = forget(keys, waiter)
+    local id = redis.call("LPOP", keys[2])
+    local packed = redis.call("HGET", keys[3], id)
+    redis.call("HDEL", keys[3], id)
+    redis.call("RPUSH", mailbox(keys, session), "D|" .. waiter .. "|" .. packed)
+  end
+end
+
+local function count(keys) return redis.call("LLEN", keys[2]) end
+
+-- A list index (negative from the end) as a 0-based position, or an error.
+local function index(keys, op, text, end_ok)
+  local n, i = count(keys), tonumber(text)
+  if i == nil or i ~= math.floor(i) then return nil, fail("InvalidArgument", op ..
+      " on '" .. redis.call("HGET", keys[1], "name") .. "': index must be an int, not " .. text) end
+  if i < 0 then i = i + n end
+  local limit = n - 1
+  if end_ok then limit = n end
+  if i < 0 or i > limit then
+    return nil, fail("NotFound", op .. " on '" .. redis.call("HGET", keys[1], "name") ..
+                     "': index " .. text .. " is out of range for " .. n .. " records")
+  end
+  return i
+end
+
+local function new_record(keys, packed)
+  local id = next_seq(keys)
+  redis.call("HSET", keys[3], id, packed)
+  return id
+end
+
+local function pop(keys, op)
+  local n = count(keys)
+  if n == 0 then
+    return fail("Empty", op .. " on '" .. redis.call("HGET", keys[1], "name") ..
+                "': the list is empty")
+  end
+  local id, key
+  if op == "pop_front" then id, key = redis.call("LPOP", keys[2]), 0
+  else id, key = redis.call("RPOP", keys[2]), n - 1 end
+  local packed = redis.call("HGET", keys[3], id)
+  redis.call("HDEL", keys[3], id)
+  return {key, packed}
+end
+
+local shared, list, map = {}, {}, {}
+
+function shared.create(keys, now, argv)
+  local kind = redis.call("HGET", keys[1], "kind")
+  if kind and kind ~= argv[3] then
+    return fail("WrongKind", "create '" .. argv[4] .. "' as " .. argv[3] .. ": it is a " .. kind)
+  end
+  if not kind then
+    redis.call("HSET", keys[1], "kind", argv[3], "name", argv[4], "seq", 0)
+  end
+  return argv[3]
+end
+
+function list.push_back(keys, now, argv)
+  redis.call("RPUSH", keys[2], new_record(keys, argv[3]))
+  feed(keys)
+  return 1
+end
+
+function list.push_front(keys, now, argv)
+  redis.call("LPUSH", keys[2], new_record(keys, argv[3]))
+  feed(keys)
+  return 1
+end
+
+function list.pop_front(keys, now, argv) return pop(keys, "pop_front") end
+function list.pop_back(keys, now, argv) return pop(keys, "pop_back") end
+
+function list.get(keys, now, argv)
+  local i, err = index(keys, "get", argv[3], false)
+  if err then return err end
+  return {i, redis.call("HGET", keys[3], redis.call("LINDEX", keys[2], i))}
+end
+
+function list.set(keys, now, argv)
+  local i, err = index(keys, "set", argv[3], false)
+  if err then return err end
+  redis.call("HSET", keys[3], redis.call("LINDEX", keys[2], i), argv[4])
+  return 1
+end
+
+function list.insert(keys, now, argv)
+  local i, err = index(keys, "insert", argv[3], true)
+  if err then return err end
+  local id = new_record(keys, argv[4])
+  if i == count(keys) then
+    redis.call("RPUSH", keys[2], id)
+  else
+    redis.call("LINSERT", keys[2], "BEFORE", redis.call("LINDEX", keys[2], i), id)
+  end
+  feed(keys)
+  return 1
+end
+
+function list.delete(keys, now, argv)
+  local i, err = index(keys, "delete", argv[3], false)
+  if err then return err end
+  local id = redis.call("LINDEX", keys[2], i)
+  redis.call("LREM", keys[2], 1, id)
+  redis.call("HDEL", keys[3], id)
+  return 1
+end
+
+function list.count(keys, now, argv) return count(keys) end
+
+-- Python's slice(start, end).indices(n), step 1.
+local function bound(text, n, default)
+  if text == "" then return default end
+  local i = tonumber(text)
+  if i < 0 then i = math.max(i + n, 0) end
+  return math.min(i, n)
+end
+
+function list.query(keys, now, argv)
+  local n = count(keys)
+  local first, stop = bound(argv[3], n, 0), bound(argv[4], n, n)
+  local out = {}
+  if stop > first then
+    local ids = redis.call("LRANGE", keys[2], first, stop - 1)
+    for j, id in ipairs(ids) do
+      out[#out + 1] = first + j - 1
+      out[#out + 1] = redis.call("HGET", keys[3], id)
+    end
+  end
+  return out
+end
+
+function list.clear(keys, now, argv)
+  redis.call("DEL", keys[2], keys[3])
+  return 1
+end
+
+-- Park a waiter last in line (a timeout arms its timer).
+local function park(keys, now, session, timeout, key)
+  local waiter = "w" .. next_seq(keys)
+  local timer = ""
+  if timeout ~= "" then
+    timer = string.format("%016x", next_seq(keys)) .. ":wait:" .. waiter
+    redis.call("ZADD", keys[6], string.format("%.17g", now + tonumber(timeout)), timer)
+  end
+  redis.call("RPUSH", queue_of(keys, key), waiter)
+  redis.call("HSET", keys[5], waiter, session .. "|" .. timer .. "|" .. key)
+  return {"waiting", waiter}
+end
+
+-- wait_pop_next: the front record now, or a waiter parked last in line; ARGV 3
+-- session, 4 timeout ("" = none).
+function list.wait_pop_next(keys, now, argv)
+  local session, timeout = argv[3], argv[4]
+  if count(keys) > 0 then return pop(keys, "pop_front") end
+  if timeout ~= "" and tonumber(timeout) == 0 then
+    return fail("Empty", "wait_pop_next on '" .. redis.call("HGET", keys[1], "name") ..
+                "': the list is empty")
+  end
+  return park(keys, now, session, timeout, "")
+end
+
+-- Withdraw a parked waiter: 1, or 0 if it is no longer parked (served, timed out).
+function shared.withdraw(keys, now, argv)
+  local waiter = argv[3]
+  if redis.call("HEXISTS", keys[5], waiter) == 0 then return 0 end
+  withdraw(keys, waiter)
+  return 1
+end
+
+-- A session closed: its waiters here are withdrawn.
+function shared.close_session(keys, now, argv)
+  local session = argv[3]
+  local info = redis.call("HGETALL", keys[5])
+  for i = 1, #info, 2 do
+    if string.match(info[i + 1], "^([^|]*)|") == session then withdraw(keys, info[i]) end
+  end
+  redis.call("DEL", mailbox(keys, session))
+  return 1
+end
+
+function shared.set_property(keys, now, argv)
+  redis.call("HSET", keys[1], "p:" .. argv[3], argv[4])
+  return 1
+end
+
+function shared.get_property(keys, now, argv)
+  local value = redis.call("HGET", keys[1], "p:" .. argv[3])
+  if not value then
+    return fail("NotFound", "get_property on '" .. redis.call("HGET", keys[1], "name") ..
+                "': no property '" .. argv[3] .. "'")
+  end
+  return value
+end
+
+function list.statistics(keys, now, argv)
+  return {count(keys), redis.call("LLEN", keys[4])}
+end
+
+function shared.tick(keys, now, argv) return 1 end
+
+function shared.kind(keys, now, argv) return redis.call("HGET", keys[1], "kind") end
+
+-- The invariants, for tests: no waiters beside records; every index agrees.
+function list.check(keys, now, argv)
+  if redis.call("LLEN", keys[4]) > 0 and count(keys) > 0 then
+    return fail("AssertionError", "waiters beside records")
+  end
+  if redis.call("HLEN", keys[3]) ~= count(keys) then
+    return fail("AssertionError", "records and values differ")
+  end
+  if redis.call("HLEN", keys[5]) ~= redis.call("LLEN", keys[4]) then
+    return fail("AssertionError", "waiters and their info differ")
+  end
+  return 1
+end
+
+
+-- Maps: records by string key, in key order (the order ZSET); waiters per key.
+
+local function map_count(keys) return redis.call("ZCARD", keys[2]) end
+
+local function take(keys, key)
+  local packed = redis.call("HGET", keys[3], key)
+  redis.call("HDEL", keys[3], key)
+  redis.call("ZREM", keys[2], key)
+  return packed
+end
+
+-- Store a record; the oldest waiter on its key, if any, takes it at once.
+local function store(keys, key, packed)
+  redis.call("HSET", keys[3], key, packed)
+  redis.call("ZADD", keys[2], 0, key)
+  local waiter = redis.call("LPOP", queue_of(keys, key))
+  if waiter then
+    local session = forget(keys, waiter)
+    redis.call("RPUSH", mailbox(keys, session), "D|" .. waiter .. "|" .. take(keys, key))
+  end
+end
+
+function map.set(keys, now, argv) store(keys, argv[3], argv[4]) return 1 end
+
+function map.insert(keys, now, argv)
+  if redis.call("HEXISTS", keys[3], argv[3]) == 1 then
+    return fail("AlreadyExists", "insert on '" .. name(keys) .. "': key '" .. argv[3] ..
+                "' is present")
+  end
+  store(keys, argv[3], argv[4])
+  return 1
+end
+
+-- get: ARGV 3 "k" and a key, or "i" and a position in key order (negative from the end).
+function map.get(keys, now, argv)
+  local key = argv[4]
+  if argv[3] == "i" then
+    local n, i = map_count(keys), tonumber(argv[4])
+    if i < 0 then i = i + n end
+    if i < 0 or i >= n then
+      return fail("NotFound", "get on '" .. name(keys) .. "': position " .. argv[4] ..
+                  " is out of range for " .. n .. " records")
+    end
+    key = redis.call("ZRANGE", keys[2], i, i)[1]
+  end
+  local packed = redis.call("HGET", keys[3], key)
+  if not packed then
+    return fail("NotFound", "get on '" .. name(keys) .. "': no key '" .. key .. "'")
+  end
+  return {key, packed}
+end
+
+function map.delete(keys, now, argv)
+  if redis.call("HEXISTS", keys[3], argv[3]) == 0 then
+    return fail("NotFound", "delete on '" .. name(keys) .. "': no key '" .. argv[3] .. "'")
+  end
+  take(keys, argv[3])
+  return 1
+end
+
+function map.count(keys, now, argv) return map_count(keys) end
+
+function map.keys(keys, now, argv) return redis.call("ZRANGE", keys[2], 0, -1) end
+
+function map.query(keys, now, argv)
+  local n = map_count(keys)
+  local first, stop = bound(argv[3], n, 0), bound(argv[4], n, n)
+  local out = {}
+  if stop > first then
+    for _, key in ipairs(redis.call("ZRANGE", keys[2], first, stop - 1)) do
+      out[#out + 1] = key
+      out[#out + 1] = redis.call("HGET", keys[3], key)
+    end
+  end
+  return out
+end
+
+function map.clear(keys, now, argv)
+  redis.call("DEL", keys[2], keys[3])
+  return 1
+end
+
+-- wait_pop_key: the key's record now, or a waiter parked last in the key's line;
+-- ARGV 3 session, 4 timeout ("" = none), 5 the key.
+function map.wait_pop_key(keys, now, argv)
+  local session, timeout, key = argv[3], argv[4], argv[5]
+  if redis.call("HEXISTS", keys[3], key) == 1 then return {key, take(keys, key)} end
+  if timeout ~= "" and tonumber(timeout) == 0 then
+    return fail("Empty", "wait_pop_key on '" .. name(keys) .. "': no key '" .. key .. "'")
+  end
+  return park(keys, now, session, timeout, key)
+end
+
+function map.statistics(keys, now, argv)
+  return {map_count(keys), redis.call("HLEN", keys[5])}
+end
+
+function map.check(keys, now, argv)
+  if redis.call("HLEN", keys[3]) ~= map_count(keys) then
+    return fail("AssertionError", "records and key order differ")
+  end
+  local info = redis.call("HGETALL", keys[5])
+  for i = 1, #info, 2 do
+    local _, _, key = parse_info(info[i + 1])
+    if redis.call("HEXISTS", keys[3], key) == 1 then
+      return fail("AssertionError", "a waiter on present key " .. key)
+    end
+  end
+  return 1
+end
+
+local kinds = {volatile_list = list, volatile_map = map}
+
+local function call(keys, argv)
+  local op = shared[argv[1]]
+  if argv[1] ~= "create" then
+    local kind = redis.call("HGET", keys[1], "kind")
+    if not kind then return fail("NotFound", argv[1] .. ": no container") end
+    op = op or kinds[kind][argv[1]]
+    if op == nil then
+      return fail("WrongKind", argv[1] .. " on '" .. name(keys) .. "': a " .. kind ..
+                  " has no " .. argv[1])
+    end
+  end
+  local now = tick(keys, clock(keys, argv[2]))
+  advance(keys, now)
+  return op(keys, now, argv)
+end
+
+redis.register_function("corral", call)
