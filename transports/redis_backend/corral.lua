@@ -208,19 +208,21 @@ local function bound(text, n, default)
   return math.min(i, n)
 end
 
-function list.query(keys, now, argv)
-  local n = count(keys)
+-- Records [start:end] (slice rules) as key, packed, key, packed...: a list's keys are
+-- their positions, a map's its keys (``range`` reads the order key: LRANGE or ZRANGE).
+local function records(keys, argv, n, range, by_position)
   local first, stop = bound(argv[3], n, 0), bound(argv[4], n, n)
   local out = {}
   if stop > first then
-    local ids = redis.call("LRANGE", keys[2], first, stop - 1)
-    for j, id in ipairs(ids) do
-      out[#out + 1] = first + j - 1
-      out[#out + 1] = redis.call("HGET", keys[3], id)
+    for j, ref in ipairs(redis.call(range, keys[2], first, stop - 1)) do
+      if by_position then out[#out + 1] = first + j - 1 else out[#out + 1] = ref end
+      out[#out + 1] = redis.call("HGET", keys[3], ref)
     end
   end
   return out
 end
+
+function list.query(keys, now, argv) return records(keys, argv, count(keys), "LRANGE", true) end
 
 function list.clear(keys, now, argv)
   redis.call("DEL", keys[2], keys[3])
@@ -373,22 +375,10 @@ function map.count(keys, now, argv) return map_count(keys) end
 function map.keys(keys, now, argv) return redis.call("ZRANGE", keys[2], 0, -1) end
 
 function map.query(keys, now, argv)
-  local n = map_count(keys)
-  local first, stop = bound(argv[3], n, 0), bound(argv[4], n, n)
-  local out = {}
-  if stop > first then
-    for _, key in ipairs(redis.call("ZRANGE", keys[2], first, stop - 1)) do
-      out[#out + 1] = key
-      out[#out + 1] = redis.call("HGET", keys[3], key)
-    end
-  end
-  return out
+  return records(keys, argv, map_count(keys), "ZRANGE", false)
 end
 
-function map.clear(keys, now, argv)
-  redis.call("DEL", keys[2], keys[3])
-  return 1
-end
+map.clear = list.clear
 
 -- wait_pop_key: the key's record now, or a waiter parked last in the key's line;
 -- ARGV 3 session, 4 timeout ("" = none), 5 the key.
