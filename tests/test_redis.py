@@ -32,6 +32,7 @@ VALUES = st.one_of(st.integers(-5, 5), st.text(max_size=3), st.none(),
 INDEXES = st.integers(-4, 4)
 LISTS = ("a", "b{x}")  # a brace in a name must not break its hash tag
 MAPS = ("m", "n|o")
+QUEUES = ("q", "r")  # r holds at most 2 items
 KEYS = st.sampled_from(["k", "l", "a|b", "é"])
 
 
@@ -72,6 +73,9 @@ class KernelAndRedis(RuleBasedStateMachine):
         for name in MAPS:
             self.same("create", name, Kind.MAP)
         self.same("create", "a", Kind.MAP)  # WrongKind
+        self.same("create", "q", Kind.QUEUE)
+        self.same("create", "r", Kind.QUEUE, max_length=2)
+        self.same("create", "r", Kind.QUEUE, max_length=3)  # InvalidArgument
         for _ in range(3):
             self.sessions.append((self.kernel.open_session(), self.redis.open_session()))
 
@@ -146,7 +150,53 @@ class KernelAndRedis(RuleBasedStateMachine):
         if dt:
             self.advance(dt)
 
-    @rule(name=st.sampled_from(LISTS + MAPS), key=st.sampled_from(["p", "q"]),
+    # -- queues ------------------------------------------------------------------------
+
+    @rule(who=st.integers(0, 2), name=st.sampled_from(QUEUES), item=VALUES,
+          priority=st.integers(-2, 2), timeout=st.sampled_from([None, 0, 0.5, 2.0]))
+    def queue_put(self, who: int, name: str, item: Any, priority: int,
+                  timeout: float | None) -> None:
+        self.wait(who, "queue_put", name, timeout, item, priority=priority)
+
+    @rule(who=st.integers(0, 2), name=st.sampled_from(QUEUES),
+          timeout=st.sampled_from([None, 0, 0.5, 2.0]), receipt=st.booleans())
+    def queue_get(self, who: int, name: str, timeout: float | None, receipt: bool) -> None:
+        self.wait(who, "queue_get", name, timeout, receipt=receipt)
+
+    @rule(name=st.sampled_from(QUEUES),
+          waits=st.lists(st.tuples(st.integers(0, 2), st.sampled_from([None, 0.5, 2.0]),
+                                   st.booleans(), st.integers(-1, 1)),
+                         min_size=1, max_size=5),
+          dt=st.sampled_from([0, 0.5, 2.5]))
+    def contend_on_a_queue(self, name: str, waits: list[tuple[int, float | None, bool, int]],
+                           dt: float) -> None:
+        """Getters and putters, parked and served in turn; a full bounded queue parks
+        its putters."""
+        for n, (who, timeout, get, priority) in enumerate(waits):
+            if get:
+                self.wait(who, "queue_get", name, timeout, receipt=True)
+            else:
+                self.wait(who, "queue_put", name, timeout, n, priority=priority)
+        if dt:
+            self.advance(dt)
+
+    @rule(putters=st.lists(st.tuples(st.integers(0, 2), st.sampled_from([None, 0.5]),
+                                     st.integers(-1, 1)), min_size=1, max_size=3),
+          gets=st.integers(1, 4), dt=st.sampled_from([0, 0.5, 2.5]))
+    def overfill(self, putters: list[tuple[int, float | None, int]], gets: int,
+                 dt: float) -> None:
+        """Fill the bounded queue, park putters on it, then take: each get admits the
+        oldest putter's item."""
+        for n in range(2):
+            self.wait(0, "queue_put", "r", 0, f"fill {n}")
+        for n, (who, timeout, priority) in enumerate(putters):
+            self.wait(who, "queue_put", "r", timeout, f"put {n}", priority=priority)
+        for _ in range(gets):
+            self.wait(0, "queue_get", "r", 0, receipt=True)
+        if dt:
+            self.advance(dt)
+
+    @rule(name=st.sampled_from(LISTS + MAPS + QUEUES), key=st.sampled_from(["p", "q"]),
           value=st.text(max_size=3))
     def properties(self, name: str, key: str, value: str) -> None:
         self.same("set_property", name, key, value)
@@ -157,13 +207,15 @@ class KernelAndRedis(RuleBasedStateMachine):
     def wait_pop_next(self, who: int, name: str, timeout: float | None) -> None:
         self.wait(who, "wait_pop_next", name, timeout)
 
-    def wait(self, who: int, op: str, name: str, timeout: float | None, *key: str) -> None:
+    def wait(self, who: int, op: str, name: str, timeout: float | None, *key: Any,
+             **options: Any) -> None:
         outcomes = []
         for target, session in zip((self.kernel, self.redis), self.sessions[who],
                                    strict=True):
             try:
                 outcomes.append(("ok", getattr(target, op)(session, name, *key,
-                                                           timeout=timeout, now=self.now)))
+                                                           timeout=timeout, now=self.now,
+                                                           **options)))
             except CorralError as error:
                 outcomes.append(("error", type(error).__name__))
         here, there = outcomes
@@ -253,6 +305,7 @@ class KernelAndRedis(RuleBasedStateMachine):
             return
         for name in LISTS + MAPS:
             assert self.kernel.query(name) == self.redis.query(name)
+        for name in LISTS + MAPS + QUEUES:
             assert self.kernel.statistics(name) == self.redis.statistics(name)
         self.kernel._check()
         self.redis._check()
@@ -260,12 +313,12 @@ class KernelAndRedis(RuleBasedStateMachine):
 
 def test_what_is_not_on_redis_yet_says_so(redis_server: Any) -> None:
     kernel = redis_backend.RedisKernel(redis_server, prefix="not-yet")
-    for kind in set(Kind) - {Kind.LIST, Kind.MAP}:
+    for kind in set(Kind) - {Kind.LIST, Kind.MAP, Kind.QUEUE}:
         with pytest.raises(InvalidArgument, match="not on Redis yet"):
             kernel.create("x", kind)
 
 
-def test_lists_on_redis_behave_as_the_kernel(redis_server: Any) -> None:
+def test_lists_maps_and_queues_on_redis_behave_as_the_kernel(redis_server: Any) -> None:
     KernelAndRedis.client = redis_server
     test = KernelAndRedis.TestCase
     test.settings = settings(max_examples=80, stateful_step_count=50, derandomize=True)

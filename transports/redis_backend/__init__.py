@@ -11,11 +11,10 @@ A wait that cannot complete parks a waiter in the container's FIFO; whoever late
 serves it (any process) pushes its outcome to the waiting session's mailbox, a list
 this object drains into ``Delivered``/``Cancelled`` effects (``take_effects``).
 
-What is on Redis so far: sessions, lists and maps (every command of theirs, FIFO waits
-with timeouts, withdrawal), properties and statistics. Feeds, sorted feeds, queues and
-job queues, subscriptions (event streams), session liveness and the facades'
-``redis://`` URLs are not yet: creating one of those kinds raises InvalidArgument
-saying so.
+What is on Redis so far: sessions, lists, maps and queues (every command of theirs,
+FIFO waits with timeouts, withdrawal), properties and statistics. Feeds, sorted feeds
+and job queues, subscriptions (event streams) and session liveness are not yet:
+creating one of those kinds raises InvalidArgument saying so.
 """
 
 from __future__ import annotations
@@ -73,7 +72,7 @@ def _unpack(packed: bytes | str) -> tuple[Any, Any]:
 
 
 class RedisKernel:
-    """The kernel's commands on Redis, for lists and maps so far (see the module
+    """The kernel's commands on Redis, for lists, maps and queues so far (see the module
     docstring).
 
     ``client`` is a ``redis.Redis``; ``prefix`` starts every key (one per application,
@@ -138,7 +137,18 @@ class RedisKernel:
         kind, id, rest = message.split("|", 2)
         waiter = self._waiters.pop((name, id))
         del self._waits[waiter]
-        if kind == "D":
+        if kind in ("G", "P"):  # a queue's item to a getter, or a putter's admitted
+            self._served_keys.pop(waiter)
+            if kind == "G":
+                priority, seq, packed = rest.split("|", 2)
+                order: tuple[int, int] | None = (int(priority), int(seq))
+            else:
+                priority, packed = rest.split("|", 1)
+                order = None
+            item, _ = _unpack(packed)
+            self.effects.append(Delivered(session, waiter, Event(
+                name, "get" if kind == "G" else "put", int(priority), item, order)))
+        elif kind == "D":
             value, metadata = _unpack(rest)
             key = self._served_keys.pop(waiter)
             self.effects.append(Delivered(session, waiter, Event(
@@ -173,12 +183,18 @@ class RedisKernel:
             kind = Kind(kind)
         except ValueError:
             raise InvalidArgument(f"create {name!r}: unknown kind {kind!r}") from None
-        if kind not in (Kind.LIST, Kind.MAP):
+        if kind not in (Kind.LIST, Kind.MAP, Kind.QUEUE):
             raise InvalidArgument(f"create {name!r}: a {kind.value} is not on Redis yet")
-        if any(value is not None for value in options.values()):
-            raise InvalidArgument(f"create {name!r}: a {kind.value} has no options "
-                                  f"{options}")
-        made = Kind(self._call(name, "create", kind.value, name).decode())
+        given = {key: value for key, value in options.items() if value is not None}
+        max_length = given.pop("max_length", None) if kind is Kind.QUEUE else None
+        if given:
+            raise InvalidArgument(f"create {name!r}: a {kind.value} has no options {given}")
+        if max_length is not None and (isinstance(max_length, bool) or not isinstance(
+                max_length, int) or max_length < 1):
+            raise InvalidArgument(f"{name!r}: max_length must be None or an int >= 1, "
+                                  f"not {max_length!r}")
+        made = Kind(self._call(name, "create", kind.value, name,
+                               "" if max_length is None else max_length).decode())
         self._kinds[name] = made
         return made
 
@@ -270,8 +286,23 @@ class RedisKernel:
                       now: float = 0.0) -> Popped | Waiting:
         return self._wait("wait_pop_next", session, name, timeout, now)
 
+    # -- queues -------------------------------------------------------------------------
+
+    def queue_put(self, session: int, name: str, item: Any, *, priority: int = 0,
+                  timeout: float | None = 0.0, now: float = 0.0) -> Waiting | None:
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise InvalidArgument(f"put on {name!r}: priority must be an int, not "
+                                  f"{priority!r}")
+        answer = self._wait("queue_put", session, name, timeout, now, priority,
+                            _pack(item, None))
+        return answer if isinstance(answer, Waiting) else None
+
+    def queue_get(self, session: int, name: str, *, timeout: float | None = None,
+                  now: float = 0.0, receipt: bool = False) -> Popped | Waiting:
+        return self._wait("queue_get", session, name, timeout, now, receipt=receipt)
+
     def _wait(self, op: str, session: int, name: str, timeout: float | None, now: float,
-              *args: Any) -> Popped | Waiting:
+              *args: Any, receipt: bool = False) -> Popped | Waiting:
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(
                 timeout, (int, float)) or not timeout >= 0):
             raise InvalidArgument(f"{op} on {name!r}: timeout must be None or a "
@@ -280,13 +311,19 @@ class RedisKernel:
             raise NotFound(f"no open session {session!r}")
         answer = self._call(name, op, session,
                             "" if timeout is None else repr(float(timeout)), *args, now=now)
-        if answer[0] == b"waiting":
+        if isinstance(answer, list) and answer[0] == b"waiting":
             self._last_waiter += 1
             id = answer[1].decode()
             self._waits[self._last_waiter] = (name, id, session)
             self._waiters[name, id] = self._last_waiter
-            self._served_keys[self._last_waiter] = args[0] if args else None
+            self._served_keys[self._last_waiter] = args[0] if op == "wait_pop_key" else None
             return Waiting(waiter=self._last_waiter)
+        if op == "queue_put":
+            return None  # type: ignore[return-value]  # in at once: queue_put says None
+        if op == "queue_get":
+            priority, seq, packed = answer
+            item, _ = _unpack(packed)
+            return item, (int(priority), int(seq)) if receipt else None
         return _unpack(answer[1])
 
     def cancel_wait(self, session: int, waiter: int) -> bool:

@@ -48,8 +48,12 @@ end
 local function name(keys) return redis.call("HGET", keys[1], "name") end
 
 -- Where a waiter queues: the list's one queue, or its map key's.
+-- Where a waiter queues: the container's main queue (a list's or queue's getters), a
+-- queue's putters (key "\1put": no map key a queue has), or its map key's.
+local PUTTER = "\1put"
 local function queue_of(keys, key)
   if key == "" then return keys[4] end
+  if key == PUTTER then return base(keys) .. ":wp" end
   return base(keys) .. ":wk:" .. key
 end
 
@@ -66,10 +70,11 @@ local function forget(keys, waiter)
   return session, key
 end
 
--- Take a waiter out of its queue and every index.
+-- Take a waiter out of its queue and every index (a putter's item with it).
 local function withdraw(keys, waiter)
   local _, _, key = parse_info(redis.call("HGET", keys[5], waiter))
   redis.call("LREM", queue_of(keys, key), 1, waiter)
+  if key == PUTTER then redis.call("HDEL", base(keys) .. ":wpi", waiter) end
   return forget(keys, waiter)
 end
 
@@ -79,10 +84,15 @@ local function advance(keys, now)
   for _, member in ipairs(due) do
     local waiter = string.match(member, ":wait:(.*)$")
     local session, key = withdraw(keys, waiter)
-    local op = "wait_pop_next"
-    if key ~= "" then op = "wait_pop_key" end
-    redis.call("RPUSH", mailbox(keys, session), "C|" .. waiter .. "|Empty|" .. op .. " on '"
-               .. name(keys) .. "' timed out")
+    local kind, message = redis.call("HGET", keys[1], "kind"), nil
+    if key == PUTTER then
+      message = "LimitExceeded|put on '" .. name(keys) .. "' timed out: the queue stayed full"
+    else
+      local op = "wait_pop_next"
+      if kind == "queue" then op = "get" elseif key ~= "" then op = "wait_pop_key" end
+      message = "Empty|" .. op .. " on '" .. name(keys) .. "' timed out"
+    end
+    redis.call("RPUSH", mailbox(keys, session), "C|" .. waiter .. "|" .. message)
   end
 end
 
@@ -137,13 +147,20 @@ end
 
 local shared, list, map = {}, {}, {}
 
+-- create: ARGV 3 kind, 4 name, 5 max_length ("" = none given: the default, or what
+-- the container has).
 function shared.create(keys, now, argv)
   local kind = redis.call("HGET", keys[1], "kind")
   if kind and kind ~= argv[3] then
     return fail("WrongKind", "create '" .. argv[4] .. "' as " .. argv[3] .. ": it is a " .. kind)
   end
+  local max_length = argv[5] or ""
   if not kind then
-    redis.call("HSET", keys[1], "kind", argv[3], "name", argv[4], "seq", 0)
+    redis.call("HSET", keys[1], "kind", argv[3], "name", argv[4], "seq", 0, "arrivals", 0,
+               "max_length", max_length)
+  elseif max_length ~= "" and max_length ~= redis.call("HGET", keys[1], "max_length") then
+    return fail("InvalidArgument", "create '" .. argv[4] .. "': it exists with max_length " ..
+                (redis.call("HGET", keys[1], "max_length") or "none") .. ", not " .. max_length)
   end
   return argv[3]
 end
@@ -409,7 +426,96 @@ function map.check(keys, now, argv)
   return 1
 end
 
-local kinds = {volatile_list = list, volatile_map = map}
+
+-- Queues: items by (-priority, arrival) in a ZSET (score -priority, member the arrival
+-- as 16 hex digits, so ties keep arrival order); getters FIFO; putters wait on a full
+-- bounded queue with their item in <base>:wpi.
+
+local queue = {}
+
+local function queue_full(keys)
+  local max_length = tonumber(redis.call("HGET", keys[1], "max_length"))
+  return max_length ~= nil and redis.call("ZCARD", keys[2]) >= max_length
+end
+
+-- An item comes in: straight to the oldest getter (the queue is then empty), or queued.
+local function queue_add(keys, priority, packed)
+  local seq = redis.call("HINCRBY", keys[1], "arrivals", 1)
+  local getter = redis.call("LPOP", keys[4])
+  if getter then
+    local session = forget(keys, getter)
+    redis.call("RPUSH", mailbox(keys, session), "G|" .. getter .. "|" .. priority .. "|" ..
+               seq .. "|" .. packed)
+    return
+  end
+  local member = string.format("%016x", seq)
+  redis.call("ZADD", keys[2], string.format("%.17g", -tonumber(priority)), member)
+  redis.call("HSET", keys[3], member, packed)
+end
+
+-- queue_put: ARGV 3 session, 4 timeout ("" = none), 5 priority, 6 packed item.
+function queue.queue_put(keys, now, argv)
+  local session, timeout, priority, packed = argv[3], argv[4], argv[5], argv[6]
+  if not queue_full(keys) then
+    queue_add(keys, priority, packed)
+    return 1
+  end
+  if timeout ~= "" and tonumber(timeout) == 0 then
+    return fail("LimitExceeded", "put on '" .. name(keys) .. "': the queue is full (" ..
+                redis.call("HGET", keys[1], "max_length") .. " items)")
+  end
+  local waiting = park(keys, now, session, timeout, PUTTER)
+  redis.call("HSET", base(keys) .. ":wpi", waiting[2], priority .. "|" .. packed)
+  return waiting
+end
+
+-- queue_get: ARGV 3 session, 4 timeout; the first item with its priority and arrival.
+function queue.queue_get(keys, now, argv)
+  local session, timeout = argv[3], argv[4]
+  local first = redis.call("ZRANGE", keys[2], 0, 0, "WITHSCORES")
+  if #first > 0 then
+    local member, priority = first[1], -tonumber(first[2])
+    local packed = redis.call("HGET", keys[3], member)
+    redis.call("ZREM", keys[2], member)
+    redis.call("HDEL", keys[3], member)
+    local putter = redis.call("LPOP", base(keys) .. ":wp")
+    if putter then  -- a slot opened: the oldest putter's item comes in
+      local putter_session = forget(keys, putter)
+      local payload = redis.call("HGET", base(keys) .. ":wpi", putter)
+      redis.call("HDEL", base(keys) .. ":wpi", putter)
+      local put_priority, put_packed = string.match(payload, "^([^|]*)|(.*)$")
+      queue_add(keys, put_priority, put_packed)
+      redis.call("RPUSH", mailbox(keys, putter_session), "P|" .. putter .. "|" ..
+                 put_priority .. "|" .. put_packed)
+    end
+    return {string.format("%d", priority), tonumber(member, 16), packed}
+  end
+  if timeout ~= "" and tonumber(timeout) == 0 then
+    return fail("Empty", "get on '" .. name(keys) .. "': the queue is empty")
+  end
+  return park(keys, now, session, timeout, "")
+end
+
+function queue.count(keys, now, argv) return redis.call("ZCARD", keys[2]) end
+
+function queue.statistics(keys, now, argv)
+  return {redis.call("ZCARD", keys[2]), redis.call("HLEN", keys[5])}
+end
+
+function queue.check(keys, now, argv)
+  if redis.call("LLEN", keys[4]) > 0 and redis.call("ZCARD", keys[2]) > 0 then
+    return fail("AssertionError", "getters beside items")
+  end
+  if redis.call("LLEN", base(keys) .. ":wp") > 0 and not queue_full(keys) then
+    return fail("AssertionError", "putters while not full")
+  end
+  if redis.call("HLEN", base(keys) .. ":wpi") ~= redis.call("LLEN", base(keys) .. ":wp") then
+    return fail("AssertionError", "putters and their items differ")
+  end
+  return 1
+end
+
+local kinds = {volatile_list = list, volatile_map = map, queue = queue}
 
 local function call(keys, argv)
   local op = shared[argv[1]]
