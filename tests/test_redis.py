@@ -33,6 +33,8 @@ INDEXES = st.integers(-4, 4)
 LISTS = ("a", "b{x}")  # a brace in a name must not break its hash tag
 MAPS = ("m", "n|o")
 QUEUES = ("q", "r")  # r holds at most 2 items
+FEEDS = ("f", "g")  # g keeps 3 items
+IDS = st.sampled_from(["1", "2", "x", "y|z"]) | st.none()
 KEYS = st.sampled_from(["k", "l", "a|b", "é"])
 
 
@@ -76,6 +78,8 @@ class KernelAndRedis(RuleBasedStateMachine):
         self.same("create", "q", Kind.QUEUE)
         self.same("create", "r", Kind.QUEUE, max_length=2)
         self.same("create", "r", Kind.QUEUE, max_length=3)  # InvalidArgument
+        self.same("create", "f", Kind.FEED)
+        self.same("create", "g", Kind.FEED, max_length=3)
         for _ in range(3):
             self.sessions.append((self.kernel.open_session(), self.redis.open_session()))
 
@@ -149,6 +153,27 @@ class KernelAndRedis(RuleBasedStateMachine):
             self.same("set", name, key, value)
         if dt:
             self.advance(dt)
+
+    # -- feeds -------------------------------------------------------------------------
+
+    @rule(name=st.sampled_from(FEEDS), item=VALUES, id=IDS, fresh=st.integers(0, 4))
+    def publish(self, name: str, item: Any, id: str | None, fresh: int) -> None:
+        """Publish (or edit) one item, then ``fresh`` more under new ids: past a
+        bounded feed's max_length."""
+        self.same("publish", name, item, id)
+        for n in range(fresh):
+            self.same("publish", name, n)
+
+    @rule(name=st.sampled_from(FEEDS), id=IDS | st.just(3))
+    def retract(self, name: str, id: Any) -> None:
+        self.same("retract", name, id)
+        self.same("get", name, id)
+
+    @rule(name=st.sampled_from(FEEDS + LISTS), start=INDEXES, end=st.none() | INDEXES,
+          state=st.sampled_from([None, None, "ready"]))
+    def ids(self, name: str, start: int, end: int | None, state: str | None) -> None:
+        self.same("ids", name, start=start, end=end, state=state)
+        self.same("items", name)
 
     # -- queues ------------------------------------------------------------------------
 
@@ -305,7 +330,9 @@ class KernelAndRedis(RuleBasedStateMachine):
             return
         for name in LISTS + MAPS:
             assert self.kernel.query(name) == self.redis.query(name)
-        for name in LISTS + MAPS + QUEUES:
+        for name in FEEDS:
+            assert self.kernel.items(name) == self.redis.items(name)
+        for name in LISTS + MAPS + QUEUES + FEEDS:
             assert self.kernel.statistics(name) == self.redis.statistics(name)
         self.kernel._check()
         self.redis._check()
@@ -313,12 +340,12 @@ class KernelAndRedis(RuleBasedStateMachine):
 
 def test_what_is_not_on_redis_yet_says_so(redis_server: Any) -> None:
     kernel = redis_backend.RedisKernel(redis_server, prefix="not-yet")
-    for kind in set(Kind) - {Kind.LIST, Kind.MAP, Kind.QUEUE}:
+    for kind in (Kind.SORTED_FEED, Kind.JOBS):
         with pytest.raises(InvalidArgument, match="not on Redis yet"):
             kernel.create("x", kind)
 
 
-def test_lists_maps_and_queues_on_redis_behave_as_the_kernel(redis_server: Any) -> None:
+def test_lists_maps_queues_and_feeds_on_redis_behave_as_the_kernel(redis_server: Any) -> None:
     KernelAndRedis.client = redis_server
     test = KernelAndRedis.TestCase
     test.settings = settings(max_examples=80, stateful_step_count=50, derandomize=True)

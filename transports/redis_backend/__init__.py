@@ -11,8 +11,8 @@ A wait that cannot complete parks a waiter in the container's FIFO; whoever late
 serves it (any process) pushes its outcome to the waiting session's mailbox, a list
 this object drains into ``Delivered``/``Cancelled`` effects (``take_effects``).
 
-What is on Redis so far: sessions, lists, maps and queues (every command of theirs,
-FIFO waits with timeouts, withdrawal), properties and statistics. Feeds, sorted feeds
+What is on Redis so far: sessions, lists, maps, queues and feeds (every command of
+theirs, FIFO waits with timeouts, withdrawal), properties and statistics. Sorted feeds
 and job queues, subscriptions (event streams) and session liveness are not yet:
 creating one of those kinds raises InvalidArgument saying so.
 """
@@ -72,8 +72,8 @@ def _unpack(packed: bytes | str) -> tuple[Any, Any]:
 
 
 class RedisKernel:
-    """The kernel's commands on Redis, for lists, maps and queues so far (see the module
-    docstring).
+    """The kernel's commands on Redis, for lists, maps, queues and feeds so far (see the
+    module docstring).
 
     ``client`` is a ``redis.Redis``; ``prefix`` starts every key (one per application,
     or per test); ``clock``: "caller" takes the ``now`` each command is given (the
@@ -183,10 +183,11 @@ class RedisKernel:
             kind = Kind(kind)
         except ValueError:
             raise InvalidArgument(f"create {name!r}: unknown kind {kind!r}") from None
-        if kind not in (Kind.LIST, Kind.MAP, Kind.QUEUE):
+        if kind not in (Kind.LIST, Kind.MAP, Kind.QUEUE, Kind.FEED):
             raise InvalidArgument(f"create {name!r}: a {kind.value} is not on Redis yet")
         given = {key: value for key, value in options.items() if value is not None}
-        max_length = given.pop("max_length", None) if kind is Kind.QUEUE else None
+        max_length = given.pop("max_length", None) if kind in (Kind.QUEUE,
+                                                                Kind.FEED) else None
         if given:
             raise InvalidArgument(f"create {name!r}: a {kind.value} has no options {given}")
         if max_length is not None and (isinstance(max_length, bool) or not isinstance(
@@ -250,6 +251,10 @@ class RedisKernel:
         return self._index(op, name, key)
 
     def get(self, name: str, key: Any) -> Record:
+        if self._kind(name) is Kind.FEED:
+            if not isinstance(key, str):
+                raise NotFound(f"get on {name!r}: no item {key!r}")
+            return self._record(self._call(name, "get", "k", key))
         if self._kind(name) is Kind.MAP:
             if isinstance(key, int) and not isinstance(key, bool):
                 return self._record(self._call(name, "get", "i", key))
@@ -285,6 +290,33 @@ class RedisKernel:
     def wait_pop_next(self, session: int, name: str, *, timeout: float | None = None,
                       now: float = 0.0) -> Popped | Waiting:
         return self._wait("wait_pop_next", session, name, timeout, now)
+
+    # -- feeds --------------------------------------------------------------------------
+
+    def publish(self, name: str, item: Any, id: str | None = None) -> str:
+        if id is not None and (not isinstance(id, str) or not id):
+            raise InvalidArgument(f"publish on {name!r}: an id is a non-empty str, not "
+                                  f"{id!r}")
+        return str(self._call(name, "publish", _pack(item, None), id or "").decode())
+
+    def retract(self, name: str, id: Any) -> None:
+        if not isinstance(id, str):
+            raise NotFound(f"retract on {name!r}: no item {id!r}")
+        self._call(name, "retract", id)
+
+    def ids(self, name: str, *, state: Any = None, start: int = 0, end: int | None = None
+            ) -> list[Any]:
+        self._index("ids", name, start)
+        if end is not None:
+            self._index("ids", name, end)
+        if state is not None:
+            self._kind(name)  # NotFound first, as the kernel
+            raise InvalidArgument(f"ids on {name!r}: only jobs have states")
+        return [id.decode() for id in self._call(name, "ids")][start:end]
+
+    def items(self, name: str) -> list[tuple[Any, Any]]:
+        flat = self._call(name, "items")
+        return [(flat[i].decode(), _unpack(flat[i + 1])[0]) for i in range(0, len(flat), 2)]
 
     # -- queues -------------------------------------------------------------------------
 
