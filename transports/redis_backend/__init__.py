@@ -3,7 +3,7 @@
 A ``RedisKernel`` has the kernel's methods and answers as the kernel does, so the pure
 kernel is its oracle (tests/test_redis.py drives both with the same clock and compares
 every result, error and effect). Each command is one call of the ``corral`` Redis
-Function (``corral.lua``), which the server applies atomically: due timers first, then
+Function (``lua/*.lua``), which the server applies atomically: due timers first, then
 the command, then the hand-off to the oldest waiters, in the same call. All of a
 container's keys share one hash tag, its escaped name, so Redis Cluster can hold them.
 
@@ -48,7 +48,11 @@ from corral.kernel import (
 
 __all__ = ["RedisKernel"]
 
-LIBRARY = (Path(__file__).with_name("corral.lua")).read_text(encoding="utf-8")
+# The corral library: its sources in order, one Lua chunk (each file's locals serve the
+# files after it). lib.lua starts it with the library's header.
+SOURCES = ("lib", "lists", "maps", "queues", "feeds", "main")
+LIBRARY = "\n".join((Path(__file__).parent / "lua" / f"{name}.lua").read_text(
+    encoding="utf-8") for name in SOURCES)
 _ERRORS: dict[str, type[Exception]] = {cls.__name__: cls for cls in (
     AlreadyExists, Empty, InvalidArgument, LeaseLost, LimitExceeded, NotFound, WrongKind,
     AssertionError)}

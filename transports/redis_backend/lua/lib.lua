@@ -1,0 +1,238 @@
+#!lua name=corral
+-- corral's containers on Redis: each command one call, applied atomically by the
+-- server. Every call first applies the container's due timers, then checks its
+-- arguments (a call that fails changes nothing), then mutates, serves the oldest
+-- waiters in the same call (a container never has waiters beside what they wait for)
+-- and answers. Errors are "corral:<Class> <message>", mapped back to corral's errors.
+--
+-- KEYS: 1 meta (HASH: kind, name, seq, now, p:<property>), 2 order (a list's LIST of
+--       record ids; a map's ZSET of keys, score 0, so in key order), 3 values (HASH id
+--       or key -> packed record), 4 waiters (a list's LIST of waiter ids, FIFO; a map
+--       keeps one LIST per key at <base>:wk:<key>), 5 waiter info (HASH id ->
+--       "session|timer member|map key"), 6 timers (ZSET deadline ->
+--       "<seq:016x>:wait:<waiter>").
+-- Mailboxes: <base>:mb:<session> (LIST of "D|<waiter>|<packed>" or
+--       "C|<waiter>|<Class>|<message>"), base = KEYS[1] less ":meta".
+-- ARGV: 1 the op, 2 the time ("server": the server's clock; seconds: the caller's;
+--       "": the container's last), the op's own after.
+
+local function fail(class, message)
+  return redis.error_reply("corral:" .. class .. " " .. message)
+end
+
+-- The time a call runs at: the server's clock ("server"), the caller's (a number), or
+-- the container's last (""), for a caller's command that takes no time.
+local function clock(keys, given)
+  if given == "server" then
+    local t = redis.call("TIME")
+    return tonumber(t[1]) + tonumber(t[2]) / 1e6
+  end
+  if given == "" then return tonumber(redis.call("HGET", keys[1], "now") or "0") end
+  return tonumber(given)
+end
+
+local function base(keys) return string.sub(keys[1], 1, -6) end
+
+local function mailbox(keys, session) return base(keys) .. ":mb:" .. session end
+
+local function next_seq(keys) return redis.call("HINCRBY", keys[1], "seq", 1) end
+
+-- The kernel's time never goes back: the latest now any call brought.
+local function tick(keys, now)
+  local last = redis.call("HGET", keys[1], "now")
+  if last and tonumber(last) >= now then return tonumber(last) end
+  redis.call("HSET", keys[1], "now", string.format("%.17g", now))
+  return now
+end
+
+local function name(keys) return redis.call("HGET", keys[1], "name") end
+
+-- Where a waiter queues: the list's one queue, or its map key's.
+-- Where a waiter queues: the container's main queue (a list's or queue's getters), a
+-- queue's putters (key "\1put": no map key a queue has), or its map key's.
+local PUTTER = "\1put"
+local function queue_of(keys, key)
+  if key == "" then return keys[4] end
+  if key == PUTTER then return base(keys) .. ":wp" end
+  return base(keys) .. ":wk:" .. key
+end
+
+-- A waiter's info: its session, its timer's member ("" for none), its map key (the
+-- rest, which may hold "|" itself).
+local function parse_info(info) return string.match(info, "^([^|]*)|([^|]*)|(.*)$") end
+
+-- A waiter leaves its info and its timer (its queue is the caller's); its session and
+-- map key.
+local function forget(keys, waiter)
+  local session, timer, key = parse_info(redis.call("HGET", keys[5], waiter))
+  redis.call("HDEL", keys[5], waiter)
+  if timer ~= "" then redis.call("ZREM", keys[6], timer) end
+  return session, key
+end
+
+-- Take a waiter out of its queue and every index (a putter's item with it).
+local function withdraw(keys, waiter)
+  local _, _, key = parse_info(redis.call("HGET", keys[5], waiter))
+  redis.call("LREM", queue_of(keys, key), 1, waiter)
+  if key == PUTTER then redis.call("HDEL", base(keys) .. ":wpi", waiter) end
+  return forget(keys, waiter)
+end
+
+-- Apply the due timers, in (deadline, arming order): waiters that timed out.
+local function advance(keys, now)
+  local due = redis.call("ZRANGEBYSCORE", keys[6], "-inf", string.format("%.17g", now))
+  for _, member in ipairs(due) do
+    local waiter = string.match(member, ":wait:(.*)$")
+    local session, key = withdraw(keys, waiter)
+    local kind, message = redis.call("HGET", keys[1], "kind"), nil
+    if key == PUTTER then
+      message = "LimitExceeded|put on '" .. name(keys) .. "' timed out: the queue stayed full"
+    else
+      local op = "wait_pop_next"
+      if kind == "queue" then op = "get" elseif key ~= "" then op = "wait_pop_key" end
+      message = "Empty|" .. op .. " on '" .. name(keys) .. "' timed out"
+    end
+    redis.call("RPUSH", mailbox(keys, session), "C|" .. waiter .. "|" .. message)
+  end
+end
+
+-- Hand records to the oldest waiters while there are both.
+local function feed(keys)
+  while redis.call("LLEN", keys[4]) > 0 and redis.call("LLEN", keys[2]) > 0 do
+    local waiter = redis.call("LPOP", keys[4])
+    local session = forget(keys, waiter)
+    local id = redis.call("LPOP", keys[2])
+    local packed = redis.call("HGET", keys[3], id)
+    redis.call("HDEL", keys[3], id)
+    redis.call("RPUSH", mailbox(keys, session), "D|" .. waiter .. "|" .. packed)
+  end
+end
+
+local function count(keys) return redis.call("LLEN", keys[2]) end
+
+-- A list index (negative from the end) as a 0-based position, or an error.
+local function index(keys, op, text, end_ok)
+  local n, i = count(keys), tonumber(text)
+  if i == nil or i ~= math.floor(i) then return nil, fail("InvalidArgument", op ..
+      " on '" .. redis.call("HGET", keys[1], "name") .. "': index must be an int, not " .. text) end
+  if i < 0 then i = i + n end
+  local limit = n - 1
+  if end_ok then limit = n end
+  if i < 0 or i > limit then
+    return nil, fail("NotFound", op .. " on '" .. redis.call("HGET", keys[1], "name") ..
+                     "': index " .. text .. " is out of range for " .. n .. " records")
+  end
+  return i
+end
+
+local function new_record(keys, packed)
+  local id = next_seq(keys)
+  redis.call("HSET", keys[3], id, packed)
+  return id
+end
+
+local function pop(keys, op)
+  local n = count(keys)
+  if n == 0 then
+    return fail("Empty", op .. " on '" .. redis.call("HGET", keys[1], "name") ..
+                "': the list is empty")
+  end
+  local id, key
+  if op == "pop_front" then id, key = redis.call("LPOP", keys[2]), 0
+  else id, key = redis.call("RPOP", keys[2]), n - 1 end
+  local packed = redis.call("HGET", keys[3], id)
+  redis.call("HDEL", keys[3], id)
+  return {key, packed}
+end
+
+local shared, list, map = {}, {}, {}
+
+-- Python's slice(start, end).indices(n), step 1.
+local function bound(text, n, default)
+  if text == "" then return default end
+  local i = tonumber(text)
+  if i < 0 then i = math.max(i + n, 0) end
+  return math.min(i, n)
+end
+
+-- Records [start:end] (slice rules) as key, packed, key, packed...: a list's keys are
+-- their positions, a map's its keys (``range`` reads the order key: LRANGE or ZRANGE).
+local function records(keys, argv, n, range, by_position)
+  local first, stop = bound(argv[3], n, 0), bound(argv[4], n, n)
+  local out = {}
+  if stop > first then
+    for j, ref in ipairs(redis.call(range, keys[2], first, stop - 1)) do
+      if by_position then out[#out + 1] = first + j - 1 else out[#out + 1] = ref end
+      out[#out + 1] = redis.call("HGET", keys[3], ref)
+    end
+  end
+  return out
+end
+
+-- Park a waiter last in line (a timeout arms its timer).
+local function park(keys, now, session, timeout, key)
+  local waiter = "w" .. next_seq(keys)
+  local timer = ""
+  if timeout ~= "" then
+    timer = string.format("%016x", next_seq(keys)) .. ":wait:" .. waiter
+    redis.call("ZADD", keys[6], string.format("%.17g", now + tonumber(timeout)), timer)
+  end
+  redis.call("RPUSH", queue_of(keys, key), waiter)
+  redis.call("HSET", keys[5], waiter, session .. "|" .. timer .. "|" .. key)
+  return {"waiting", waiter}
+end
+
+-- create: ARGV 3 kind, 4 name, 5 max_length ("" = none given: the default, or what
+-- the container has).
+function shared.create(keys, now, argv)
+  local kind = redis.call("HGET", keys[1], "kind")
+  if kind and kind ~= argv[3] then
+    return fail("WrongKind", "create '" .. argv[4] .. "' as " .. argv[3] .. ": it is a " .. kind)
+  end
+  local max_length = argv[5] or ""
+  if not kind then
+    redis.call("HSET", keys[1], "kind", argv[3], "name", argv[4], "seq", 0, "arrivals", 0,
+               "max_length", max_length)
+  elseif max_length ~= "" and max_length ~= redis.call("HGET", keys[1], "max_length") then
+    return fail("InvalidArgument", "create '" .. argv[4] .. "': it exists with max_length " ..
+                (redis.call("HGET", keys[1], "max_length") or "none") .. ", not " .. max_length)
+  end
+  return argv[3]
+end
+
+-- Withdraw a parked waiter: 1, or 0 if it is no longer parked (served, timed out).
+function shared.withdraw(keys, now, argv)
+  local waiter = argv[3]
+  if redis.call("HEXISTS", keys[5], waiter) == 0 then return 0 end
+  withdraw(keys, waiter)
+  return 1
+end
+
+-- A session closed: its waiters here are withdrawn.
+function shared.close_session(keys, now, argv)
+  local session = argv[3]
+  local info = redis.call("HGETALL", keys[5])
+  for i = 1, #info, 2 do
+    if string.match(info[i + 1], "^([^|]*)|") == session then withdraw(keys, info[i]) end
+  end
+  redis.call("DEL", mailbox(keys, session))
+  return 1
+end
+
+function shared.set_property(keys, now, argv)
+  redis.call("HSET", keys[1], "p:" .. argv[3], argv[4])
+  return 1
+end
+
+function shared.get_property(keys, now, argv)
+  local value = redis.call("HGET", keys[1], "p:" .. argv[3])
+  if not value then
+    return fail("NotFound", "get_property on '" .. redis.call("HGET", keys[1], "name") ..
+                "': no property '" .. argv[3] .. "'")
+  end
+  return value
+end
+
+function shared.tick(keys, now, argv) return 1 end
+
+function shared.kind(keys, now, argv) return redis.call("HGET", keys[1], "kind") end
