@@ -29,9 +29,9 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from corral.kernel import Closed, Empty, Notified, Unsubscribed
+from corral.kernel import Closed, Empty, InvalidArgument, Notified, Unsubscribed
 from corral.transports.codec import Message
 from corral.transports.connection import (
     DEFAULT_RECONNECT,
@@ -45,6 +45,9 @@ from corral.transports.remote import Wire, open_wire
 
 from . import threads
 from ._trio_client import TrioClient, open_trio_client
+
+if TYPE_CHECKING:
+    from ._redis_client import RedisCorral
 
 __all__ = ["Client", "Reconnect", "TrioClient", "connect", "open_client"]
 
@@ -450,13 +453,21 @@ class Client(threads.Facade):
 
 def connect(url: str = "corral://127.0.0.1:2605", *, token: str | None = None,
             connect_timeout: float = 10.0, reconnect: Reconnect | None = DEFAULT_RECONNECT
-            ) -> Client:
+            ) -> Client | RedisCorral:
     """A blocking, thread-safe client of the server at ``url`` (``corral://host:port``
-    or ``zmq+tcp://host:port``).
+    or ``zmq+tcp://host:port``), or the thread facade on Redis (``redis://host:port/db``,
+    ``rediss://...`` or ``unix:///path/to/redis.sock``, ``?prefix=`` naming the key
+    prefix; a password goes in the URL, and redis-py reconnects by itself).
 
     Raises OSError if the server cannot be reached, ProtocolError if it refuses the
     token. ``reconnect``: how to come back after a lost connection (None: never).
     """
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        if token is not None:
+            raise InvalidArgument("a Redis URL takes no token: put the password in the URL")
+        from ._redis_client import open_redis  # redis-py is an optional dependency
+
+        return open_redis(url, connect_timeout=connect_timeout)
     return Client(url, token=token, connect_timeout=connect_timeout, reconnect=reconnect)
 
 

@@ -34,6 +34,8 @@ LISTS = ("a", "b{x}")  # a brace in a name must not break its hash tag
 MAPS = ("m", "n|o")
 QUEUES = ("q", "r")  # r holds at most 2 items
 FEEDS = ("f", "g")  # g keeps 3 items
+SORTED = "s"
+SORTED_IDS = st.integers(0, 6) | st.just("1")
 IDS = st.sampled_from(["1", "2", "x", "y|z"]) | st.none()
 KEYS = st.sampled_from(["k", "l", "a|b", "é"])
 
@@ -80,6 +82,7 @@ class KernelAndRedis(RuleBasedStateMachine):
         self.same("create", "r", Kind.QUEUE, max_length=3)  # InvalidArgument
         self.same("create", "f", Kind.FEED)
         self.same("create", "g", Kind.FEED, max_length=3)
+        self.same("create", SORTED, Kind.SORTED_FEED)
         for _ in range(3):
             self.sessions.append((self.kernel.open_session(), self.redis.open_session()))
 
@@ -174,6 +177,32 @@ class KernelAndRedis(RuleBasedStateMachine):
     def ids(self, name: str, start: int, end: int | None, state: str | None) -> None:
         self.same("ids", name, start=start, end=end, state=state)
         self.same("items", name)
+
+    # -- sorted feeds ------------------------------------------------------------------
+
+    @rule(places=st.lists(st.tuples(
+              st.sampled_from(["append", "prepend", "insert_before", "insert_after"]),
+              SORTED_IDS), min_size=1, max_size=4), item=VALUES)
+    def sorted_publish(self, places: list[tuple[str, Any]], item: Any) -> None:
+        for place, rel in places:
+            if place.startswith("insert"):
+                self.same(place, SORTED, rel, item)
+            else:
+                self.same(place, SORTED, item)
+
+    @rule(op=st.sampled_from(["move_before", "move_after", "move_first", "move_last"]),
+          id=SORTED_IDS, rel=SORTED_IDS)
+    def sorted_move(self, op: str, id: Any, rel: Any) -> None:
+        if op in ("move_before", "move_after"):
+            self.same(op, SORTED, rel, id)
+        else:
+            self.same(op, SORTED, id)
+
+    @rule(id=SORTED_IDS, item=VALUES)
+    def sorted_edit_retract_get(self, id: Any, item: Any) -> None:
+        self.same("edit", SORTED, id, item)
+        self.same("get", SORTED, id)
+        self.same("retract", SORTED, id)
 
     # -- queues ------------------------------------------------------------------------
 
@@ -330,9 +359,10 @@ class KernelAndRedis(RuleBasedStateMachine):
             return
         for name in LISTS + MAPS:
             assert self.kernel.query(name) == self.redis.query(name)
-        for name in FEEDS:
+        for name in (*FEEDS, SORTED):
             assert self.kernel.items(name) == self.redis.items(name)
-        for name in LISTS + MAPS + QUEUES + FEEDS:
+            assert self.kernel.ids(name) == self.redis.ids(name)
+        for name in (*LISTS, *MAPS, *QUEUES, *FEEDS, SORTED):
             assert self.kernel.statistics(name) == self.redis.statistics(name)
         self.kernel._check()
         self.redis._check()
@@ -340,12 +370,12 @@ class KernelAndRedis(RuleBasedStateMachine):
 
 def test_what_is_not_on_redis_yet_says_so(redis_server: Any) -> None:
     kernel = redis_backend.RedisKernel(redis_server, prefix="not-yet")
-    for kind in (Kind.SORTED_FEED, Kind.JOBS):
+    for kind in (Kind.JOBS,):
         with pytest.raises(InvalidArgument, match="not on Redis yet"):
             kernel.create("x", kind)
 
 
-def test_lists_maps_queues_and_feeds_on_redis_behave_as_the_kernel(redis_server: Any) -> None:
+def test_containers_on_redis_behave_as_the_kernel(redis_server: Any) -> None:
     KernelAndRedis.client = redis_server
     test = KernelAndRedis.TestCase
     test.settings = settings(max_examples=80, stateful_step_count=50, derandomize=True)

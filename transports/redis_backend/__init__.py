@@ -11,10 +11,11 @@ A wait that cannot complete parks a waiter in the container's FIFO; whoever late
 serves it (any process) pushes its outcome to the waiting session's mailbox, a list
 this object drains into ``Delivered``/``Cancelled`` effects (``take_effects``).
 
-What is on Redis so far: sessions, lists, maps, queues and feeds (every command of
-theirs, FIFO waits with timeouts, withdrawal), properties and statistics. Sorted feeds
-and job queues, subscriptions (event streams) and session liveness are not yet:
-creating one of those kinds raises InvalidArgument saying so.
+What is on Redis so far: sessions, lists, maps, queues, feeds and sorted feeds (every
+command of theirs, FIFO waits with timeouts, withdrawal), properties and statistics.
+Job queues, subscriptions (event streams) and session liveness are not yet: creating a
+job queue raises InvalidArgument saying so. ``connect("redis://...")`` gives the thread
+facade on it (``corral.adapters._redis_client``), with waits on lists and maps.
 """
 
 from __future__ import annotations
@@ -46,11 +47,11 @@ from corral.kernel import (
     WrongKind,
 )
 
-__all__ = ["RedisKernel"]
+__all__ = ["RedisKernel", "mailbox_key"]
 
 # The corral library: its sources in order, one Lua chunk (each file's locals serve the
 # files after it). lib.lua starts it with the library's header.
-SOURCES = ("lib", "lists", "maps", "queues", "feeds", "main")
+SOURCES = ("lib", "lists", "maps", "queues", "feeds", "sorted", "main")
 LIBRARY = "\n".join((Path(__file__).parent / "lua" / f"{name}.lua").read_text(
     encoding="utf-8") for name in SOURCES)
 _ERRORS: dict[str, type[Exception]] = {cls.__name__: cls for cls in (
@@ -61,6 +62,11 @@ _ERRORS: dict[str, type[Exception]] = {cls.__name__: cls for cls in (
 def _escape(name: str) -> str:
     """A container name as a hash tag's content: its braces can't end the tag early."""
     return name.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
+def mailbox_key(prefix: str, name: str, session: int) -> str:
+    """Where the outcomes of ``session``'s waits on container ``name`` arrive."""
+    return f"{prefix}:{{{_escape(name)}}}:mb:{session}"
 
 
 def _pack(value: Any, metadata: Any) -> str:
@@ -76,7 +82,7 @@ def _unpack(packed: bytes | str) -> tuple[Any, Any]:
 
 
 class RedisKernel:
-    """The kernel's commands on Redis, for lists, maps, queues and feeds so far (see the
+    """The kernel's commands on Redis, for every kind but job queues so far (see the
     module docstring).
 
     ``client`` is a ``redis.Redis``; ``prefix`` starts every key (one per application,
@@ -187,7 +193,7 @@ class RedisKernel:
             kind = Kind(kind)
         except ValueError:
             raise InvalidArgument(f"create {name!r}: unknown kind {kind!r}") from None
-        if kind not in (Kind.LIST, Kind.MAP, Kind.QUEUE, Kind.FEED):
+        if kind is Kind.JOBS:
             raise InvalidArgument(f"create {name!r}: a {kind.value} is not on Redis yet")
         given = {key: value for key, value in options.items() if value is not None}
         max_length = given.pop("max_length", None) if kind in (Kind.QUEUE,
@@ -234,10 +240,12 @@ class RedisKernel:
         self._call(name, "push_front", _pack(value, metadata))
 
     @staticmethod
-    def _record(answer: Sequence[Any]) -> Record:
+    def _record(answer: Sequence[Any], int_key: bool = False) -> Record:
         key, packed = answer
         value, metadata = _unpack(packed)
-        return Record(key.decode() if isinstance(key, bytes) else int(key), value, metadata)
+        if isinstance(key, bytes) and not int_key:
+            return Record(key.decode(), value, metadata)
+        return Record(int(key), value, metadata)
 
     def pop_front(self, name: str) -> Record:
         return self._record(self._call(name, "pop_front"))
@@ -255,6 +263,9 @@ class RedisKernel:
         return self._index(op, name, key)
 
     def get(self, name: str, key: Any) -> Record:
+        if self._kind(name) is Kind.SORTED_FEED:
+            return self._record(self._call(name, "get", "k", self._id("get", name, key)),
+                                int_key=True)
         if self._kind(name) is Kind.FEED:
             if not isinstance(key, str):
                 raise NotFound(f"get on {name!r}: no item {key!r}")
@@ -304,6 +315,9 @@ class RedisKernel:
         return str(self._call(name, "publish", _pack(item, None), id or "").decode())
 
     def retract(self, name: str, id: Any) -> None:
+        if self._kind(name) is Kind.SORTED_FEED:
+            self._call(name, "retract", self._id("retract", name, id))
+            return
         if not isinstance(id, str):
             raise NotFound(f"retract on {name!r}: no item {id!r}")
         self._call(name, "retract", id)
@@ -316,11 +330,58 @@ class RedisKernel:
         if state is not None:
             self._kind(name)  # NotFound first, as the kernel
             raise InvalidArgument(f"ids on {name!r}: only jobs have states")
+        if self._kind(name) is Kind.SORTED_FEED:
+            return [id for id, _ in self.items(name)][start:end]
         return [id.decode() for id in self._call(name, "ids")][start:end]
 
     def items(self, name: str) -> list[tuple[Any, Any]]:
         flat = self._call(name, "items")
-        return [(flat[i].decode(), _unpack(flat[i + 1])[0]) for i in range(0, len(flat), 2)]
+        cast = int if self._kind(name) is Kind.SORTED_FEED else bytes.decode
+        return [(cast(flat[i]), _unpack(flat[i + 1])[0]) for i in range(0, len(flat), 2)]
+
+    # -- sorted feeds -------------------------------------------------------------------
+
+    @staticmethod
+    def _id(op: str, name: str, id: Any) -> str:
+        """A sorted feed's item id (an int) for the wire; NotFound for anything else,
+        as the kernel's lookup finds nothing."""
+        if isinstance(id, bool) or not isinstance(id, int):
+            raise NotFound(f"{op} on {name!r}: no item {id!r}")
+        return str(id)
+
+    def _new(self, name: str, place: str, rel: str, item: Any) -> int:
+        return int(self._call(name, "publish_at", place, rel, _pack(item, None)))
+
+    def append(self, name: str, item: Any) -> int:
+        return self._new(name, "append", "", item)
+
+    def prepend(self, name: str, item: Any) -> int:
+        return self._new(name, "prepend", "", item)
+
+    def insert_before(self, name: str, rel_id: int, item: Any) -> int:
+        return self._new(name, "before", self._id("insert_before", name, rel_id), item)
+
+    def insert_after(self, name: str, rel_id: int, item: Any) -> int:
+        return self._new(name, "after", self._id("insert_after", name, rel_id), item)
+
+    def edit(self, name: str, id: int, item: Any) -> None:
+        self._call(name, "edit", self._id("edit", name, id), _pack(item, None))
+
+    def _move(self, op: str, name: str, id: Any, rel_id: Any = None) -> None:
+        rel = "" if op in ("move_first", "move_last") else self._id(op, name, rel_id)
+        self._call(name, "move", op, self._id(op, name, id), rel)
+
+    def move_before(self, name: str, rel_id: int, id: int) -> None:
+        self._move("move_before", name, id, rel_id)
+
+    def move_after(self, name: str, rel_id: int, id: int) -> None:
+        self._move("move_after", name, id, rel_id)
+
+    def move_first(self, name: str, id: int) -> None:
+        self._move("move_first", name, id)
+
+    def move_last(self, name: str, id: int) -> None:
+        self._move("move_last", name, id)
 
     # -- queues -------------------------------------------------------------------------
 

@@ -11,8 +11,10 @@
 --       keeps one LIST per key at <base>:wk:<key>), 5 waiter info (HASH id ->
 --       "session|timer member|map key"), 6 timers (ZSET deadline ->
 --       "<seq:016x>:wait:<waiter>").
--- Mailboxes: <base>:mb:<session> (LIST of "D|<waiter>|<packed>" or
---       "C|<waiter>|<Class>|<message>"), base = KEYS[1] less ":meta".
+-- Mailboxes: <base>:mb:<session>, base = KEYS[1] less ":meta": a LIST of outcomes,
+--       "D|<waiter>|<packed>" (a list's or map's record), "G|<waiter>|<priority>|<seq>|
+--       <packed>" (a queue's item and its order key), "P|<waiter>|<priority>|<packed>"
+--       (a parked put let in) or "C|<waiter>|<Class>|<message>" (ended: a timeout).
 -- ARGV: 1 the op, 2 the time ("server": the server's clock; seconds: the caller's;
 --       "": the container's last), the op's own after.
 

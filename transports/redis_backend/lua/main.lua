@@ -1,4 +1,5 @@
-local kinds = {volatile_list = list, volatile_map = map, queue = queue, feed = feed}
+local kinds = {volatile_list = list, volatile_map = map, queue = queue, feed = feed,
+               sorted_feed = sorted}
 
 local function call(keys, argv)
   local op = shared[argv[1]]

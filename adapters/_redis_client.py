@@ -1,0 +1,399 @@
+"""The thread facade on Redis: ``RedisCorral``, what ``connect("redis://...")`` returns.
+
+Its handles run ``RedisKernel`` commands (``corral.transports.redis_backend``), so
+every process connected to the same Redis, with the same prefix, shares the same
+containers: every kind ``RedisKernel`` has (all but job queues), with waits on lists
+and maps so far (a queue's blocking put and get raise InvalidArgument; subscriptions
+are not on Redis yet).
+
+A command is one call of the kernel, from any thread: redis-py's pool gives each its
+own connection. A wait that cannot complete parks a waiter in Redis under a session of
+its own, opened for that wait and closed when it ends, so the session's mailbox (where
+whichever process serves the waiter pushes its outcome) is the wait's alone. The
+waiting thread blocks on that mailbox in ``BLMOVE mailbox mailbox`` (a rotation of the
+list onto itself, so the outcome is read without being taken: a Ctrl-C that cuts the
+reply loses nothing), in slices of at most a second. Time is the Redis server's: once
+the wait's timeout has passed on the local clock, the thread ticks the container
+(``advance``), which makes Redis apply the waiter's deadline and push its Cancelled
+outcome; if that has not come a second later, the thread withdraws the waiter itself.
+
+Withdrawing (``interrupt``, ``close``, Ctrl-C) is ``cancel_wait``: if it answers False
+the waiter was served and its outcome is in the mailbox. An interrupted or closed wait
+then returns what served it; a Ctrl-C gives it back (a list's record to the front, a
+map's key if it is still absent) and re-raises. A successful withdrawal by another
+thread pushes a marker of ours (``X|``) to the mailbox, which wakes the parked thread
+at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import attrs
+import redis
+
+from corral.kernel import (
+    AlreadyExists,
+    Closed,
+    CorralError,
+    Empty,
+    Event,
+    InvalidArgument,
+    LeaseLost,
+    LimitExceeded,
+    NotFound,
+    Waiting,
+    WrongKind,
+)
+from corral.transports.redis_backend import RedisKernel, mailbox_key
+
+from . import threads
+
+__all__ = ["RedisCorral", "open_redis"]
+
+log = logging.getLogger("corral.redis")
+
+_SLICE = 1.0  # the longest a parked thread blocks in one BLMOVE
+_GRACE = 1.0  # after its deadline, how long a wait leaves its timeout to Redis
+_EVENTS = {"wait_pop_next": "wnp_next", "wait_pop_key": "wnp_key"}
+_ERRORS: dict[str, type[CorralError]] = {cls.__name__: cls for cls in (
+    AlreadyExists, Closed, Empty, InvalidArgument, LeaseLost, LimitExceeded, NotFound,
+    WrongKind)}
+_MARK = "X|"  # pushed to a mailbox by whoever withdrew its waiter
+
+
+class _Preloaded:
+    """A redis client whose ``function_load`` is done already: the facade's first
+    ``RedisKernel`` loads the library, and the kernels it makes for waits share it."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+
+    def function_load(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+@attrs.define(eq=False)
+class _Waits:
+    """The kernel that runs the waits on one container (so that closing a session or
+    ticking costs one call, that container's), under its lock; and its sessions that
+    never parked, free for the next wait."""
+
+    kernel: RedisKernel
+    lock: threading.Lock = attrs.Factory(threading.Lock)
+    idle: list[int] = attrs.Factory(list)
+
+
+@attrs.define(eq=False)
+class _Parked:
+    """A thread parked in a wait, under a session of its own."""
+
+    waits: _Waits
+    op: str  # wait_pop_next or wait_pop_key
+    args: tuple[Any, ...]  # (container,) or (container, key)
+    session: int
+    waiter: int
+    mailbox: str
+    thread: int = attrs.Factory(threading.get_ident)
+    ended: BaseException | None = None  # withdrawn by another thread: what to raise
+    done: bool = False  # its thread is leaving: nobody else withdraws it now
+
+
+class RedisCorral(threads.Facade):
+    """The thread facade over Redis (>= 7.0) or Valkey: lists and maps shared by every
+    process on the same Redis and prefix. Thread-safe. Get one from
+    ``connect("redis://host:port/db")`` or ``connect("unix:///path/to/redis.sock")``
+    (``?prefix=`` names the key prefix, "co" by default), or give it a ``redis.Redis``;
+    ``close_client``: whether closing it closes that client's connections."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "co", url: str | None = None,
+                 close_client: bool = False) -> None:
+        self.url = url
+        self._redis = client
+        self._prefix = prefix
+        self._close_client = close_client
+        self._kernel = RedisKernel(client, prefix=prefix, clock="server")
+        self._lock = threading.Lock()  # what follows
+        self._left = threading.Condition(self._lock)  # a parked thread left
+        self._waits: dict[str, _Waits] = {}
+        self._parked: dict[int, _Parked] = {}  # thread -> its wait
+        self._interrupted: set[int] = set()  # threads whose next wait ends at once
+        self._closed = False
+
+    def __enter__(self) -> RedisCorral:
+        return self
+
+    def __repr__(self) -> str:
+        return f"<corral RedisCorral {self.url or self._redis!r} prefix={self._prefix!r}>"
+
+    # -- what the handles call ------------------------------------------------------------
+
+    def _clock(self) -> float:
+        return 0.0  # the Redis server keeps the time
+
+    def _run(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One kernel command. The kernel's commands only fill its caches, so threads
+        call it at once, each on a connection of the pool."""
+        if self._closed:
+            raise Closed("this corral is closed")
+        return command(*args, **kwargs)
+
+    def _wait(self, command: Callable[..., Any], *args: Any, timeout: float | None,
+              **kwargs: Any) -> Any:
+        """A wait: its immediate ``(value, metadata)``, or the Event that served it."""
+        op = getattr(command, "__name__", "")
+        if op not in _EVENTS or kwargs:
+            raise InvalidArgument(f"{op or command!r} is not on Redis yet")
+        if self._closed:
+            raise Closed("this corral is closed")
+        waits = self._waits_on(args[0])
+        began = time.monotonic()
+        with waits.lock:
+            kernel = waits.kernel
+            session = waits.idle.pop() if waits.idle else kernel.open_session()
+            try:
+                result = getattr(kernel, op)(session, *args, timeout=timeout)
+            except CorralError:
+                self._idle(waits, session)  # it never parked: its mailbox is clean
+                raise
+            except BaseException:  # a Ctrl-C or a lost connection: whatever it did ends
+                with contextlib.suppress(redis.RedisError):
+                    kernel.close_session(session)
+                raise
+            if type(result) is not Waiting:
+                self._idle(waits, session)
+                return result
+            parked = _Parked(waits, op, args, session, result.waiter, mailbox_key(
+                self._prefix, args[0], session))
+        deadline = None if timeout is None else began + timeout
+        outcome: Event | BaseException | None = None
+        try:
+            with self._lock:
+                self._parked[parked.thread] = parked
+                reason: BaseException | None = None
+                if self._closed:
+                    reason = Closed("the corral was closed while waiting")
+                elif parked.thread in self._interrupted:
+                    self._interrupted.discard(parked.thread)
+                    reason = Empty("interrupted")
+            if reason is not None:
+                self._withdraw(parked, reason)  # or else it was served: that is its own
+            outcome = self._outcome(parked, self._receive(parked, deadline))
+            self._leave(parked)
+        except BaseException as error:
+            self._abandon(parked, outcome)
+            if self._closed and isinstance(error, redis.RedisError):
+                raise Closed("the corral was closed while waiting") from error
+            raise
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def interrupt(self, thread: threading.Thread) -> None:
+        with self._lock:
+            parked = self._parked.get(thread.ident or 0)
+        if parked is not None and self._withdraw(parked, Empty("interrupted")):
+            return
+        with self._lock:  # not parked, or served already: its next wait ends at once
+            if thread.ident is not None:
+                self._interrupted.add(thread.ident)
+
+    interrupt.__doc__ = threads.Facade.interrupt.__doc__
+
+    def _subscribe(self, name: str, start: int | None) -> threads.Subscription:
+        raise InvalidArgument(f"subscribe to {name!r}: subscriptions are not on Redis yet")
+
+    def _unsubscribe(self, subscription: threads.Subscription) -> None:
+        subscription._end("closed")
+
+    def delete_container(self, name: str) -> None:
+        """Not on Redis yet: raises InvalidArgument."""
+        raise InvalidArgument(f"delete_container {name!r}: deleting a container is not "
+                              "on Redis yet")
+
+    def close(self) -> None:
+        """Close: every session is closed (parked callers get Closed, or what served
+        them if it came first). Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            parked = list(self._parked.values())
+            waits = list(self._waits.values())
+        for p in parked:
+            with contextlib.suppress(redis.RedisError):
+                self._withdraw(p, Closed("the corral was closed while waiting"))
+        with self._lock:  # each parked thread closes its session as it leaves
+            give_up = time.monotonic() + 2.0
+            while self._parked and (left := give_up - time.monotonic()) > 0:
+                self._left.wait(left)
+        for w in waits:
+            with w.lock, contextlib.suppress(redis.RedisError):
+                while w.idle:
+                    w.kernel.close_session(w.idle.pop())
+        if self._close_client:
+            self._redis.close()
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _waits_on(self, name: str) -> _Waits:
+        waits = self._waits.get(name)
+        if waits is None:
+            with self._lock:
+                waits = self._waits.get(name)
+                if waits is None:
+                    kernel = RedisKernel(cast(redis.Redis, _Preloaded(self._redis)),
+                                         prefix=self._prefix, clock="server")
+                    waits = self._waits[name] = _Waits(kernel)
+        return waits
+
+    def _idle(self, waits: _Waits, session: int) -> None:
+        """A session that never parked a waiter, for the next wait (its lock held)."""
+        if self._closed:
+            with contextlib.suppress(redis.RedisError):
+                waits.kernel.close_session(session)
+        else:
+            waits.idle.append(session)
+
+    def _withdraw(self, parked: _Parked, reason: BaseException) -> bool:
+        """Withdraw ``parked``'s waiter for another thread, which is then woken to raise
+        ``reason``; False if it was served (or its thread is leaving) first."""
+        with parked.waits.lock:
+            if parked.done or parked.ended is not None:
+                return parked.ended is not None
+            if not parked.waits.kernel.cancel_wait(parked.session, parked.waiter):
+                return False
+            parked.ended = reason
+            self._redis.rpush(parked.mailbox, _MARK)
+            return True
+
+    def _receive(self, parked: _Parked, deadline: float | None) -> str:
+        """Block until the mailbox of ``parked``'s session has its outcome; read it
+        without taking it (closing the session deletes it)."""
+        late = 0.01  # how long to block once the deadline passed: Redis is on its way
+        while True:
+            block = _SLICE
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left > 0:
+                    block = min(_SLICE, left)
+                else:
+                    self._overdue(parked, -left)
+                    block, late = late, min(2 * late, 0.25)
+            message = self._redis.blmove(  # fractions of a second, which Redis takes
+                parked.mailbox, parked.mailbox, block, "LEFT", "LEFT")  # type: ignore[arg-type]
+            if message is not None:
+                return message.decode() if isinstance(message, bytes) else str(message)
+
+    def _overdue(self, parked: _Parked, by: float) -> None:
+        """The wait's deadline passed ``by`` seconds ago (local clock): tick its
+        container, so that Redis applies it by the server's clock; past the grace,
+        withdraw the waiter here."""
+        with parked.waits.lock:
+            if not parked.done and parked.ended is None:
+                parked.waits.kernel.advance(0.0)  # clock="server": now is Redis's
+        if by > _GRACE:
+            self._withdraw(parked, Empty(f"{parked.op} on {parked.args[0]!r} timed out"))
+
+    def _outcome(self, parked: _Parked, message: str) -> Event | BaseException:
+        """A mailbox message as the Event that served the wait or the error it ends in."""
+        kind, _, rest = message.partition("|")
+        if kind == "D":
+            value, metadata = json.loads(rest.partition("|")[2])
+            key = parked.args[1] if len(parked.args) > 1 else 0
+            return Event(parked.args[0], _EVENTS[parked.op], key, value, metadata)
+        if kind == "C":
+            name, _, text = rest.partition("|")[2].partition("|")
+            return _ERRORS.get(name, CorralError)(text)
+        assert parked.ended is not None, message
+        return parked.ended
+
+    def _leave(self, parked: _Parked) -> None:
+        """The wait is over: close its session (its mailbox goes with it)."""
+        with parked.waits.lock:
+            parked.done = True
+            parked.waits.kernel.close_session(parked.session)
+        self._forget(parked)
+
+    def _abandon(self, parked: _Parked, outcome: Event | BaseException | None) -> None:
+        """The caller is leaving with an exception (a Ctrl-C): withdraw its waiter, or
+        give back what served it, then close its session."""
+        waits = parked.waits
+        try:
+            with waits.lock:
+                parked.done = True
+                with contextlib.suppress(redis.RedisError, CorralError):
+                    if outcome is None and parked.ended is None and not (
+                            waits.kernel.cancel_wait(parked.session, parked.waiter)):
+                        outcome = self._served(parked)
+                    if isinstance(outcome, Event):
+                        self._give_back(waits.kernel, outcome)
+                with contextlib.suppress(redis.RedisError, NotFound):  # closed already
+                    waits.kernel.close_session(parked.session)
+        finally:
+            self._forget(parked)
+
+    def _served(self, parked: _Parked) -> Event | BaseException | None:
+        """What the mailbox says served the waiter (it was not withdrawn)."""
+        for message in cast(list[bytes], self._redis.lrange(parked.mailbox, 0, -1)):
+            text = message.decode() if isinstance(message, bytes) else str(message)
+            if text[:2] in ("D|", "C|"):
+                return self._outcome(parked, text)
+        return None
+
+    @staticmethod
+    def _give_back(kernel: RedisKernel, event: Event) -> None:
+        """Undo a delivery its caller never took: a list's record goes back to the
+        front, a map's key is set back if it is still absent (a newer value wins)."""
+        try:
+            if event.name == "wnp_next":
+                kernel.push_front(event.container, event.value, event.metadata)
+            else:
+                with contextlib.suppress(AlreadyExists):
+                    kernel.insert(event.container, event.key, event.value, event.metadata)
+        except BaseException:
+            log.error("corral: could not give back %r to %r", event.value, event.container)
+            raise
+
+    def _forget(self, parked: _Parked) -> None:
+        with self._lock:
+            if self._parked.get(parked.thread) is parked:
+                del self._parked[parked.thread]
+            self._left.notify_all()
+
+
+def _shown(url: str) -> str:
+    """``url`` without its password."""
+    password = urlsplit(url).password
+    return url if password is None else url.replace(f":{password}@", ":***@", 1)
+
+
+def open_redis(url: str, *, connect_timeout: float = 10.0) -> RedisCorral:
+    """A ``RedisCorral`` on the Redis at ``url``: ``redis://host:port[/db]``,
+    ``rediss://`` (TLS) or ``unix:///path/to/redis.sock``; ``?prefix=`` starts every
+    key ("co"), other query fields are redis-py's. Raises ConnectionError (an OSError)
+    if Redis cannot be reached."""
+    where, _, fields = url.partition("?")  # (urlunsplit would spell unix:/// unix:/)
+    query = parse_qsl(fields, keep_blank_values=True)
+    prefix = dict(query).get("prefix", "co")
+    rest = urlencode([(key, value) for key, value in query if key != "prefix"])
+    client = redis.Redis.from_url(f"{where}?{rest}" if rest else where,
+                                  socket_connect_timeout=connect_timeout)
+    try:
+        return RedisCorral(client, prefix=prefix, url=_shown(url), close_client=True)
+    except redis.ConnectionError as error:
+        client.close()
+        raise ConnectionError(f"cannot reach Redis at {_shown(url)}: {error}") from error
+    except BaseException:
+        client.close()
+        raise

@@ -1,0 +1,432 @@
+"""The thread facade on Redis (``connect("unix://...")``, ``RedisCorral``), with real
+threads and two facades on one redis-server standing for two processes: commands,
+waits served across them in FIFO order, timeouts, interrupts, close, and a load where
+every item is taken exactly once."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import os
+import random
+import signal
+import socket
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+import pytest
+from conftest import start, wait_until
+
+from corral.adapters.client import connect
+from corral.kernel import (
+    AlreadyExists,
+    Closed,
+    Empty,
+    InvalidArgument,
+    Kind,
+    NotFound,
+    WrongKind,
+)
+
+pytest.importorskip("redis")
+from corral.adapters._redis_client import RedisCorral  # noqa: E402
+from corral.transports.redis_backend import RedisKernel  # noqa: E402
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"f{os.getpid()}x{next(_prefixes)}"
+
+
+@pytest.fixture
+def url(redis_server: Any, prefix: str) -> str:
+    """The test's redis-server as a ``unix://`` URL, keys under a prefix of the test's."""
+    return f"unix://{redis_server.connection_pool.connection_kwargs['path']}?prefix={prefix}"
+
+
+@pytest.fixture
+def a(url: str) -> Iterator[RedisCorral]:
+    with connect(url) as corral:
+        assert isinstance(corral, RedisCorral)
+        yield corral
+
+
+@pytest.fixture
+def b(url: str) -> Iterator[RedisCorral]:
+    """Another facade on the same Redis and prefix: another process, as far as either
+    can tell."""
+    with connect(url) as corral:
+        assert isinstance(corral, RedisCorral)
+        yield corral
+
+
+def waiters(redis_server: Any, prefix: str, name: str, key: str | None = None) -> int:
+    """How many waiters Redis has queued on list ``name`` (or map ``name``'s ``key``)."""
+    queue = f"{prefix}:{{{name}}}:w" if key is None else f"{prefix}:{{{name}}}:wk:{key}"
+    return len(redis_server.lrange(queue, 0, -1))
+
+
+def test_list_commands_are_shared(a: RedisCorral, b: RedisCorral) -> None:
+    """What one facade does to a list, the other sees."""
+    lst, other = a.list("l"), b.list("l")
+    lst.push_back(1)
+    lst.push_back({"two": [2]}, metadata="m")
+    other.push_front(0)
+    assert [0, 1, {"two": [2]}] == [r.value for r in other.query()]
+    assert "m" == lst.query(-1)[0].metadata
+    assert 3 == other.count() == len(lst)
+    other.set(1, "one")
+    lst.insert(1, "half")
+    assert "one" == other.get(2) and "half" == lst.get(-3)
+    other.delete(0)
+    assert ["half", "one"] == [r.value for r in lst.query(0, 2)]
+    assert "half" == lst.pop_front() and {"two": [2]} == other.pop_back()
+    assert "one" == other.wait_pop_next(timeout=0)
+    with pytest.raises(Empty):
+        lst.pop_front()
+    with pytest.raises(NotFound):
+        other.get(0)
+    lst.set_property("owner", "a")
+    assert "a" == other.get_property("owner")
+    with pytest.raises(NotFound):
+        other.get_property("nobody")
+    stats = other.statistics()
+    assert (0, 0, 0) == (stats.records, stats.waiters, stats.subscribers)
+    lst.push_back("x")
+    other.clear()
+    assert 0 == lst.count()
+
+
+def test_map_commands_are_shared(a: RedisCorral, b: RedisCorral) -> None:
+    m, other = a.map("m"), b.map("m")
+    m.set("b", 2)
+    other.insert("a", 1, metadata={"k": 1})
+    with pytest.raises(AlreadyExists):
+        m.insert("a", 3)
+    assert ["a", "b"] == other.keys() == m.keys()
+    assert 1 == m.get("a") and {"k": 1} == m.query(0, 1)[0].metadata
+    assert [("a", 1), ("b", 2)] == [(r.key, r.value) for r in other.query()]
+    other.delete("b")
+    with pytest.raises(NotFound):
+        m.delete("b")
+    assert 1 == m.wait_pop_key("a", timeout=0) and 0 == other.count()
+    with pytest.raises(Empty):
+        m.wait_pop_key("a", timeout=0)
+    m.set_property("p", "v")
+    assert "v" == other.get_property("p") and 0 == len(other)
+
+
+def test_what_is_not_on_redis_yet(a: RedisCorral, redis_server: Any, prefix: str) -> None:
+    """Subscriptions and deleting containers raise InvalidArgument; a kind the Redis
+    kernel refuses is refused alike (the kernel says which kinds are there so far)."""
+    kernel = RedisKernel(redis_server, prefix=f"{prefix}k")
+    for kind, make in ((Kind.FEED, a.feed), (Kind.SORTED_FEED, a.sorted_feed),
+                       (Kind.QUEUE, a.queue), (Kind.JOBS, a.jobs)):
+        outcomes = []
+        for create in (functools.partial(kernel.create, kind=kind), make):
+            try:
+                create(kind.value)
+                outcomes.append("made")
+            except InvalidArgument as error:
+                outcomes.append(str(error))
+        assert outcomes[0] == outcomes[1]
+    with pytest.raises(InvalidArgument, match="not on Redis yet"):
+        a.list("l").subscribe()
+    with pytest.raises(InvalidArgument, match="not on Redis yet"):
+        a.delete_container("l")
+    a.map("m")
+    with pytest.raises(WrongKind):
+        a.list("m")
+
+
+def test_parked_consumer_is_served_by_the_other_process(a: RedisCorral, b: RedisCorral,
+                                                        redis_server: Any,
+                                                        prefix: str) -> None:
+    got: list[Any] = []
+    thread = start(lambda: got.append(a.list("jobs").wait_pop_next(timeout=30)))
+    wait_until(lambda: waiters(redis_server, prefix, "jobs") == 1)
+    assert 1 == b.list("jobs").statistics().waiters
+    b.list("jobs").push_back({"n": 1})
+    thread.join(10)
+    assert [{"n": 1}] == got
+    assert 0 == b.list("jobs").statistics().waiters
+
+
+def test_list_waiters_are_served_first_come_first_served(a: RedisCorral, b: RedisCorral,
+                                                         redis_server: Any,
+                                                         prefix: str) -> None:
+    """Three consumers (on both facades) park in a known order; three pushes: consumer
+    i gets item i."""
+    got: dict[int, Any] = {}
+
+    def consume(corral: RedisCorral, i: int) -> None:
+        got[i] = corral.list("fifo").wait_pop_next(timeout=30)
+
+    threads = []
+    for i, corral in enumerate((a, b, a)):
+        threads.append(start(consume, corral, i))
+        wait_until(lambda i=i: waiters(redis_server, prefix, "fifo") == i + 1)
+    for i in range(3):
+        (b if i % 2 else a).list("fifo").push_back(f"item {i}")
+    for thread in threads:
+        thread.join(10)
+    assert {0: "item 0", 1: "item 1", 2: "item 2"} == got
+
+
+def test_map_key_waiters_are_served_in_order(a: RedisCorral, b: RedisCorral,
+                                             redis_server: Any, prefix: str) -> None:
+    got: dict[int, Any] = {}
+
+    def consume(corral: RedisCorral, i: int) -> None:
+        got[i] = corral.map("replies").wait_pop_key("r", timeout=30)
+
+    threads = []
+    for i, corral in enumerate((b, a, b)):
+        threads.append(start(consume, corral, i))
+        wait_until(lambda i=i: waiters(redis_server, prefix, "replies", "r") == i + 1)
+    b.map("replies").set("other", "not waited for")
+    for i in range(3):
+        a.map("replies").set("r", i)
+        wait_until(lambda i=i: i in got)  # each set is taken before the next is made
+    for thread in threads:
+        thread.join(10)
+    assert {0: 0, 1: 1, 2: 2} == got
+    assert ["other"] == a.map("replies").keys()
+
+
+def test_a_timeout_raises_empty_and_leaves_no_waiter(a: RedisCorral, b: RedisCorral) -> None:
+    with pytest.raises(Empty, match="timed out"):
+        a.list("l").wait_pop_next(timeout=0.05)
+    with pytest.raises(Empty, match="timed out"):
+        a.map("m").wait_pop_key("k", timeout=0.05)
+    with pytest.raises(Empty):
+        a.list("l").wait_pop_next(timeout=0)
+    assert 0 == b.list("l").statistics().waiters == b.map("m").statistics().waiters
+    b.list("l").push_back("later")
+    assert "later" == a.list("l").wait_pop_next(timeout=5)
+    with pytest.raises(InvalidArgument):
+        a.list("l").wait_pop_next(timeout=-1)
+
+
+def test_interrupt_ends_a_parked_wait_and_loses_nothing(a: RedisCorral, b: RedisCorral,
+                                                        redis_server: Any,
+                                                        prefix: str) -> None:
+    outcome: list[Any] = []
+
+    def wait() -> None:
+        try:
+            outcome.append(a.list("l").wait_pop_next())
+        except Empty as error:
+            outcome.append(error)
+
+    thread = start(wait)
+    wait_until(lambda: waiters(redis_server, prefix, "l") == 1)
+    a.interrupt(thread)
+    thread.join(10)
+    assert not thread.is_alive()
+    assert 1 == len(outcome) and isinstance(outcome[0], Empty)
+    assert "interrupted" in str(outcome[0])
+    assert 0 == b.list("l").statistics().waiters
+    b.list("l").push_back("kept")
+    assert ["kept"] == [r.value for r in b.list("l").query()]
+
+
+def test_interrupt_before_parking_ends_the_next_wait(a: RedisCorral) -> None:
+    lst = a.list("l")
+    lst.push_back("there")
+    a.interrupt(threading.current_thread())
+    assert "there" == lst.wait_pop_next()  # completes at once: not affected
+    with pytest.raises(Empty, match="interrupted"):
+        lst.wait_pop_next(timeout=30)  # bounded, should the interrupt be lost
+    with pytest.raises(Empty, match="timed out"):  # used up
+        lst.wait_pop_next(timeout=0.01)
+    assert 0 == lst.statistics().waiters
+
+
+def test_close_ends_parked_callers_with_closed(url: str, b: RedisCorral,
+                                               redis_server: Any, prefix: str) -> None:
+    a = connect(url)
+    outcomes: list[Any] = []
+
+    def wait(call: Any, *args: Any) -> None:
+        try:
+            outcomes.append(call(*args))
+        except Closed as error:
+            outcomes.append(error)
+
+    threads = [start(wait, a.list("l").wait_pop_next),
+               start(wait, a.map("m").wait_pop_key, "k")]
+    wait_until(lambda: waiters(redis_server, prefix, "l") == 1
+               and waiters(redis_server, prefix, "m", "k") == 1)
+    a.close()
+    for thread in threads:
+        thread.join(10)
+    assert 2 == len(outcomes) and all(isinstance(o, Closed) for o in outcomes)
+    assert 0 == b.list("l").statistics().waiters == b.map("m").statistics().waiters
+    assert a.closed and not a.wait_connected()
+    with pytest.raises(Closed):
+        a.list("l")
+    with pytest.raises(Closed):
+        a.list("l").wait_pop_next(timeout=0)
+    a.close()  # idempotent
+    b.list("l").push_back("kept")
+    assert 1 == b.list("l").count()
+
+
+def test_ctrl_c_while_parked_withdraws_the_wait(a: RedisCorral, b: RedisCorral,
+                                                redis_server: Any, prefix: str) -> None:
+    """A SIGINT while the main thread is parked withdraws its waiter."""
+    main = threading.get_ident()
+    start(lambda: (wait_until(lambda: waiters(redis_server, prefix, "l") == 1),
+                   signal.pthread_kill(main, signal.SIGINT)))
+    with pytest.raises(KeyboardInterrupt):
+        a.list("l").wait_pop_next(timeout=30)
+    assert 0 == b.list("l").statistics().waiters
+    b.list("l").push_back("kept")
+    assert ["kept"] == [r.value for r in a.list("l").query()]
+
+
+@pytest.mark.parametrize("kind", ["list", "map"])
+def test_ctrl_c_after_being_served_gives_the_item_back(
+        a: RedisCorral, b: RedisCorral, redis_server: Any, prefix: str, kind: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C that lands once the wait was served, before its caller took the item:
+    the item goes back (a list's to the front, a map's key if still absent)."""
+    receive = a._receive
+
+    def served_then_interrupted(parked: Any, deadline: Any) -> str:
+        wait_until(lambda: redis_server.llen(parked.mailbox) == 1)  # served
+        receive(parked, deadline)  # read (not taken), as the thread would
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(a, "_receive", served_then_interrupted)
+    if kind == "list":
+        wait: Any = a.list("c").wait_pop_next
+        serve: Any = lambda: b.list("c").push_back("served")  # noqa: E731
+        key = None
+    else:
+        wait, key = (lambda: a.map("c").wait_pop_key("k")), "k"
+        serve = lambda: b.map("c").set("k", "served")  # noqa: E731
+    start(lambda: (wait_until(lambda: waiters(redis_server, prefix, "c", key) == 1),
+                   serve()))
+    with pytest.raises(KeyboardInterrupt):
+        wait()
+    monkeypatch.undo()
+    handle: Any = b.list("c") if kind == "list" else b.map("c")
+    assert ["served"] == [r.value for r in handle.query()]
+    assert 0 == handle.statistics().waiters
+    assert [] == redis_server.keys(f"{prefix}:*:mb:*")  # its session is closed
+    if kind == "list":
+        assert "served" == a.list("c").wait_pop_next(timeout=5)
+
+
+def test_load_every_item_exactly_once(a: RedisCorral, b: RedisCorral) -> None:
+    """Two producers (one per facade) of 500 items each and three consumers (on both)
+    with short timeouts: every item is consumed exactly once."""
+    per_producer, consumers = 500, 3
+    got: list[list[Any]] = [[] for _ in range(consumers)]
+
+    def produce(corral: RedisCorral, p: int) -> None:
+        lst = corral.list("work")
+        for i in range(per_producer):
+            lst.push_back([p, i])
+
+    def consume(corral: RedisCorral, c: int) -> None:
+        lst = corral.list("work")
+        while True:
+            try:
+                item = lst.wait_pop_next(timeout=(None, 0.01, 0)[len(got[c]) % 3])
+            except Empty:
+                continue
+            if item is None:
+                return
+            got[c].append(tuple(item))
+
+    takers = [start(consume, (a, b, a)[c], c) for c in range(consumers)]
+    makers = [start(produce, corral, p) for p, corral in enumerate((a, b))]
+    for thread in makers:
+        thread.join(60)
+        assert not thread.is_alive()
+    for _ in range(consumers):
+        b.list("work").push_back(None)  # after every item: each consumer takes one
+    for thread in takers:
+        thread.join(60)
+        assert not thread.is_alive()
+    taken = Counter(item for items in got for item in items)
+    assert {(p, i): 1 for p in range(2) for i in range(per_producer)} == dict(taken)
+    assert 0 == a.list("work").count() and 0 == b.list("work").statistics().waiters
+    for items in got:  # each producer's items reach each consumer in their order
+        for p in range(2):
+            mine = [i for q, i in items if q == p]
+            assert sorted(mine) == mine
+
+
+def test_prefixes_keep_applications_apart(redis_server: Any, url: str) -> None:
+    path = redis_server.connection_pool.connection_kwargs["path"]
+    with connect(url) as one, connect(f"unix://{path}?prefix=elsewhere{os.getpid()}") as two:
+        one.list("l").push_back(1)
+        assert 0 == two.list("l").count()
+        assert "RedisCorral" in repr(one)
+
+
+def test_connecting_to_nothing_fails_clearly(redis_server: Any, tmp_path: Any) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ConnectionError, match="cannot reach Redis") as caught:
+        connect(f"redis://:secret@127.0.0.1:{port}/0", connect_timeout=2)
+    assert isinstance(caught.value, OSError) and "secret" not in str(caught.value)
+    assert str(port) in str(caught.value)
+    with pytest.raises(OSError, match="cannot reach Redis"):
+        connect(f"unix://{tmp_path}/nothing.sock")
+    path = redis_server.connection_pool.connection_kwargs["path"]
+    with pytest.raises(InvalidArgument, match="token"):
+        connect(f"unix://{path}", token="t")
+
+
+def test_ctrl_c_storm_while_parked_loses_nothing(a: RedisCorral, b: RedisCorral,
+                                                 redis_server: Any, prefix: str) -> None:
+    """SIGINT, as a Ctrl-C, lands while the main thread is parked (blocked on its
+    mailbox) as items arrive for it: each interrupted wait is withdrawn or gives its
+    item back. (One that lands while the wait's first call is on the wire, before it
+    parked, may cut a reply that took an item: at-most-once, as over any connection.)"""
+    rng = random.Random(3)
+    parked_code = RedisCorral._receive.__code__
+    landed = 0
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal landed
+        while frame is not None:
+            if frame.f_code is parked_code:
+                landed += 1
+                raise KeyboardInterrupt
+            frame = frame.f_back
+
+    lst, source = a.list("c"), b.list("c")
+    got: list[Any] = []
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        for i in range(100):
+            push = threading.Timer(rng.uniform(0, 0.01), source.push_back, (i,))
+            ctrl_c = threading.Timer(rng.uniform(0, 0.01), signal.pthread_kill,
+                                     (threading.main_thread().ident, signal.SIGINT))
+            push.start()
+            ctrl_c.start()
+            with contextlib.suppress(KeyboardInterrupt):
+                got.append(lst.wait_pop_next(timeout=10))
+            push.join(10)
+            ctrl_c.join(10)
+            while source.count():  # what an interrupted wait left, so the next one parks
+                got.append(source.pop_front())
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert landed > 0
+    assert list(range(100)) == sorted(got)
+    assert 0 == source.statistics().waiters
+    assert [] == redis_server.keys(f"{prefix}:*:mb:*")  # every wait's session is closed
