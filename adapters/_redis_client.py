@@ -2,9 +2,8 @@
 
 Its handles run ``RedisKernel`` commands (``corral.transports.redis_backend``), so
 every process connected to the same Redis, with the same prefix, shares the same
-containers: every kind ``RedisKernel`` has (all but job queues), with waits on lists
-and maps so far (a queue's blocking put and get raise InvalidArgument; subscriptions
-are not on Redis yet).
+containers: every kind ``RedisKernel`` has (all but job queues), with waits on lists,
+maps and queues (subscriptions are not on Redis yet).
 
 A command is one call of the kernel, from any thread: redis-py's pool gives each its
 own connection. A wait that cannot complete parks a waiter in Redis under a session of
@@ -19,8 +18,9 @@ outcome; if that has not come a second later, the thread withdraws the waiter it
 
 Withdrawing (``interrupt``, ``close``, Ctrl-C) is ``cancel_wait``: if it answers False
 the waiter was served and its outcome is in the mailbox. An interrupted or closed wait
-then returns what served it; a Ctrl-C gives it back (a list's record to the front, a
-map's key if it is still absent) and re-raises. A successful withdrawal by another
+then returns what served it; a Ctrl-C gives it back with the kernel's exact inverse
+(``give_back``: a list's record to the front, a map's key if it is still absent, a
+queue's item to its place) and re-raises. A successful withdrawal by another
 thread pushes a marker of ours (``X|``) to the mailbox, which wakes the parked thread
 at once.
 """
@@ -62,7 +62,8 @@ log = logging.getLogger("corral.redis")
 
 _SLICE = 1.0  # the longest a parked thread blocks in one BLMOVE
 _GRACE = 1.0  # after its deadline, how long a wait leaves its timeout to Redis
-_EVENTS = {"wait_pop_next": "wnp_next", "wait_pop_key": "wnp_key"}
+_EVENTS = {"wait_pop_next": "wnp_next", "wait_pop_key": "wnp_key", "queue_get": "get",
+           "queue_put": "put"}
 _ERRORS: dict[str, type[CorralError]] = {cls.__name__: cls for cls in (
     AlreadyExists, Closed, Empty, InvalidArgument, LeaseLost, LimitExceeded, NotFound,
     WrongKind)}
@@ -152,7 +153,7 @@ class RedisCorral(threads.Facade):
               **kwargs: Any) -> Any:
         """A wait: its immediate ``(value, metadata)``, or the Event that served it."""
         op = getattr(command, "__name__", "")
-        if op not in _EVENTS or kwargs:
+        if op not in _EVENTS or set(kwargs) - {"priority"}:
             raise InvalidArgument(f"{op or command!r} is not on Redis yet")
         if self._closed:
             raise Closed("this corral is closed")
@@ -162,7 +163,7 @@ class RedisCorral(threads.Facade):
             kernel = waits.kernel
             session = waits.idle.pop() if waits.idle else kernel.open_session()
             try:
-                result = getattr(kernel, op)(session, *args, timeout=timeout)
+                result = getattr(kernel, op)(session, *args, timeout=timeout, **kwargs)
             except CorralError:
                 self._idle(waits, session)  # it never parked: its mailbox is clean
                 raise
@@ -303,11 +304,21 @@ class RedisCorral(threads.Facade):
             if not parked.done and parked.ended is None:
                 parked.waits.kernel.advance(0.0)  # clock="server": now is Redis's
         if by > _GRACE:
-            self._withdraw(parked, Empty(f"{parked.op} on {parked.args[0]!r} timed out"))
+            error = (LimitExceeded(f"put on {parked.args[0]!r} timed out: the queue stayed "
+                                   "full") if parked.op == "queue_put" else
+                     Empty(f"{parked.op} on {parked.args[0]!r} timed out"))
+            self._withdraw(parked, error)
 
     def _outcome(self, parked: _Parked, message: str) -> Event | BaseException:
         """A mailbox message as the Event that served the wait or the error it ends in."""
         kind, _, rest = message.partition("|")
+        if kind in ("G", "P"):  # a queue's item to a getter, or a parked put let in
+            fields = rest.split("|", 3 if kind == "G" else 2)
+            item, _ = json.loads(fields[-1])
+            priority = int(fields[1])
+            order = (priority, int(fields[2])) if kind == "G" else None
+            return Event(parked.args[0], "get" if kind == "G" else "put", priority, item,
+                         order)
         if kind == "D":
             value, metadata = json.loads(rest.partition("|")[2])
             key = parked.args[1] if len(parked.args) > 1 else 0
@@ -336,8 +347,8 @@ class RedisCorral(threads.Facade):
                     if outcome is None and parked.ended is None and not (
                             waits.kernel.cancel_wait(parked.session, parked.waiter)):
                         outcome = self._served(parked)
-                    if isinstance(outcome, Event):
-                        self._give_back(waits.kernel, outcome)
+                    if isinstance(outcome, Event) and outcome.name != "put":  # a put stays
+                        self._give_back(waits.kernel, parked.session, outcome)
                 with contextlib.suppress(redis.RedisError, NotFound):  # closed already
                     waits.kernel.close_session(parked.session)
         finally:
@@ -347,20 +358,17 @@ class RedisCorral(threads.Facade):
         """What the mailbox says served the waiter (it was not withdrawn)."""
         for message in cast(list[bytes], self._redis.lrange(parked.mailbox, 0, -1)):
             text = message.decode() if isinstance(message, bytes) else str(message)
-            if text[:2] in ("D|", "C|"):
+            if text[:2] in ("D|", "C|", "G|", "P|"):
                 return self._outcome(parked, text)
         return None
 
     @staticmethod
-    def _give_back(kernel: RedisKernel, event: Event) -> None:
-        """Undo a delivery its caller never took: a list's record goes back to the
-        front, a map's key is set back if it is still absent (a newer value wins)."""
+    def _give_back(kernel: RedisKernel, session: int, event: Event) -> None:
+        """Undo a delivery its caller never took, with the kernel's exact inverse: a
+        list's record back to the front, a map's key only if it is still absent (a
+        newer value wins), a queue's item back at its place."""
         try:
-            if event.name == "wnp_next":
-                kernel.push_front(event.container, event.value, event.metadata)
-            else:
-                with contextlib.suppress(AlreadyExists):
-                    kernel.insert(event.container, event.key, event.value, event.metadata)
+            kernel.give_back(session, event.container, event)
         except BaseException:
             log.error("corral: could not give back %r to %r", event.value, event.container)
             raise

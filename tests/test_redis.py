@@ -17,6 +17,7 @@ from corral.kernel import (
     Cancelled,
     CorralError,
     Delivered,
+    Event,
     InvalidArgument,
     Kernel,
     Kind,
@@ -216,6 +217,38 @@ class KernelAndRedis(RuleBasedStateMachine):
           timeout=st.sampled_from([None, 0, 0.5, 2.0]), receipt=st.booleans())
     def queue_get(self, who: int, name: str, timeout: float | None, receipt: bool) -> None:
         self.wait(who, "queue_get", name, timeout, receipt=receipt)
+
+    @rule(who=st.integers(0, 2), name=st.sampled_from(QUEUES + LISTS + MAPS), key=KEYS,
+          puts=st.integers(0, 2))
+    def give_back(self, who: int, name: str, key: str, puts: int) -> None:
+        """Take at once, let more come, give back: the kernel's exact inverse of the
+        hand-off (a queue item at its old place, a list record first, a map key only if
+        still absent)."""
+        mine, theirs = self.sessions[who]
+        if name in QUEUES:
+            op, args, kw, event = "queue_get", (), {"receipt": True}, "get"
+        elif name in LISTS:
+            op, args, kw, event = "wait_pop_next", (), {}, "wnp_next"
+        else:
+            op, args, kw, event = "wait_pop_key", (key,), {}, "wnp_key"
+        try:
+            here = getattr(self.kernel, op)(mine, name, *args, timeout=0, now=self.now, **kw)
+        except CorralError:
+            return
+        there = getattr(self.redis, op)(theirs, name, *args, timeout=0, now=self.now, **kw)
+        assert here == there
+        value, metadata = here
+        for n in range(puts):
+            if name in QUEUES:
+                self.wait(who, "queue_put", name, 0, f"later {n}")
+            elif name in LISTS:
+                self.same("push_back", name, f"later {n}")
+            else:
+                self.same("set", name, key, f"later {n}")
+        delivery = Event(name, event, key if name in MAPS else (metadata[0] if name in QUEUES
+                                                                 else 0), value, metadata)
+        self.kernel.give_back(mine, name, delivery, now=self.now)
+        self.redis.give_back(theirs, name, delivery, now=self.now)
 
     @rule(name=st.sampled_from(QUEUES),
           waits=st.lists(st.tuples(st.integers(0, 2), st.sampled_from([None, 0.5, 2.0]),

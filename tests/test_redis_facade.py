@@ -28,6 +28,7 @@ from corral.kernel import (
     Empty,
     InvalidArgument,
     Kind,
+    LimitExceeded,
     NotFound,
     WrongKind,
 )
@@ -430,3 +431,69 @@ def test_ctrl_c_storm_while_parked_loses_nothing(a: RedisCorral, b: RedisCorral,
     assert list(range(100)) == sorted(got)
     assert 0 == source.statistics().waiters
     assert [] == redis_server.keys(f"{prefix}:*:mb:*")  # every wait's session is closed
+
+
+def test_queues_across_processes_block_serve_in_order_and_admit_parked_puts(
+        a: RedisCorral, b: RedisCorral, redis_server: Any, prefix: str) -> None:
+    """A queue on Redis through the facade: getters parked in one process are served
+    first come, first served by the other's puts, highest priority first; a full bounded
+    queue parks a put until a get makes room, and a timed-out put raises LimitExceeded."""
+    got: dict[int, Any] = {}
+    threads = []
+    for i in range(3):
+        threads.append(start(lambda i=i: got.__setitem__(i, a.queue("q").get(timeout=30))))
+        wait_until(lambda i=i: waiters(redis_server, prefix, "q") == i + 1)
+    for n in range(3):
+        b.queue("q").put(f"item {n}")
+    for thread in threads:
+        thread.join(10)
+    assert {0: "item 0", 1: "item 1", 2: "item 2"} == got
+    q = b.queue("q")
+    q.put("low", priority=-1)
+    q.put("high", priority=5)
+    assert ["high", "low"] == [a.queue("q").get(timeout=0), a.queue("q").get(timeout=0)]
+    bounded = a.queue("bounded", max_length=1)
+    bounded.put("first")
+    with pytest.raises(LimitExceeded):
+        bounded.put("refused")  # timeout 0: full is full
+    admitted: list[Any] = []
+    thread = start(lambda: admitted.append(bounded.put("second", timeout=30)))
+    wait_until(lambda: b.queue("bounded").statistics().waiters == 1)
+    assert "first" == b.queue("bounded").get(timeout=5)
+    thread.join(10)
+    assert [None] == admitted and "second" == b.queue("bounded").get(timeout=5)
+    bounded.put("full again")
+    with pytest.raises(LimitExceeded):
+        bounded.put("late", timeout=0.2)
+    assert 0 == b.queue("bounded").statistics().waiters
+    assert 1 == b.queue("bounded").statistics().records
+
+
+def test_ctrl_c_after_a_queue_get_was_served_puts_the_item_back_in_its_place(
+        a: RedisCorral, b: RedisCorral, redis_server: Any, prefix: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Served into a caller that is gone, a queue item goes back where it was (ahead of
+    what came later at its priority), by the kernel's exact inverse."""
+    q = a.queue("q")
+    original = RedisCorral._receive
+
+    def cut(self: RedisCorral, parked: Any, deadline: float | None) -> str:
+        original(self, parked, deadline)
+        raise KeyboardInterrupt  # the outcome was read; the caller is gone before it
+    monkeypatch.setattr(RedisCorral, "_receive", cut)
+    raised: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            q.get(timeout=30)
+        except KeyboardInterrupt as error:
+            raised.append(error)
+    thread = start(consume)
+    wait_until(lambda: waiters(redis_server, prefix, "q") == 1)
+    b.queue("q").put("handed over")
+    thread.join(10)
+    monkeypatch.setattr(RedisCorral, "_receive", original)
+    assert raised
+    b.queue("q").put("came later")
+    assert ["handed over", "came later"] == [b.queue("q").get(timeout=0),
+                                             b.queue("q").get(timeout=0)]

@@ -20,6 +20,7 @@ facade on it (``corral.adapters._redis_client``), with waits on lists and maps.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -422,6 +423,29 @@ class RedisKernel:
             item, _ = _unpack(packed)
             return item, (int(priority), int(seq)) if receipt else None
         return _unpack(answer[1])
+
+    def give_back(self, session: int, name: str, delivery: Event, *, now: float = 0.0
+                  ) -> None:
+        """Undo what a wait handed to a caller that is gone, as ``Kernel.give_back``: a
+        list's record back to the front (or to the oldest waiter), a map's key only if
+        it is still absent, a queue's item back at its order key."""
+        if session not in self._sessions:
+            raise NotFound(f"no open session {session!r}")
+        if delivery.name == "wnp_next":
+            self._call(name, "push_front", _pack(delivery.value, delivery.metadata))
+        elif delivery.name == "wnp_key":
+            with contextlib.suppress(AlreadyExists):  # a newer value wins
+                self.insert(name, delivery.key, delivery.value, delivery.metadata)
+        elif delivery.name == "get":
+            order = delivery.metadata
+            if not (isinstance(order, (tuple, list)) and len(order) == 2
+                    and all(type(n) is int for n in order)):
+                raise InvalidArgument(f"give_back on {name!r}: a get delivery's metadata is "
+                                      f"its order key (priority, seq), not {order!r}")
+            self._call(name, "give_back", order[0], order[1], _pack(delivery.value, None))
+        else:
+            raise InvalidArgument(f"give_back on {name!r}: a {delivery.name} delivery "
+                                  "cannot be given back on Redis")
 
     def cancel_wait(self, session: int, waiter: int) -> bool:
         """Withdraw a parked waiter: False once it was served or timed out (its outcome

@@ -49,7 +49,10 @@ function queue.queue_get(keys, now, argv)
     local packed = redis.call("HGET", keys[3], member)
     redis.call("ZREM", keys[2], member)
     redis.call("HDEL", keys[3], member)
-    local putter = redis.call("LPOP", base(keys) .. ":wp")
+    local putter = nil
+    if not queue_full(keys) then  -- (a give-back may have left it past max_length)
+      putter = redis.call("LPOP", base(keys) .. ":wp")
+    end
     if putter then  -- a slot opened: the oldest putter's item comes in
       local putter_session = forget(keys, putter)
       local payload = redis.call("HGET", base(keys) .. ":wpi", putter)
@@ -65,6 +68,32 @@ function queue.queue_get(keys, now, argv)
     return fail("Empty", "get on '" .. name(keys) .. "': the queue is empty")
   end
   return park(keys, now, session, timeout, "")
+end
+
+-- give_back: an item taken by a caller that is gone goes back to its place, ARGV 3
+-- priority, 4 arrival, 5 packed item: to the oldest getter if one waits, else into
+-- the queue, past max_length if need be (the kernel's exact inverse of the get).
+function queue.give_back(keys, now, argv)
+  local priority, seq, packed = argv[3], tonumber(argv[4]), argv[5]
+  local member = string.format("%016x", seq)
+  if seq < 1 or seq > tonumber(redis.call("HGET", keys[1], "arrivals")) then
+    return fail("InvalidArgument", "give_back on '" .. name(keys) .. "': no item came in as "
+                .. argv[4])
+  end
+  if redis.call("HEXISTS", keys[3], member) == 1 then
+    return fail("InvalidArgument", "give_back on '" .. name(keys) .. "': item (" .. priority
+                .. ", " .. argv[4] .. ") is in the queue already")
+  end
+  local getter = redis.call("LPOP", keys[4])
+  if getter then
+    local session = forget(keys, getter)
+    redis.call("RPUSH", mailbox(keys, session), "G|" .. getter .. "|" .. priority .. "|" ..
+               argv[4] .. "|" .. packed)
+    return 1
+  end
+  redis.call("ZADD", keys[2], string.format("%.17g", -tonumber(priority)), member)
+  redis.call("HSET", keys[3], member, packed)
+  return 1
 end
 
 function queue.count(keys, now, argv) return redis.call("ZCARD", keys[2]) end
