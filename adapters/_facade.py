@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Generic, TypeVar
+from collections.abc import Iterable
+from typing import Any, Generic, Protocol, TypeVar
 
 from corral.kernel import (
     GIVEN_BACK,
@@ -20,10 +21,33 @@ from corral.kernel import (
 )
 from corral.transports.journal import Journal, JournaledKernel
 
-__all__ = ["EffectRouter", "wait_value"]
+__all__ = ["EffectRouter", "Routed", "route_events", "wait_value"]
+
+class Routed(Protocol):
+    """A subscription of either facade: what its events are handed to."""
+
+    def _put(self, event: Event) -> None: ...
+
+    def _end(self, reason: str) -> None: ...
+
 
 P = TypeVar("P")  # how a parked caller is woken
-S = TypeVar("S")  # a subscription
+S = TypeVar("S", bound=Routed)  # a subscription
+
+
+def route_events(subscriptions: dict[int, Any],
+                 effects: Iterable[Notified | Unsubscribed]) -> None:
+    """Hand a client's subscription events to their subscriptions (an ended one is
+    forgotten); events for one closed meanwhile are dropped."""
+    for effect in effects:
+        subscription = subscriptions.get(effect.subscription)
+        if subscription is None:
+            continue
+        if isinstance(effect, Notified):
+            subscription._put(effect.event)
+        else:
+            del subscriptions[effect.subscription]
+            subscription._end(effect.reason)
 
 
 def journaled_kernel(directory: str | os.PathLike[str], fsync: str, now: float
@@ -46,8 +70,8 @@ def wait_value(got: Any) -> Any:
 class EffectRouter(Generic[P, S]):
     """Owns one kernel session and routes its effects.
 
-    Subclasses say how to wake a parked caller (``_wake``) and how to hand an event to a
-    subscription (``_publish``, ``_end``).
+    Subclasses say how to wake a parked caller (``_wake``); subscriptions take their
+    events themselves (``Routed``).
     """
 
     def __init__(self, kernel: Any = None) -> None:
@@ -60,25 +84,19 @@ class EffectRouter(Generic[P, S]):
     def _wake(self, parked: P, event: Event | None, error: BaseException | None) -> None:
         raise NotImplementedError
 
-    def _publish(self, subscription: S, event: Event) -> None:
-        raise NotImplementedError
-
-    def _end(self, subscription: S, reason: str) -> None:
-        raise NotImplementedError
-
     def _dispatch(self) -> None:
         """Deliver every queued effect, in the kernel's order."""
         if not self._kernel.effects:
             return
         for effect in self._kernel.take_effects():
             if type(effect) is Notified:
-                self._publish(self._subscriptions[effect.subscription], effect.event)
+                self._subscriptions[effect.subscription]._put(effect.event)
             elif isinstance(effect, Delivered):
                 self._wake(self._parked.pop(effect.waiter), effect.event, None)
             elif isinstance(effect, Cancelled):
                 self._wake(self._parked.pop(effect.waiter), None, effect.error)
             elif type(effect) is Unsubscribed:
-                self._end(self._subscriptions.pop(effect.subscription), effect.reason)
+                self._subscriptions.pop(effect.subscription)._end(effect.reason)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -95,7 +113,7 @@ class EffectRouter(Generic[P, S]):
             self._wake(p, None, Closed("the corral was closed while waiting"))
         subscriptions, self._subscriptions = self._subscriptions, {}
         for s in subscriptions.values():
-            self._end(s, "the corral was closed")
+            s._end("the corral was closed")
 
     def _give_back(self, event: Event, now: float) -> None:
         """Return what was served to a caller interrupted before taking it (rare: a

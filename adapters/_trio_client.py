@@ -37,6 +37,7 @@ from corral.transports.connection import (
 )
 
 from . import trio as trio_facade
+from ._facade import route_events
 from ._trio_pipes import Pipe, open_pipe
 
 __all__ = ["TrioClient", "open_trio_client"]
@@ -272,15 +273,7 @@ class TrioClient(trio_facade.Facade):
                 _reschedule(request.waker, outcome.Value(None))
                 request.waker = None
                 self._woken += 1
-        for effect in effects:
-            subscription = self._subscriptions.get(effect.subscription)
-            if subscription is None:
-                continue
-            if isinstance(effect, Notified):
-                subscription._send.send_nowait(effect.event)
-            else:
-                del self._subscriptions[effect.subscription]
-                subscription._end(effect.reason)
+        route_events(self._subscriptions, effects)
         if self._closed:  # aclose() waits for the withdrawals to settle
             self._settled.set()
             self._settled = trio.Event()

@@ -44,6 +44,7 @@ from corral.transports.connection import (
 from corral.transports.remote import Wire, open_wire
 
 from . import threads
+from ._facade import route_events
 from ._trio_client import TrioClient, open_trio_client
 
 if TYPE_CHECKING:
@@ -347,15 +348,7 @@ class Client(threads.Facade):
         for request in done:
             if request.waker is not None:
                 request.waker.notify()
-        for effect in effects:
-            subscription = self._subscriptions.get(effect.subscription)
-            if subscription is None:
-                continue
-            if isinstance(effect, Notified):
-                subscription._queue.put(effect.event)
-            else:
-                del self._subscriptions[effect.subscription]
-                subscription._end(effect.reason)
+        route_events(self._subscriptions, effects)
         if self._closed:  # close() waits for its withdrawals to settle
             self._progress.notify_all()
 

@@ -103,6 +103,9 @@ class Subscription:
         if self._ended is None:
             self._corral._unsubscribe(self)
 
+    def _put(self, event: Event) -> None:
+        self._queue.put(event)
+
     def _end(self, reason: str) -> None:
         self._ended = reason
         self._queue.put(_END)
@@ -362,12 +365,6 @@ class Corral(Facade, EffectRouter[_Parked, Subscription]):
         parked.event = event
         parked.error = error
         parked.lock.release()
-
-    def _publish(self, subscription: Subscription, event: Event) -> None:
-        subscription._queue.put(event)
-
-    def _end(self, subscription: Subscription, reason: str) -> None:
-        subscription._end(reason)
 
     def _subscribe(self, name: str, start: int | None) -> Subscription:
         with self._lock:

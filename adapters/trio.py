@@ -94,6 +94,9 @@ class Subscription:
             self._corral._unsubscribe(self)
         await _cancel_shielded_checkpoint()
 
+    def _put(self, event: Event) -> None:
+        self._send.send_nowait(event)
+
     def _end(self, reason: str) -> None:
         self._ended = reason
         self._send.close()
@@ -305,12 +308,6 @@ class Corral(Facade, EffectRouter[trio.lowlevel.Task, Subscription]):
               error: BaseException | None) -> None:
         trio.lowlevel.reschedule(
             parked, outcome.Value(event) if error is None else outcome.Error(error))
-
-    def _publish(self, subscription: Subscription, event: Event) -> None:
-        subscription._send.send_nowait(event)
-
-    def _end(self, subscription: Subscription, reason: str) -> None:
-        subscription._end(reason)
 
     async def _subscribe(self, name: str, start: int | None) -> Subscription:
         await _checkpoint_if_cancelled()

@@ -23,8 +23,7 @@ from corral.kernel import (
     Kind,
     Waiting,
 )
-
-redis_backend = pytest.importorskip("corral.transports.redis_backend")
+from corral.transports import redis_backend
 
 _prefixes = itertools.count()
 VALUES = st.one_of(st.integers(-5, 5), st.text(max_size=3), st.none(),

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from conftest import start, wait_until
 
+from corral.adapters._redis_client import RedisCorral
 from corral.adapters.client import connect
 from corral.kernel import (
     AlreadyExists,
@@ -32,10 +33,7 @@ from corral.kernel import (
     NotFound,
     WrongKind,
 )
-
-pytest.importorskip("redis")
-from corral.adapters._redis_client import RedisCorral  # noqa: E402
-from corral.transports.redis_backend import RedisKernel  # noqa: E402
+from corral.transports.redis_backend import RedisKernel
 
 _prefixes = itertools.count()
 
