@@ -1,4 +1,4 @@
-"""The ``corral`` command: serve, ping, stats, jobs, job, cli, demo."""
+"""The ``corral`` command: serve, ping, stats, jobs, job, cli, redis-check, demo."""
 
 from __future__ import annotations
 
@@ -344,6 +344,52 @@ def _cli(args: argparse.Namespace) -> int:
     return run_cli(args.url, args.token, sys.stdin, sys.stdout, prompt=sys.stdin.isatty())
 
 
+def _redis_check(args: argparse.Namespace) -> int:
+    """Audit the Redis at ``args.url``: 0 if every finding is ok, 1 on a warning, 2 on
+    an error or if Redis cannot be reached."""
+    from urllib.parse import parse_qsl, urlencode
+
+    try:
+        import redis
+    except ModuleNotFoundError:  # an optional dependency
+        print("corral redis-check: needs redis-py: pip install 'corral[redis]'",
+              file=sys.stderr)
+        return 2
+
+    from corral.transports.redis_backend.audit import LEVELS, audit
+
+    from ._redis_client import _shown
+
+    where, _, fields = args.url.partition("?")  # ?prefix= names keys: no matter here
+    rest = urlencode([(key, value) for key, value in parse_qsl(fields, keep_blank_values=True)
+                      if key != "prefix"])
+    shown = _shown(where)  # the query may hold a password too: never shown
+    try:
+        client = redis.Redis.from_url(f"{where}?{rest}" if rest else where,
+                                      socket_connect_timeout=5, socket_timeout=10)
+    except ValueError as error:  # not a URL redis-py knows
+        print(f"corral redis-check: {error}", file=sys.stderr)
+        return 2
+    try:
+        findings = audit(client, durability=args.durability)
+    except redis.RedisError as error:
+        print(f"corral redis-check: cannot reach Redis at {shown}: {error}", file=sys.stderr)
+        return 2
+    finally:
+        client.close()
+    if args.json:
+        import attrs
+
+        _print_json([attrs.asdict(finding) for finding in findings])
+    else:
+        rows = [(f.level, f.setting, f.found, f"wanted {f.wanted}") for f in findings]
+        widths = [max(len(row[k]) for row in rows) for k in range(4)]
+        for row, finding in zip(rows, findings, strict=True):
+            cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+            print("  ".join([*cells, finding.why]))
+    return max(LEVELS.index(finding.level) for finding in findings)
+
+
 def _at_least(low: int) -> Callable[[str], int]:
     """An argparse type: an int that is at least ``low``."""
     def parse(text: str) -> int:
@@ -441,6 +487,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     action.add_argument("--retract", action="store_true",
                         help="withdraw the job, whatever its state, if it has not ended")
     client_command("cli", _cli, "an interactive prompt that speaks the protocol")
+
+    check = commands.add_parser(
+        "redis-check", help="audit a Redis server's settings for corral on Redis",
+        description="Check the Redis (or Valkey) at URL for corral: its version (7.0 or "
+        "later, for Functions; whether WAITAOF is there), maxmemory-policy noeviction, "
+        "and an append-only file that keeps what --durability asks. One line per "
+        "finding: level, setting, found, wanted, why. Exits 0 if every finding is ok, "
+        "1 on a warning, 2 on an error or if Redis cannot be reached.")
+    check.add_argument("url", metavar="URL",
+                       help="redis://[:PASSWORD@]HOST:PORT[/DB], rediss://... (TLS) or "
+                            "unix:///PATH/TO/redis.sock (a ?prefix= is ignored)")
+    check.add_argument("--durability", choices=["always", "everysec", "none"],
+                       default="everysec",
+                       help="always: each acknowledged write fsynced (appendfsync always); "
+                            "everysec (default): at most a second lost; none: no check "
+                            "of the append-only file")
+    check.add_argument("--json", action="store_true",
+                       help="print a JSON list of the findings, for machines")
+    check.set_defaults(run=_redis_check)
 
     demo = commands.add_parser(
         "demo", help="run Tio's factorial cluster: a producer and consumer threads")
