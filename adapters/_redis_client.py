@@ -2,8 +2,8 @@
 
 Its handles run ``RedisKernel`` commands (``corral.transports.redis_backend``), so
 every process connected to the same Redis, with the same prefix, shares the same
-containers: every kind ``RedisKernel`` has (all but job queues), with waits on lists,
-maps and queues (subscriptions are not on Redis yet).
+containers of every kind, with every wait: lists, maps, queues, claims and results
+(subscriptions are not on Redis yet).
 
 A command is one call of the kernel, from any thread: redis-py's pool gives each its
 own connection. A wait that cannot complete parks a waiter in Redis under a session of
@@ -20,9 +20,17 @@ Withdrawing (``interrupt``, ``close``, Ctrl-C) is ``cancel_wait``: if it answers
 the waiter was served and its outcome is in the mailbox. An interrupted or closed wait
 then returns what served it; a Ctrl-C gives it back with the kernel's exact inverse
 (``give_back``: a list's record to the front, a map's key if it is still absent, a
-queue's item to its place) and re-raises. A successful withdrawal by another
-thread pushes a marker of ours (``X|``) to the mailbox, which wakes the parked thread
-at once.
+queue's item to its place, a claimed job ready again at its place) and re-raises. A
+successful withdrawal by another thread pushes a marker of ours (``X|``) to the
+mailbox, which wakes the parked thread at once.
+
+Claims are held by one long-lived session of the facade's (a wait's own session only
+carries its outcome), so they outlive the wait and end with the facade: ``close``
+releases them, as a closed connection does on a corral server. A process that dies
+closes nothing; instead a heartbeat thread keeps its sessions alive where they claim or
+wait (``heartbeat`` seconds apart, 5 by default), and Redis ends a session that misses
+three beats: its claims come back (the attempt counted, a late finish fenced with
+LeaseLost) and its parked waiters are withdrawn, so no item is handed to the dead.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +47,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import attrs
 import redis
+from redis.cluster import RedisCluster
 
 from corral.kernel import (
     AlreadyExists,
@@ -46,6 +56,8 @@ from corral.kernel import (
     Empty,
     Event,
     InvalidArgument,
+    Job,
+    JobFailed,
     LeaseLost,
     LimitExceeded,
     NotFound,
@@ -53,6 +65,7 @@ from corral.kernel import (
     WrongKind,
 )
 from corral.transports.redis_backend import RedisKernel, mailbox_key
+from corral.transports.redis_backend.audit import DURABILITIES, audit, warn_on
 
 from . import threads
 
@@ -62,11 +75,13 @@ log = logging.getLogger("corral.redis")
 
 _SLICE = 1.0  # the longest a parked thread blocks in one BLMOVE
 _GRACE = 1.0  # after its deadline, how long a wait leaves its timeout to Redis
+_HEARTBEAT = 5.0  # seconds between a process's heartbeats; three missed end a session
 _EVENTS = {"wait_pop_next": "wnp_next", "wait_pop_key": "wnp_key", "queue_get": "get",
-           "queue_put": "put"}
+           "queue_put": "put", "claim": "claimed", "result": "finished"}
+_OPTIONS = {"queue_put": {"priority"}, "claim": {"lease"}}  # what each wait takes beside
 _ERRORS: dict[str, type[CorralError]] = {cls.__name__: cls for cls in (
-    AlreadyExists, Closed, Empty, InvalidArgument, LeaseLost, LimitExceeded, NotFound,
-    WrongKind)}
+    AlreadyExists, Closed, Empty, InvalidArgument, JobFailed, LeaseLost, LimitExceeded,
+    NotFound, WrongKind)}
 _MARK = "X|"  # pushed to a mailbox by whoever withdrew its waiter
 
 
@@ -74,7 +89,7 @@ class _Preloaded:
     """A redis client whose ``function_load`` is done already: the facade's first
     ``RedisKernel`` loads the library, and the kernels it makes for waits share it."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis | RedisCluster) -> None:
         self._client = client
 
     def function_load(self, *args: Any, **kwargs: Any) -> None:
@@ -117,8 +132,9 @@ class RedisCorral(threads.Facade):
     (``?prefix=`` names the key prefix, "co" by default), or give it a ``redis.Redis``;
     ``close_client``: whether closing it closes that client's connections."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "co", url: str | None = None,
-                 close_client: bool = False) -> None:
+    def __init__(self, client: redis.Redis | RedisCluster, *, prefix: str = "co",
+                 url: str | None = None, close_client: bool = False,
+                 heartbeat: float = _HEARTBEAT) -> None:
         self.url = url
         self._redis = client
         self._prefix = prefix
@@ -130,6 +146,11 @@ class RedisCorral(threads.Facade):
         self._parked: dict[int, _Parked] = {}  # thread -> its wait
         self._interrupted: set[int] = set()  # threads whose next wait ends at once
         self._closed = False
+        self._heartbeat = heartbeat
+        self._owner_session: int | None = None  # holds this process's claims
+        self._claims_on: set[str] = set()  # the job queues it has claimed on
+        self._stop = threading.Event()  # the heartbeat thread's
+        self._beating: threading.Thread | None = None
 
     def __enter__(self) -> RedisCorral:
         return self
@@ -153,8 +174,10 @@ class RedisCorral(threads.Facade):
               **kwargs: Any) -> Any:
         """A wait: its immediate ``(value, metadata)``, or the Event that served it."""
         op = getattr(command, "__name__", "")
-        if op not in _EVENTS or set(kwargs) - {"priority"}:
+        if op not in _EVENTS or set(kwargs) - _OPTIONS.get(op, set()):
             raise InvalidArgument(f"{op or command!r} is not on Redis yet")
+        if op == "claim":
+            kwargs["owner"] = self._owner(args[0])
         if self._closed:
             raise Closed("this corral is closed")
         waits = self._waits_on(args[0])
@@ -176,6 +199,7 @@ class RedisCorral(threads.Facade):
                 return result
             parked = _Parked(waits, op, args, session, result.waiter, mailbox_key(
                 self._prefix, args[0], session))
+            kernel.heartbeat(session, args[0], 3 * self._heartbeat)
         deadline = None if timeout is None else began + timeout
         outcome: Event | BaseException | None = None
         try:
@@ -201,13 +225,19 @@ class RedisCorral(threads.Facade):
         return outcome
 
     def interrupt(self, thread: threading.Thread) -> None:
-        with self._lock:
-            parked = self._parked.get(thread.ident or 0)
-        if parked is not None and self._withdraw(parked, Empty("interrupted")):
-            return
-        with self._lock:  # not parked, or served already: its next wait ends at once
-            if thread.ident is not None:
-                self._interrupted.add(thread.ident)
+        ident = thread.ident or 0
+        while True:
+            with self._lock:
+                parked = self._parked.get(ident)
+                if parked is None:  # not parked: its next wait ends at once
+                    self._interrupted.add(ident)
+                    return
+            if self._withdraw(parked, Empty("interrupted")):
+                return
+            with self._lock:  # served already: its next wait ends at once, unless it
+                if self._parked.get(ident) in (parked, None):  # parked anew meanwhile
+                    self._interrupted.add(ident)
+                    return
 
     interrupt.__doc__ = threads.Facade.interrupt.__doc__
 
@@ -238,6 +268,10 @@ class RedisCorral(threads.Facade):
             give_up = time.monotonic() + 2.0
             while self._parked and (left := give_up - time.monotonic()) > 0:
                 self._left.wait(left)
+        self._stop.set()
+        if self._owner_session is not None:  # its claims go back, as a server's would
+            with contextlib.suppress(redis.RedisError, NotFound):
+                self._kernel.close_session(self._owner_session)
         for w in waits:
             with w.lock, contextlib.suppress(redis.RedisError):
                 while w.idle:
@@ -257,6 +291,42 @@ class RedisCorral(threads.Facade):
                                          prefix=self._prefix, clock="server")
                     waits = self._waits[name] = _Waits(kernel)
         return waits
+
+    def _owner(self, name: str) -> int:
+        """The session that holds this process's claims, kept alive on job queue
+        ``name`` by the heartbeat thread (opened, and the thread started, at the
+        first claim)."""
+        with self._lock:
+            if self._owner_session is None:
+                self._owner_session = self._kernel.open_session()
+            owner = self._owner_session
+            fresh = name not in self._claims_on
+            self._claims_on.add(name)
+            if self._beating is None:
+                self._beating = threading.Thread(target=self._beat, daemon=True,
+                                                 name="corral redis heartbeat")
+                self._beating.start()
+        if fresh:
+            self._kernel.heartbeat(owner, name, 3 * self._heartbeat)
+        return owner
+
+    def _beat(self) -> None:
+        """Every ``heartbeat`` seconds, keep this process's sessions alive where they
+        claim or wait: should the process die, three missed beats end them (claims
+        released, waiters withdrawn), with nothing lost."""
+        while not self._stop.wait(self._heartbeat):
+            with self._lock:
+                owner, claims = self._owner_session, list(self._claims_on)
+                parked = list(self._parked.values())
+            try:
+                for name in claims:
+                    assert owner is not None
+                    self._kernel.heartbeat(owner, name, 3 * self._heartbeat)
+                for p in parked:
+                    if not p.done:
+                        p.waits.kernel.heartbeat(p.session, p.args[0], 3 * self._heartbeat)
+            except (redis.RedisError, CorralError) as error:  # Redis away: beat again later
+                log.warning("corral: heartbeat to Redis failed: %s", error)
 
     def _idle(self, waits: _Waits, session: int) -> None:
         """A session that never parked a waiter, for the next wait (its lock held)."""
@@ -319,6 +389,14 @@ class RedisCorral(threads.Facade):
             order = (priority, int(fields[2])) if kind == "G" else None
             return Event(parked.args[0], "get" if kind == "G" else "put", priority, item,
                          order)
+        if kind == "J":  # a job claimed: its attempt, its item, then its id
+            attempt, _, served = rest.partition("|")[2].partition("|")
+            packed, _, id = served.partition("\n")
+            job = Job(id, json.loads(packed)[0], int(attempt))
+            return Event(parked.args[0], "claimed", id, job, None)
+        if kind == "R":  # a job's result
+            result, _ = json.loads(rest.partition("|")[2])
+            return Event(parked.args[0], "finished", parked.args[1], result, None)
         if kind == "D":
             value, metadata = json.loads(rest.partition("|")[2])
             key = parked.args[1] if len(parked.args) > 1 else 0
@@ -347,7 +425,10 @@ class RedisCorral(threads.Facade):
                     if outcome is None and parked.ended is None and not (
                             waits.kernel.cancel_wait(parked.session, parked.waiter)):
                         outcome = self._served(parked)
-                    if isinstance(outcome, Event) and outcome.name != "put":  # a put stays
+                    if isinstance(outcome, Event) and outcome.name == "claimed":
+                        self._give_back(self._kernel, self._owner(parked.args[0]), outcome)
+                    elif isinstance(outcome, Event) and outcome.name not in (
+                            "put", "finished"):  # a put stays in, a result stays read
                         self._give_back(waits.kernel, parked.session, outcome)
                 with contextlib.suppress(redis.RedisError, NotFound):  # closed already
                     waits.kernel.close_session(parked.session)
@@ -358,7 +439,7 @@ class RedisCorral(threads.Facade):
         """What the mailbox says served the waiter (it was not withdrawn)."""
         for message in cast(list[bytes], self._redis.lrange(parked.mailbox, 0, -1)):
             text = message.decode() if isinstance(message, bytes) else str(message)
-            if text[:2] in ("D|", "C|", "G|", "P|"):
+            if text[:2] in ("D|", "C|", "G|", "P|", "J|", "R|"):
                 return self._outcome(parked, text)
         return None
 
@@ -386,22 +467,104 @@ def _shown(url: str) -> str:
     return url if password is None else url.replace(f":{password}@", ":***@", 1)
 
 
+def _nodes(text: str, default_port: int) -> list[tuple[str, int]]:
+    """``host:port[,host:port...]`` as (host, port) pairs; raises ValueError."""
+    nodes = []
+    for item in text.split(","):
+        where = urlsplit(f"//{item}")
+        if not where.hostname:
+            raise ValueError(f"no host in {item!r}")
+        nodes.append((where.hostname, where.port or default_port))
+    return nodes
+
+
+def _client(where: str, rest: str, connect_timeout: float) -> Any:
+    """The redis-py client for ``where`` (a URL less its query), ``rest`` being the
+    query fields for redis-py. Raises ValueError, redis.RedisError,
+    RedisClusterException."""
+    scheme, _, address = where.partition("://")
+    netloc, _, path = address.partition("/")
+    auth, _, hosts = netloc.rpartition("@")
+    auth = f"{auth}@" if auth else ""
+    query = f"?{rest}" if rest else ""
+    if scheme == "redis+cluster":
+        from redis.cluster import ClusterNode
+
+        from corral.transports.redis_backend._library import Cluster
+
+        if path:
+            raise ValueError(f"a Redis Cluster has no databases: {_shown(where)}")
+        others = [ClusterNode(host, port)  # type: ignore[no-untyped-call]
+                  for host, port in _nodes(hosts, 6379)[1:]]
+        return Cluster(url=f"redis://{auth}{hosts.split(',')[0]}{query}",
+                       startup_nodes=others, socket_connect_timeout=connect_timeout)
+    if scheme == "redis+sentinel":
+        from urllib.parse import unquote
+
+        from redis.connection import parse_url
+        from redis.sentinel import Sentinel
+
+        service, _, db = (unquote(part) for part in path.partition("/"))
+        if not service or not (db or "0").isdigit():
+            raise ValueError(f"a Sentinel URL ends in /service[/db]: {_shown(where)}")
+        options = parse_url(  # type: ignore[no-untyped-call]
+            f"redis://{auth}localhost/{db or 0}{query}")
+        del options["host"]  # the primary's address is the Sentinels' to say
+        sentinels = Sentinel(  # type: ignore[no-untyped-call]
+            _nodes(hosts, 26379), socket_connect_timeout=connect_timeout, **options)
+        return sentinels.master_for(service)  # type: ignore[no-untyped-call]
+    return redis.Redis.from_url(where + query, socket_connect_timeout=connect_timeout)
+
+
 def open_redis(url: str, *, connect_timeout: float = 10.0) -> RedisCorral:
-    """A ``RedisCorral`` on the Redis at ``url``: ``redis://host:port[/db]``,
-    ``rediss://`` (TLS) or ``unix:///path/to/redis.sock``; ``?prefix=`` starts every
-    key ("co"), other query fields are redis-py's. Raises ConnectionError (an OSError)
-    if Redis cannot be reached."""
+    """A ``RedisCorral`` on the Redis at ``url``:
+
+    - ``redis://[user:password@]host:port[/db]``, ``rediss://`` (TLS) or
+      ``unix:///path/to/redis.sock``: one server;
+    - ``redis+cluster://[user:password@]host:port[,host:port...]``: a Redis Cluster,
+      found from any of the nodes given;
+    - ``redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]``: the
+      primary that these Sentinels name ``service`` (port 26379 by default), followed
+      through failovers; the password is the primary's (the Sentinels get none).
+
+    ``?prefix=`` starts every key ("co"); ``?heartbeat=`` is the seconds between the
+    process's heartbeats (5; a session that misses three ends); ``?durability=``
+    (always, everysec or none;
+    everysec by default) is what the configuration audit (``corral redis-check``), run
+    on connecting, holds the server's append-only file to: it logs a warning to the
+    ``corral.redis`` logger for each setting that falls short. Other query fields are
+    redis-py's connection options. Raises ConnectionError (an OSError) if Redis cannot
+    be reached, ValueError if ``url`` is none of these."""
     where, _, fields = url.partition("?")  # (urlunsplit would spell unix:/// unix:/)
     query = parse_qsl(fields, keep_blank_values=True)
-    prefix = dict(query).get("prefix", "co")
-    rest = urlencode([(key, value) for key, value in query if key != "prefix"])
-    client = redis.Redis.from_url(f"{where}?{rest}" if rest else where,
-                                  socket_connect_timeout=connect_timeout)
+    ours = {"prefix": "co", "durability": "everysec", "heartbeat": str(_HEARTBEAT)} | {
+        key: value for key, value in query if key in ("prefix", "durability", "heartbeat")}
+    prefix, durability = ours["prefix"], ours["durability"]
+    if durability not in DURABILITIES:
+        raise InvalidArgument(f"durability is one of {', '.join(DURABILITIES)}, not "
+                              f"{durability!r}")
     try:
-        return RedisCorral(client, prefix=prefix, url=_shown(url), close_client=True)
-    except redis.ConnectionError as error:
-        client.close()
+        heartbeat = float(ours["heartbeat"])
+    except ValueError:
+        heartbeat = -1.0
+    if not 0 < heartbeat < math.inf:
+        raise InvalidArgument(f"heartbeat is a number of seconds > 0, not "
+                              f"{ours['heartbeat']!r}")
+    rest = urlencode([(key, value) for key, value in query if key not in ours])
+    client: Any = None
+    try:
+        client = _client(where, rest, connect_timeout)  # a cluster's connects at once
+        # (RedisCorral takes any client with redis.Redis's commands: RedisCluster too)
+        corral = RedisCorral(client, prefix=prefix, url=_shown(url), close_client=True,
+                             heartbeat=heartbeat)
+        if not isinstance(client, RedisCluster):  # (each node: corral redis-check)
+            warn_on(audit(client, durability=durability))
+        return corral
+    except (redis.ConnectionError, redis.RedisClusterException) as error:
+        if client is not None:
+            client.close()
         raise ConnectionError(f"cannot reach Redis at {_shown(url)}: {error}") from error
     except BaseException:
-        client.close()
+        if client is not None:
+            client.close()
         raise

@@ -49,6 +49,7 @@ from ._trio_client import TrioClient, open_trio_client
 
 if TYPE_CHECKING:
     from ._redis_client import RedisCorral
+    from ._redis_trio import TrioRedisCorral
 
 __all__ = ["Client", "Reconnect", "TrioClient", "connect", "open_client"]
 
@@ -448,14 +449,17 @@ def connect(url: str = "corral://127.0.0.1:2605", *, token: str | None = None,
             connect_timeout: float = 10.0, reconnect: Reconnect | None = DEFAULT_RECONNECT
             ) -> Client | RedisCorral:
     """A blocking, thread-safe client of the server at ``url`` (``corral://host:port``
-    or ``zmq+tcp://host:port``), or the thread facade on Redis (``redis://host:port/db``,
-    ``rediss://...`` or ``unix:///path/to/redis.sock``, ``?prefix=`` naming the key
-    prefix; a password goes in the URL, and redis-py reconnects by itself).
+    or ``zmq+tcp://host:port``), or the thread facade on Redis: ``redis://host:port/db``,
+    ``rediss://...``, ``unix:///path/to/redis.sock``, a Redis Cluster
+    (``redis+cluster://host:port[,host:port...]``) or the primary that Sentinels name
+    (``redis+sentinel://host:port[,host:port...]/service[/db]``); ``?prefix=`` names the
+    key prefix, a password goes in the URL, and redis-py reconnects by itself.
 
     Raises OSError if the server cannot be reached, ProtocolError if it refuses the
     token. ``reconnect``: how to come back after a lost connection (None: never).
     """
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if url.startswith(("redis://", "rediss://", "unix://", "redis+cluster://",
+                       "redis+sentinel://")):
         if token is not None:
             raise InvalidArgument("a Redis URL takes no token: put the password in the URL")
         from ._redis_client import open_redis  # redis-py is an optional dependency
@@ -468,11 +472,22 @@ def connect(url: str = "corral://127.0.0.1:2605", *, token: str | None = None,
 async def open_client(url: str = "corral://127.0.0.1:2605", *, token: str | None = None,
                       connect_timeout: float = 10.0,
                       reconnect: Reconnect | None = DEFAULT_RECONNECT
-                      ) -> AsyncIterator[TrioClient]:
+                      ) -> AsyncIterator[TrioClient | TrioRedisCorral]:
     """The trio facade's surface over a connection to the server at ``url``, closed when
-    the block exits. Cancelling a waiting call withdraws it on the server; if it was
-    served first, the call returns what served it (an operation that completed is not
-    undone)."""
+    the block exits; for a Redis URL (as ``connect`` takes them), the trio facade on
+    Redis (``TrioRedisCorral``: the thread facade's calls run in worker threads;
+    ``token`` must be None, and redis-py reconnects by itself). Cancelling a waiting call
+    withdraws it; if it was served first, the call returns what served it (an operation
+    that completed is not undone)."""
+    if url.startswith(("redis://", "rediss://", "unix://", "redis+cluster://",
+                       "redis+sentinel://")):  # connect()'s Redis schemes
+        if token is not None:
+            raise InvalidArgument("a Redis URL takes no token: put the password in the URL")
+        from ._redis_trio import open_trio_redis  # redis-py is an optional dependency
+
+        async with open_trio_redis(url, connect_timeout=connect_timeout) as corral:
+            yield corral
+        return
     async with open_trio_client(url, token=token, connect_timeout=connect_timeout,
                                 reconnect=reconnect) as client:
         yield client

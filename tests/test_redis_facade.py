@@ -13,6 +13,7 @@ import random
 import signal
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from types import FrameType
@@ -23,12 +24,17 @@ from conftest import start, wait_until
 
 from corral.adapters._redis_client import RedisCorral
 from corral.adapters.client import connect
+from corral.adapters.workers import Executor, ExecutorClient, Worker
 from corral.kernel import (
     AlreadyExists,
     Closed,
     Empty,
     InvalidArgument,
+    Job,
+    JobFailed,
+    JobState,
     Kind,
+    LeaseLost,
     LimitExceeded,
     NotFound,
     WrongKind,
@@ -495,3 +501,133 @@ def test_ctrl_c_after_a_queue_get_was_served_puts_the_item_back_in_its_place(
     b.queue("q").put("came later")
     assert ["handed over", "came later"] == [b.queue("q").get(timeout=0),
                                              b.queue("q").get(timeout=0)]
+
+
+# -- job queues -------------------------------------------------------------------------
+
+
+def test_jobs_are_shared_and_claimers_served_in_order(a: RedisCorral, b: RedisCorral,
+                                                      redis_server: Any,
+                                                      prefix: str) -> None:
+    """Claims parked from two processes are served first come, first served; the
+    results reach a reader parked in the other; the states and counts agree."""
+    got: list[tuple[int, Job]] = []
+    for i in range(4):  # park claimer i only once claimer i - 1 is queued
+        corral = (a, b)[i % 2]
+        start(lambda c=corral, i=i: got.append((i, c.jobs("j").claim(timeout=10))))
+        wait_until(lambda i=i: waiters(redis_server, prefix, "j") == i + 1)
+    ids = [b.jobs("j").put(f"job {i}") for i in range(4)]
+    wait_until(lambda: len(got) == 4)
+    assert sorted((i, job.id) for i, job in got) == list(enumerate(ids))
+    readers = [start(lambda id=id: got.append((-1, a.jobs("j").result(id, timeout=10))))
+               for id in ids]
+    for i, job in sorted(got):
+        (a, b)[i % 2].jobs("j").finish(job, job.item.upper())
+    for reader in readers:
+        reader.join(10)
+    assert sorted(r for i, r in got if i == -1) == [f"JOB {i}" for i in range(4)]
+    stats = a.jobs("j").statistics()
+    assert (stats.finished, stats.claimed, stats.waiters, stats.result_waiters) == (4, 0, 0, 0)
+    assert JobState.FINISHED == b.jobs("j").state(ids[0])
+
+
+def test_closing_releases_claims_and_fences_the_late_finish(url: str, b: RedisCorral
+                                                            ) -> None:
+    """A facade that closes gives its claims back (the attempt counted), as a closed
+    connection does on a server; its late finish raises LeaseLost."""
+    with connect(url) as a:
+        job = a.jobs("j").claim(timeout=0) if b.jobs("j").put("x") else None
+    assert job is not None
+    info = b.jobs("j").info(job.id)
+    assert (info.state, info.attempt, info.error) == (JobState.READY, 1,
+                                                      "the claiming session closed")
+    with pytest.raises(LeaseLost):
+        b.jobs("j").finish(job)
+    again = b.jobs("j").claim(timeout=0)
+    assert (again.id, again.attempt) == (job.id, 2)
+
+
+def test_a_process_that_stops_beating_loses_its_claims_and_waits(
+        url: str, b: RedisCorral, redis_server: Any, prefix: str) -> None:
+    """A process that dies closes nothing: once its sessions miss three heartbeats
+    Redis ends them; its claims come back (the attempt counted, the stale finish
+    fenced) and its parked waiters are withdrawn, so what comes next is not handed
+    to the dead."""
+    dead = RedisCorral(b._redis, prefix=prefix, heartbeat=0.1)
+    heard: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            dead.list("l").wait_pop_next()
+        except Closed as error:
+            heard.append(error)
+
+    try:
+        b.jobs("j").put("held")
+        job = dead.jobs("j").claim(timeout=0)
+        parked = start(wait)
+        wait_until(lambda: waiters(redis_server, prefix, "l") == 1)
+        time.sleep(0.5)  # beats keep them alive past three heartbeats
+        assert JobState.CLAIMED == b.jobs("j").state(job.id)
+        assert 1 == waiters(redis_server, prefix, "l")
+        dead._stop.set()  # the heartbeat thread stops, as it does when its process dies
+        wait_until(lambda: b.jobs("j").state(job.id) is JobState.READY, limit=5)
+        assert b.jobs("j").info(job.id).error == "the claiming session closed"
+        with pytest.raises(LeaseLost):
+            dead.jobs("j").finish(job)
+        b.list("l").push_back("for the living")
+        parked.join(5)
+        assert heard and "missed its heartbeat" in str(heard[0])
+        assert 0 == waiters(redis_server, prefix, "l")
+        assert "for the living" == b.list("l").pop_front()
+        assert 2 == b.jobs("j").claim(timeout=0).attempt
+    finally:
+        dead.close()
+
+
+def test_ctrl_c_after_a_claim_was_served_gives_the_job_back(
+        a: RedisCorral, b: RedisCorral, redis_server: Any, prefix: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C that lands once a parked claim was served: the job is ready again at
+    its place, its attempt restored, as if never claimed."""
+    receive = a._receive
+
+    def served_then_interrupted(parked: Any, deadline: Any) -> str:
+        wait_until(lambda: redis_server.llen(parked.mailbox) == 1)
+        receive(parked, deadline)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(a, "_receive", served_then_interrupted)
+    start(lambda: (wait_until(lambda: waiters(redis_server, prefix, "j") == 1),
+                   b.jobs("j").put("first"), b.jobs("j").put("second")))
+    with pytest.raises(KeyboardInterrupt):
+        a.jobs("j").claim(timeout=10)
+    monkeypatch.undo()
+    wait_until(lambda: b.jobs("j").statistics().ready == 2)
+    job = b.jobs("j").claim(timeout=0)
+    assert (job.item, job.attempt) == ("first", 1)
+
+
+def test_workers_and_calls_run_on_redis(url: str, b: RedisCorral) -> None:
+    """A Worker, an Executor and the failure policy, unchanged on Redis."""
+    b.jobs("w").put(0)  # the queue exists before the options below differ
+    b.jobs("bad", max_attempts=2, backoff=0)
+    workers = [Worker("w", lambda n: n * n, corral=url),
+               Worker("bad", lambda n: 1 / n, corral=url),
+               Executor("rpc", lambda n: n + 1, corral=url)]
+    threads = [start(worker.run) for worker in workers]
+    try:
+        ids = [b.jobs("w").put(n) for n in range(1, 11)]
+        assert [b.jobs("w").result(id, timeout=10) for id in ids] == [
+            n * n for n in range(1, 11)]
+        with ExecutorClient("rpc", corral=url) as client:
+            assert 42 == client.call(41, timeout=10)
+        failing = b.jobs("bad").put(0)
+        with pytest.raises(JobFailed, match="ZeroDivisionError"):
+            b.jobs("bad").result(failing, timeout=10)
+        assert 2 == b.jobs("bad").info(failing).attempt
+    finally:
+        for worker in workers:
+            worker.stop()
+        for thread in threads:
+            thread.join(10)

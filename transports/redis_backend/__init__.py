@@ -22,15 +22,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 
 from corral.kernel import (
     AlreadyExists,
     Cancelled,
+    Closed,
     ContainerStatistics,
     CorralError,
     Delivered,
@@ -38,6 +41,12 @@ from corral.kernel import (
     Empty,
     Event,
     InvalidArgument,
+    Job,
+    JobFailed,
+    JobInfo,
+    JobState,
+    JobStatistics,
+    Kernel,
     Kind,
     LeaseLost,
     LimitExceeded,
@@ -47,17 +56,24 @@ from corral.kernel import (
     Waiting,
     WrongKind,
 )
+from corral.kernel._jobs import bounded_error
+
+from . import _library
 
 __all__ = ["RedisKernel", "mailbox_key"]
 
 # The corral library: its sources in order, one Lua chunk (each file's locals serve the
 # files after it). lib.lua starts it with the library's header.
-SOURCES = ("lib", "lists", "maps", "queues", "feeds", "sorted", "main")
+SOURCES = ("lib", "lists", "maps", "queues", "feeds", "sorted", "jobs", "main")
 LIBRARY = "\n".join((Path(__file__).parent / "lua" / f"{name}.lua").read_text(
     encoding="utf-8") for name in SOURCES)
 _ERRORS: dict[str, type[Exception]] = {cls.__name__: cls for cls in (
-    AlreadyExists, Empty, InvalidArgument, LeaseLost, LimitExceeded, NotFound, WrongKind,
-    AssertionError)}
+    AlreadyExists, Closed, Empty, InvalidArgument, JobFailed, LeaseLost, LimitExceeded, NotFound,
+    WrongKind, AssertionError)}
+
+
+_JOB_COUNTS = ("ready", "delayed", "claimed", "stalled", "finished", "retracted",
+               "result_waiters")  # a job queue's statistics after records and waiters
 
 
 def _escape(name: str) -> str:
@@ -77,6 +93,40 @@ def _pack(value: Any, metadata: Any) -> str:
         raise InvalidArgument(f"a value kept in Redis is JSON: {error}") from None
 
 
+def _option_text(value: Any) -> str:
+    """A container option as Redis keeps it: a bool as 1 or 0, None as "", a float
+    exactly."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _seconds(value: float) -> str:
+    return "inf" if value == math.inf else repr(float(value))
+
+
+def _check_seconds(where: str, what: str, value: Any, *, positive: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            value > 0 if positive else value >= 0):
+        raise InvalidArgument(f"{where}: {what} must be a number "
+                              f"{'> 0' if positive else '>= 0'}, not {value!r}")
+    return float(value)
+
+
+def _check_timeout(op: str, name: str, timeout: Any) -> None:
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(
+            timeout, (int, float)) or not timeout >= 0):
+        raise InvalidArgument(f"{op} on {name!r}: timeout must be None or a number >= 0, "
+                              f"not {timeout!r}")
+
+
+def _reason(reason: str | None) -> str:
+    """A failure's text for the wire: "" for none, else "=" and the text, bounded."""
+    return "" if reason is None else "=" + (bounded_error(str(reason)) or "")
+
+
 def _unpack(packed: bytes | str) -> tuple[Any, Any]:
     value, metadata = json.loads(packed)
     return value, metadata
@@ -91,7 +141,7 @@ class RedisKernel:
     kernel's contract, for tests against the kernel), "server" reads the Redis
     server's clock, the one every process shares."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "co",
+    def __init__(self, client: redis.Redis | RedisCluster, *, prefix: str = "co",
                  clock: str = "server") -> None:
         if clock not in ("caller", "server"):
             raise InvalidArgument(f"clock is 'caller' or 'server', not {clock!r}")
@@ -106,7 +156,7 @@ class RedisKernel:
         self._last_waiter = 0
         self._served_keys: dict[int, str | None] = {}  # waiter -> the map key it waits on
         self.effects: list[Effect] = []
-        client.function_load(LIBRARY, replace=True)
+        _library.load(client)
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -126,11 +176,14 @@ class RedisKernel:
         if self._caller_clock:
             stamp = "" if now is None else repr(float(now))
         try:
-            return self._redis.fcall("corral", 6, *self._keys(name), op, stamp, *args)
+            return _library.fcall(self._redis, self._keys(name), op, stamp, *args)
         except redis.ResponseError as error:
             text = str(error)
             if text.startswith("corral:"):
                 cls, _, message = text[7:].partition(" ")
+                if message == f"{op}: no container":  # (or no longer): not ours to visit
+                    self._containers.pop(name, None)
+                    self._kinds.pop(name, None)
                 raise _ERRORS.get(cls, CorralError)(message) from None
             raise
 
@@ -159,6 +212,16 @@ class RedisKernel:
             item, _ = _unpack(packed)
             self.effects.append(Delivered(session, waiter, Event(
                 name, "get" if kind == "G" else "put", int(priority), item, order)))
+        elif kind == "J":  # a job claimed: its attempt, its item, then its id
+            attempt, _, rest = rest.partition("|")
+            packed, _, id = rest.partition("\n")
+            self._served_keys.pop(waiter)
+            job = Job(id, _unpack(packed)[0], int(attempt))
+            self.effects.append(Delivered(session, waiter, Event(
+                name, "claimed", id, job, None)))
+        elif kind == "R":  # a job's result
+            self.effects.append(Delivered(session, waiter, Event(
+                name, "finished", self._served_keys.pop(waiter), _unpack(rest)[0], None)))
         elif kind == "D":
             value, metadata = _unpack(rest)
             key = self._served_keys.pop(waiter)
@@ -181,8 +244,9 @@ class RedisKernel:
     def close_session(self, session: int, *, now: float = 0.0) -> None:
         if session not in self._sessions:
             raise NotFound(f"no open session {session!r}")
-        for name in self._containers:
-            self._call(name, "close_session", session, now=now)
+        for name in list(self._containers):
+            with contextlib.suppress(NotFound):  # deleted meanwhile
+                self._call(name, "close_session", session, now=now)
         for waiter, (_, _, owner) in list(self._waits.items()):
             if owner == session:
                 container, id, _ = self._waits.pop(waiter)
@@ -194,19 +258,20 @@ class RedisKernel:
             kind = Kind(kind)
         except ValueError:
             raise InvalidArgument(f"create {name!r}: unknown kind {kind!r}") from None
-        if kind is Kind.JOBS:
-            raise InvalidArgument(f"create {name!r}: a {kind.value} is not on Redis yet")
+        self._keys(name)  # InvalidArgument for a bad name
         given = {key: value for key, value in options.items() if value is not None}
-        max_length = given.pop("max_length", None) if kind in (Kind.QUEUE,
-                                                                Kind.FEED) else None
-        if given:
-            raise InvalidArgument(f"create {name!r}: a {kind.value} has no options {given}")
-        if max_length is not None and (isinstance(max_length, bool) or not isinstance(
-                max_length, int) or max_length < 1):
-            raise InvalidArgument(f"{name!r}: max_length must be None or an int >= 1, "
-                                  f"not {max_length!r}")
-        made = Kind(self._call(name, "create", kind.value, name,
-                               "" if max_length is None else max_length).decode())
+        problem, config = "", {}
+        try:  # the kernel's own checks, on a scratch kernel: Redis answers alike
+            scratch = Kernel()
+            scratch.create(name, kind, **given)
+            config = scratch.options(name)
+        except InvalidArgument as error:
+            problem = str(error)
+        texts = {key: _option_text(value) for key, value in config.items()}
+        pairs = [text for key in given if key in texts for text in (key, texts[key])]
+        made = Kind(self._call(name, "create", kind.value, name, problem, len(pairs) // 2,
+                               *pairs, *(text for item in texts.items() for text in item)
+                               ).decode())
         self._kinds[name] = made
         return made
 
@@ -217,7 +282,12 @@ class RedisKernel:
         return kind
 
     def statistics(self, name: str) -> ContainerStatistics:
-        records, waiters = self._call(name, "statistics")
+        counts = self._call(name, "statistics")
+        if self._kind(name) is Kind.JOBS:
+            return JobStatistics(kind=Kind.JOBS, records=counts[0], waiters=counts[1],
+                                 subscribers=0, **dict(zip(_JOB_COUNTS, counts[2:],
+                                                           strict=True)))
+        records, waiters = counts
         return ContainerStatistics(kind=self._kind(name), records=records, waiters=waiters,
                                    subscribers=0)
 
@@ -264,6 +334,10 @@ class RedisKernel:
         return self._index(op, name, key)
 
     def get(self, name: str, key: Any) -> Record:
+        if self._kind(name) is Kind.JOBS:
+            if not isinstance(key, str):
+                raise NotFound(f"get on {name!r}: no job {key!r}")
+            return self._record(self._call(name, "get", "k", key))
         if self._kind(name) is Kind.SORTED_FEED:
             return self._record(self._call(name, "get", "k", self._id("get", name, key)),
                                 int_key=True)
@@ -328,8 +402,16 @@ class RedisKernel:
         self._index("ids", name, start)
         if end is not None:
             self._index("ids", name, end)
+        if self._kind(name) is Kind.JOBS:
+            if state is not None:
+                try:
+                    state = JobState(state)
+                except ValueError:
+                    raise InvalidArgument(f"ids on {name!r}: no job state {state!r}"
+                                          ) from None
+            return [id.decode() for id in self._call(
+                name, "ids", "" if state is None else state.value)][start:end]
         if state is not None:
-            self._kind(name)  # NotFound first, as the kernel
             raise InvalidArgument(f"ids on {name!r}: only jobs have states")
         if self._kind(name) is Kind.SORTED_FEED:
             return [id for id, _ in self.items(name)][start:end]
@@ -401,10 +483,7 @@ class RedisKernel:
 
     def _wait(self, op: str, session: int, name: str, timeout: float | None, now: float,
               *args: Any, receipt: bool = False) -> Popped | Waiting:
-        if timeout is not None and (isinstance(timeout, bool) or not isinstance(
-                timeout, (int, float)) or not timeout >= 0):
-            raise InvalidArgument(f"{op} on {name!r}: timeout must be None or a "
-                                  f"number >= 0, not {timeout!r}")
+        _check_timeout(op, name, timeout)
         if session not in self._sessions:
             raise NotFound(f"no open session {session!r}")
         answer = self._call(name, op, session,
@@ -414,8 +493,14 @@ class RedisKernel:
             id = answer[1].decode()
             self._waits[self._last_waiter] = (name, id, session)
             self._waiters[name, id] = self._last_waiter
-            self._served_keys[self._last_waiter] = args[0] if op == "wait_pop_key" else None
+            self._served_keys[self._last_waiter] = args[0] if op in ("wait_pop_key",
+                                                                     "result") else None
             return Waiting(waiter=self._last_waiter)
+        if op == "claim":
+            _, id, attempt, packed = answer
+            return Job(id.decode(), _unpack(packed)[0], int(attempt))  # type: ignore
+        if op == "result":
+            return _unpack(answer[1])[0], None
         if op == "queue_put":
             return None  # type: ignore[return-value]  # in at once: queue_put says None
         if op == "queue_get":
@@ -443,9 +528,18 @@ class RedisKernel:
                 raise InvalidArgument(f"give_back on {name!r}: a get delivery's metadata is "
                                       f"its order key (priority, seq), not {order!r}")
             self._call(name, "give_back", order[0], order[1], _pack(delivery.value, None))
+        elif delivery.name == "claimed":
+            job = delivery.value
+            if not isinstance(job, Job):
+                raise InvalidArgument(f"give_back on {name!r}: a claimed delivery's value "
+                                      f"is the Job token, not {job!r}")
+            if delivery.key is not None and delivery.key != job.id:
+                raise InvalidArgument(f"give_back on {name!r}: key {delivery.key!r} "
+                                      f"differs from the token's job {job.id!r}")
+            self._call(name, "give_back", session, job.id, str(job.attempt), now=now)
         else:
             raise InvalidArgument(f"give_back on {name!r}: a {delivery.name} delivery "
-                                  "cannot be given back on Redis")
+                                  "cannot be given back")
 
     def cancel_wait(self, session: int, waiter: int) -> bool:
         """Withdraw a parked waiter: False once it was served or timed out (its outcome
@@ -461,12 +555,126 @@ class RedisKernel:
         del self._waits[waiter], self._waiters[name, id], self._served_keys[waiter]
         return True
 
+    # -- job queues ---------------------------------------------------------------------
+
+    def put(self, name: str, item: Any, *, priority: int = 0, delay: float = 0.0,
+            id: str | None = None, now: float = 0.0) -> str:
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise InvalidArgument(f"put on {name!r}: priority must be an int, not "
+                                  f"{priority!r}")
+        delay = _check_seconds(f"put on {name!r}", "delay", delay, positive=False)
+        if id is not None and (not isinstance(id, str) or not id):
+            raise InvalidArgument(f"put on {name!r}: a job id is a non-empty str, not "
+                                  f"{id!r}")
+        return str(self._call(name, "put", _pack(item, None), priority, _seconds(delay),
+                              id or "", now=now).decode())
+
+    def claim(self, session: int, name: str, *, timeout: float | None = None,
+              lease: float | None = None, now: float = 0.0, owner: int | None = None
+              ) -> Job | Waiting:
+        """As ``Kernel.claim``; on Redis the lease may be held by another session of
+        this process, ``owner`` (a facade's one long-lived session, while each wait
+        parks under a session of its own)."""
+        if lease is not None:
+            _check_timeout("claim", name, timeout)
+            lease = _check_seconds(f"claim on {name!r}", "lease", lease, positive=True)
+        return self._wait("claim", session, name, timeout, now,  # type: ignore[return-value]
+                          "" if lease is None else _seconds(lease),
+                          "" if owner is None else owner)
+
+    def heartbeat(self, session: int, name: str, seconds: float) -> None:
+        """Keep ``session`` alive on container ``name`` for ``seconds`` more: if it
+        does not beat again by then (its process died), it ends there as a close
+        would end it (its claims released or left to run out, as the job queue's
+        ``release_on_close`` says), its waiters withdrawn and told ``Closed``."""
+        _check_seconds(f"heartbeat on {name!r}", "seconds", seconds, positive=True)
+        self._call(name, "heartbeat", session, repr(float(seconds)))
+
+    @staticmethod
+    def _token(op: str, name: str, job: Any) -> tuple[str, str]:
+        if not isinstance(job, Job):
+            raise InvalidArgument(f"{op} on {name!r}: expected a Job, not {job!r}")
+        return job.id, str(job.attempt)
+
+    @staticmethod
+    def _deferred(op: str, name: str, what: str, value: Any, *, positive: bool) -> str:
+        """An optional number of seconds for the wire, or "!" and why it is wrong (Redis
+        says so after checking the lease, as the kernel does)."""
+        if value is None:
+            return ""
+        try:
+            return _seconds(_check_seconds(f"{op} on {name!r}", what, value,
+                                           positive=positive))
+        except InvalidArgument as error:
+            return f"!{error}"
+
+    def finish(self, name: str, job: Job, result: Any = None, *,
+               result_ttl: float | None = None, now: float = 0.0) -> None:
+        self._call(name, "finish", *self._token("finish", name, job), _pack(result, None),
+                   self._deferred("finish", name, "result_ttl", result_ttl, positive=False),
+                   now=now)
+
+    def cancel(self, name: str, job: Job, *, delay: float | None = None,
+               reason: str | None = None, now: float = 0.0) -> None:
+        self._call(name, "cancel", *self._token("cancel", name, job),
+                   self._deferred("cancel", name, "delay", delay, positive=False),
+                   _reason(reason), now=now)
+
+    def stall(self, name: str, job: Job, reason: str | None = None) -> None:
+        self._call(name, "stall", *self._token("stall", name, job), _reason(reason))
+
+    def touch(self, name: str, job: Job, *, lease: float | None = None,
+              now: float = 0.0) -> None:
+        self._call(name, "touch", *self._token("touch", name, job),
+                   self._deferred("touch", name, "lease", lease, positive=True), now=now)
+
+    def retry(self, name: str, id: str, *, now: float = 0.0) -> None:
+        if not isinstance(id, str):
+            raise NotFound(f"retry on {name!r}: no job {id!r}")
+        self._call(name, "retry", id, now=now)
+
+    def retry_all(self, name: str, *, now: float = 0.0) -> int:
+        return int(self._call(name, "retry_all", now=now))
+
+    def result(self, session: int, name: str, id: str, *, timeout: float | None = None,
+               now: float = 0.0) -> Popped | Waiting:
+        if not isinstance(id, str):
+            _check_timeout("result", name, timeout)
+            self._kind(name)
+            raise NotFound(f"result on {name!r}: no job {id!r}")
+        return self._wait("result", session, name, timeout, now, id)
+
+    def state(self, name: str, id: str) -> JobState:
+        if not isinstance(id, str):
+            raise NotFound(f"state on {name!r}: no job {id!r}")
+        return JobState(self._call(name, "state", id).decode())
+
+    def info(self, name: str, id: str) -> JobInfo:
+        if not isinstance(id, str):
+            raise NotFound(f"info on {name!r}: no job {id!r}")
+        flat = self._call(name, "info", id)
+        fields = {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+        state = JobState(fields["state"])
+
+        def time(field: str) -> float | None:
+            return float(fields[field]) if field in fields else None
+
+        return JobInfo(
+            id=id, item=_unpack(fields["item"])[0], state=state,
+            attempt=int(fields["attempt"]), priority=int(fields["priority"]),
+            created=float(fields["created"]), claimed=time("claimed"), ended=time("ended"),
+            deadline=time("deadline") if state in (JobState.CLAIMED, JobState.DELAYED)
+            else None,
+            error=fields.get("reason"),
+            result=_unpack(fields["result"])[0] if "result" in fields else None)
+
     # -- time and effects ---------------------------------------------------------------
 
     def advance(self, now: float) -> None:
         """Apply what is due by ``now`` in every container this object has used."""
-        for name in self._containers:
-            self._call(name, "tick", now=now)
+        for name in list(self._containers):
+            with contextlib.suppress(NotFound):
+                self._call(name, "tick", now=now)
 
     def take_effects(self) -> list[Effect]:
         self._collect()
@@ -474,8 +682,9 @@ class RedisKernel:
         return effects
 
     def _check(self) -> None:
-        for name in self._containers:
-            self._call(name, "check")
+        for name in list(self._containers):
+            with contextlib.suppress(NotFound):
+                self._call(name, "check")
 
     @staticmethod
     def _index(op: str, name: str, index: Any) -> int:

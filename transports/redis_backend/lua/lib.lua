@@ -49,15 +49,19 @@ end
 
 local function name(keys) return redis.call("HGET", keys[1], "name") end
 
--- Where a waiter queues: the list's one queue, or its map key's.
--- Where a waiter queues: the container's main queue (a list's or queue's getters), a
--- queue's putters (key "\1put": no map key a queue has), or its map key's.
+-- Where a waiter queues: the container's main queue (a list's or queue's getters, a
+-- job queue's claimers), a queue's putters (key "\1put": no map key a queue has), a
+-- job's result readers (key "\2" .. the job id) or its map key's.
 local PUTTER = "\1put"
 local function queue_of(keys, key)
   if key == "" then return keys[4] end
   if key == PUTTER then return base(keys) .. ":wp" end
+  if string.byte(key, 1) == 2 then return base(keys) .. ":wr:" .. string.sub(key, 2) end
   return base(keys) .. ":wk:" .. key
 end
+
+-- What a waiter carries (a putter's item, a claimer's lease), by waiter id.
+local function payload_key(keys) return base(keys) .. ":wpi" end
 
 -- A waiter's info: its session, its timer's member ("" for none), its map key (the
 -- rest, which may hold "|" itself).
@@ -76,25 +80,68 @@ end
 local function withdraw(keys, waiter)
   local _, _, key = parse_info(redis.call("HGET", keys[5], waiter))
   redis.call("LREM", queue_of(keys, key), 1, waiter)
-  if key == PUTTER then redis.call("HDEL", base(keys) .. ":wpi", waiter) end
+  redis.call("HDEL", payload_key(keys), waiter)
   return forget(keys, waiter)
 end
 
--- Apply the due timers, in (deadline, arming order): waiters that timed out.
-local function advance(keys, now)
-  local due = redis.call("ZRANGEBYSCORE", keys[6], "-inf", string.format("%.17g", now))
-  for _, member in ipairs(due) do
-    local waiter = string.match(member, ":wait:(.*)$")
-    local session, key = withdraw(keys, waiter)
-    local kind, message = redis.call("HGET", keys[1], "kind"), nil
-    if key == PUTTER then
-      message = "LimitExceeded|put on '" .. name(keys) .. "' timed out: the queue stayed full"
-    else
-      local op = "wait_pop_next"
-      if kind == "queue" then op = "get" elseif key ~= "" then op = "wait_pop_key" end
-      message = "Empty|" .. op .. " on '" .. name(keys) .. "' timed out"
+-- Per kind, what its own timers do (a job queue's: "<seq>:job:<id>") and what closing
+-- a session does beyond withdrawing its waiters (a job queue's: releasing its claims).
+local on_timer, on_close = {}, {}
+
+-- A session ends here: its waiters are withdrawn (told Closed, if it lapsed: its
+-- process may still read its mailbox, which a close deletes), its liveness deadline
+-- goes, and its kind's own (a job queue releases its claims).
+local function end_session(keys, now, session, lapsed)
+  local info = redis.call("HGETALL", keys[5])
+  for i = 1, #info, 2 do
+    if string.match(info[i + 1], "^([^|]*)|") == session then
+      withdraw(keys, info[i])
+      if lapsed then
+        redis.call("RPUSH", mailbox(keys, session), "C|" .. info[i] .. "|Closed|session " ..
+                   session .. " on '" .. name(keys) .. "' missed its heartbeat")
+      end
     end
-    redis.call("RPUSH", mailbox(keys, session), "C|" .. waiter .. "|" .. message)
+  end
+  if not lapsed then redis.call("DEL", mailbox(keys, session)) end
+  local live = base(keys) .. ":live"
+  local timer = redis.call("HGET", live, session)
+  if timer then
+    redis.call("ZREM", keys[6], timer)
+    redis.call("HDEL", live, session)
+  end
+  local close = on_close[redis.call("HGET", keys[1], "kind")]
+  if close then close(keys, now, session) end
+end
+
+-- Apply the due timers one at a time, in (deadline, arming order), as each may disarm
+-- later ones: waiters that timed out, and each kind's own.
+local function advance(keys, now)
+  local bound = string.format("%.17g", now)
+  while true do
+    local due = redis.call("ZRANGEBYSCORE", keys[6], "-inf", bound, "LIMIT", 0, 1)[1]
+    if not due then return end
+    redis.call("ZREM", keys[6], due)
+    local kind = redis.call("HGET", keys[1], "kind")
+    local waiter = string.match(due, "^%x+:wait:(.*)$")
+    local lapsed = string.match(due, "^%x+:sess:(.*)$")
+    if lapsed then
+      end_session(keys, now, lapsed, true)
+    elseif waiter then
+      local session, key = withdraw(keys, waiter)
+      local message
+      if key == PUTTER then
+        message = "LimitExceeded|put on '" .. name(keys) .. "' timed out: the queue stayed full"
+      else
+        local op = "wait_pop_next"
+        if kind == "queue" then op = "get"
+        elseif kind == "job" then op = (key == "") and "claim" or "result"
+        elseif key ~= "" then op = "wait_pop_key" end
+        message = "Empty|" .. op .. " on '" .. name(keys) .. "' timed out"
+      end
+      redis.call("RPUSH", mailbox(keys, session), "C|" .. waiter .. "|" .. message)
+    else
+      on_timer[kind](keys, now, due)
+    end
   end
 end
 
@@ -184,20 +231,32 @@ local function park(keys, now, session, timeout, key)
   return {"waiting", waiter}
 end
 
--- create: ARGV 3 kind, 4 name, 5 max_length ("" = none given: the default, or what
--- the container has).
+-- create: ARGV 3 kind, 4 name, 5 what is wrong with the options ("": nothing), 6 the
+-- number n of options given, then n (option, value) pairs, then the kind's defaults as
+-- pairs. Options are kept in meta under their names, as the caller spelled them.
 function shared.create(keys, now, argv)
   local kind = redis.call("HGET", keys[1], "kind")
   if kind and kind ~= argv[3] then
     return fail("WrongKind", "create '" .. argv[4] .. "' as " .. argv[3] .. ": it is a " .. kind)
   end
-  local max_length = argv[5] or ""
+  if argv[5] ~= "" then return fail("InvalidArgument", argv[5]) end
+  local given = 6 + 2 * tonumber(argv[6])
   if not kind then
-    redis.call("HSET", keys[1], "kind", argv[3], "name", argv[4], "seq", 0, "arrivals", 0,
-               "max_length", max_length)
-  elseif max_length ~= "" and max_length ~= redis.call("HGET", keys[1], "max_length") then
-    return fail("InvalidArgument", "create '" .. argv[4] .. "': it exists with max_length " ..
-                (redis.call("HGET", keys[1], "max_length") or "none") .. ", not " .. max_length)
+    redis.call("HSET", keys[1], "kind", argv[3], "name", argv[4], "seq", 0, "arrivals", 0)
+    for i = given + 1, #argv, 2 do redis.call("HSET", keys[1], argv[i], argv[i + 1]) end
+    for i = 7, given, 2 do redis.call("HSET", keys[1], argv[i], argv[i + 1]) end
+    return argv[3]
+  end
+  local differing = {}
+  for i = 7, given, 2 do
+    local has = redis.call("HGET", keys[1], argv[i])
+    if has ~= argv[i + 1] then
+      differing[#differing + 1] = argv[i] .. " " .. (has or "none") .. ", not " .. argv[i + 1]
+    end
+  end
+  if #differing > 0 then
+    return fail("InvalidArgument", "create '" .. argv[4] .. "': it exists with " ..
+                table.concat(differing, "; "))
   end
   return argv[3]
 end
@@ -210,14 +269,20 @@ function shared.withdraw(keys, now, argv)
   return 1
 end
 
--- A session closed: its waiters here are withdrawn.
 function shared.close_session(keys, now, argv)
-  local session = argv[3]
-  local info = redis.call("HGETALL", keys[5])
-  for i = 1, #info, 2 do
-    if string.match(info[i + 1], "^([^|]*)|") == session then withdraw(keys, info[i]) end
-  end
-  redis.call("DEL", mailbox(keys, session))
+  end_session(keys, now, argv[3], false)
+  return 1
+end
+
+-- heartbeat: ARGV 3 session, 4 seconds: unless the session beats again within that
+-- long, it ends here as if its process had closed it (its waiters told Closed).
+function shared.heartbeat(keys, now, argv)
+  local session, live = argv[3], base(keys) .. ":live"
+  local old = redis.call("HGET", live, session)
+  if old then redis.call("ZREM", keys[6], old) end
+  local timer = string.format("%016x", next_seq(keys)) .. ":sess:" .. session
+  redis.call("ZADD", keys[6], string.format("%.17g", now + tonumber(argv[4])), timer)
+  redis.call("HSET", live, session, timer)
   return 1
 end
 

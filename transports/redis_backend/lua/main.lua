@@ -1,5 +1,5 @@
 local kinds = {volatile_list = list, volatile_map = map, queue = queue, feed = feed,
-               sorted_feed = sorted}
+               sorted_feed = sorted, job = jobs}
 
 local function call(keys, argv)
   local op = shared[argv[1]]
