@@ -2,8 +2,10 @@
 
 Its handles run ``RedisKernel`` commands (``corral.transports.redis_backend``), so
 every process connected to the same Redis, with the same prefix, shares the same
-containers of every kind, with every wait: lists, maps, queues, claims and results
-(subscriptions are not on Redis yet).
+containers of every kind, with every wait (lists, maps, queues, claims and results)
+and subscriptions (each read from the container's event stream by a thread of its
+own: at-least-once delivery in order, a subscriber that falls behind the stream's
+bound ended with the reason "lagged", never silently).
 
 A command is one call of the kernel, from any thread: redis-py's pool gives each its
 own connection. A wait that cannot complete parks a waiter in Redis under a session of
@@ -61,6 +63,8 @@ from corral.kernel import (
     LeaseLost,
     LimitExceeded,
     NotFound,
+    Notified,
+    Unsubscribed,
     Waiting,
     WrongKind,
 )
@@ -148,7 +152,9 @@ class RedisCorral(threads.Facade):
         self._closed = False
         self._heartbeat = heartbeat
         self._owner_session: int | None = None  # holds this process's claims
-        self._claims_on: set[str] = set()  # the job queues it has claimed on
+        self._live_on: set[str] = set()  # where it claims or subscribes
+        self._subscriptions: dict[int, threads.Subscription] = {}  # by RedisKernel's id
+        self._subscribing = threading.Lock()  # one at a time: the snapshot is taken
         self._stop = threading.Event()  # the heartbeat thread's
         self._beating: threading.Thread | None = None
 
@@ -242,9 +248,50 @@ class RedisCorral(threads.Facade):
     interrupt.__doc__ = threads.Facade.interrupt.__doc__
 
     def _subscribe(self, name: str, start: int | None) -> threads.Subscription:
-        raise InvalidArgument(f"subscribe to {name!r}: subscriptions are not on Redis yet")
+        """A subscription under this process's long-lived session, read from the
+        container's event stream by a thread of its own (``XREAD BLOCK``)."""
+        if self._closed:
+            raise Closed("this corral is closed")
+        owner = self._owner(name)
+        with self._subscribing:
+            sid = self._kernel.subscribe(owner, name, start=start)
+            effects, self._kernel.effects = self._kernel.effects, []
+        subscription = threads.Subscription(self, sid)
+        for effect in effects:  # the snapshot, if asked for
+            assert isinstance(effect, Notified) and effect.subscription == sid
+            subscription._put(effect.event)
+        with self._lock:
+            self._subscriptions[sid] = subscription
+        threading.Thread(target=self._read_events, args=(sid, subscription), daemon=True,
+                         name=f"corral redis events of {name!r}").start()
+        return subscription
+
+    def _read_events(self, sid: int, subscription: threads.Subscription) -> None:
+        """Hand a subscription its events until it ends (closed, or lagged: fell
+        behind the stream's bound)."""
+        while not self._closed and sid in self._subscriptions:
+            try:
+                effects = self._kernel.events(sid, block=_SLICE)
+            except redis.RedisError as error:  # Redis away: read again soon
+                log.warning("corral: reading events failed: %s", error)
+                self._stop.wait(_SLICE)
+                continue
+            for effect in effects:
+                if isinstance(effect, Notified):
+                    subscription._put(effect.event)
+                elif isinstance(effect, Unsubscribed):
+                    with self._lock:
+                        self._subscriptions.pop(sid, None)
+                    subscription._end(effect.reason)
+                    return
 
     def _unsubscribe(self, subscription: threads.Subscription) -> None:
+        with self._lock:
+            mine = self._subscriptions.pop(subscription._sid, None) is not None
+            owner = self._owner_session
+        if mine and owner is not None:
+            with contextlib.suppress(redis.RedisError, CorralError):
+                self._kernel.unsubscribe(owner, subscription._sid)
         subscription._end("closed")
 
     def delete_container(self, name: str) -> None:
@@ -269,6 +316,11 @@ class RedisCorral(threads.Facade):
             while self._parked and (left := give_up - time.monotonic()) > 0:
                 self._left.wait(left)
         self._stop.set()
+        with self._lock:
+            subscriptions = list(self._subscriptions.values())
+            self._subscriptions.clear()
+        for subscription in subscriptions:
+            subscription._end("closed")
         if self._owner_session is not None:  # its claims go back, as a server's would
             with contextlib.suppress(redis.RedisError, NotFound):
                 self._kernel.close_session(self._owner_session)
@@ -300,8 +352,8 @@ class RedisCorral(threads.Facade):
             if self._owner_session is None:
                 self._owner_session = self._kernel.open_session()
             owner = self._owner_session
-            fresh = name not in self._claims_on
-            self._claims_on.add(name)
+            fresh = name not in self._live_on
+            self._live_on.add(name)
             if self._beating is None:
                 self._beating = threading.Thread(target=self._beat, daemon=True,
                                                  name="corral redis heartbeat")
@@ -316,7 +368,7 @@ class RedisCorral(threads.Facade):
         released, waiters withdrawn), with nothing lost."""
         while not self._stop.wait(self._heartbeat):
             with self._lock:
-                owner, claims = self._owner_session, list(self._claims_on)
+                owner, claims = self._owner_session, list(self._live_on)
                 parked = list(self._parked.values())
             try:
                 for name in claims:

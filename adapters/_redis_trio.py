@@ -46,8 +46,9 @@ import outcome
 import redis
 import trio
 
-from corral.kernel import Closed, Empty, Event, InvalidArgument
+from corral.kernel import Closed, Empty, Event
 
+from . import threads
 from . import trio as trio_facade
 from ._redis_client import RedisCorral, open_redis
 
@@ -93,6 +94,7 @@ class TrioRedisCorral(trio_facade.Facade):
         trio run that will use it."""
         self.url = corral.url
         self._threads = corral  # the thread facade whose calls the worker threads run
+        self._sources: dict[int, threads.Subscription] = {}  # each subscription's
         self._kernel = corral._kernel
         self._closed = False
         self._commands = trio.CapacityLimiter(max_commands)
@@ -172,10 +174,31 @@ class TrioRedisCorral(trio_facade.Facade):
         return got.unwrap()
 
     async def _subscribe(self, name: str, start: int | None) -> trio_facade.Subscription:
-        await trio.lowlevel.checkpoint()
-        raise InvalidArgument(f"subscribe to {name!r}: subscriptions are not on Redis yet")
+        """The thread facade's subscription, its events handed to trio as they come by
+        a thread of its own."""
+        source: threads.Subscription = await self._call(self._threads._subscribe, name,
+                                                         start)
+        subscription = trio_facade.Subscription(self, source._sid)
+        self._sources[source._sid] = source
+        token = trio.lowlevel.current_trio_token()
+
+        def relay() -> None:
+            with contextlib.suppress(trio.RunFinishedError):
+                try:
+                    for event in source:
+                        token.run_sync_soon(subscription._put, event)
+                finally:
+                    token.run_sync_soon(subscription._end, source._ended or "closed")
+
+        threading.Thread(target=relay, daemon=True, name=f"corral trio events of {name!r}"
+                         ).start()
+        return subscription
 
     def _unsubscribe(self, subscription: trio_facade.Subscription) -> None:
+        source = self._sources.pop(subscription._sid, None)
+        if source is not None:  # its Redis call in a thread: trio never blocks on it
+            trio.lowlevel.start_thread_soon(source.close, _logged,
+                                            name="corral redis unsubscribe")
         subscription._end("closed")
 
     async def delete_container(self, name: str) -> None:

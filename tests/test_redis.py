@@ -9,6 +9,7 @@ import itertools
 from typing import Any
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -21,6 +22,8 @@ from corral.kernel import (
     JobState,
     Kernel,
     Kind,
+    NotFound,
+    Notified,
     Waiting,
 )
 from corral.transports import redis_backend
@@ -44,6 +47,7 @@ KEYS = st.sampled_from(["k", "l", "a|b", "é"])
 JOBS = ("j", "k")
 JOB_IDS = st.sampled_from(["1", "2", "3", "x", "a|b"])
 PRIORITIES = st.integers(-1, 1)
+EVERY = (*LISTS, *MAPS, *QUEUES, *FEEDS, SORTED, *JOBS, "nothing")
 
 
 class KernelAndRedis(RuleBasedStateMachine):
@@ -61,6 +65,7 @@ class KernelAndRedis(RuleBasedStateMachine):
         self.sessions: list[tuple[int, int]] = []  # (kernel's, redis's)
         self.waits: list[tuple[int, int, int]] = []  # (session index, kernel's, redis's)
         self.tokens: list[tuple[str, Job]] = []  # every claim granted, current or stale
+        self.subs: list[tuple[int, int, int]] = []  # (session index, kernel's, redis's)
 
     def both(self, method: str, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
         """Call ``method`` on both; their results, or their errors' types."""
@@ -101,6 +106,8 @@ class KernelAndRedis(RuleBasedStateMachine):
         self.same("create", "q", Kind.JOBS, lease=-1.0)  # WrongKind first
         for _ in range(3):
             self.sessions.append((self.kernel.open_session(), self.redis.open_session()))
+        for name in EVERY[:-1]:  # session 1 hears every event from the start
+            self.subscribe(1, name, None)
 
 
     def wait(self, who: int, op: str, name: str, timeout: float | None, *key: Any,
@@ -125,6 +132,34 @@ class KernelAndRedis(RuleBasedStateMachine):
             assert here == there
 
 
+    @rule(who=st.integers(0, 2), name=st.sampled_from(EVERY), start=st.none() | INDEXES)
+    def subscribe(self, who: int, name: str, start: int | None) -> None:
+        outcomes = []
+        for target, session in zip((self.kernel, self.redis), self.sessions[who],
+                                   strict=True):
+            try:
+                outcomes.append(("ok", target.subscribe(session, name, start=start)))
+            except CorralError as error:
+                outcomes.append(("error", type(error).__name__))
+        here, there = outcomes
+        assert here[0] == there[0] and (here[0] == "ok" or here == there)
+        if here[0] == "ok":
+            self.subs.append((who, here[1], there[1]))
+            self.reached["subscribed"] = self.reached.get("subscribed", 0) + 1
+
+    @rule(data=st.data())
+    def unsubscribe(self, data: st.DataObject) -> None:
+        if not self.subs:
+            return
+        who, mine, theirs = data.draw(st.sampled_from(self.subs))
+        self.kernel.unsubscribe(self.sessions[who][0], mine)
+        self.redis.unsubscribe(self.sessions[who][1], theirs)
+        self.subs.remove((who, mine, theirs))
+        for sub in (mine, theirs):  # again: NotFound on both
+            with pytest.raises(NotFound):
+                (self.kernel if sub == mine else self.redis).unsubscribe(
+                    self.sessions[who][0 if sub == mine else 1], sub)
+
     @rule(data=st.data())
     def cancel_wait(self, data: st.DataObject) -> None:
         if not self.waits:
@@ -143,6 +178,7 @@ class KernelAndRedis(RuleBasedStateMachine):
         self.redis.close_session(theirs, now=self.now)
         self.sessions[who] = (self.kernel.open_session(), self.redis.open_session())
         self.waits = [w for w in self.waits if w[0] != who]
+        self.subs = [s for s in self.subs if s[0] != who]
 
     @rule(dt=st.sampled_from([0.25, 0.5, 1.0, 2.5]))
     def advance(self, dt: float) -> None:
@@ -159,11 +195,21 @@ class KernelAndRedis(RuleBasedStateMachine):
         mailbox, so the order across sessions is not seen), timeouts alike."""
         to_redis = {mine: theirs for _, mine, theirs in self.waits}
 
-        def normal(effects: list[Any], mine: bool) -> tuple[dict[str, list[Any]], list[Any]]:
+        to_redis_sub = {mine: theirs for _, mine, theirs in self.subs}
+
+        def normal(effects: list[Any], mine: bool) -> tuple[Any, ...]:
             delivered: dict[str, list[Any]] = {}
             cancelled = []
+            notified: dict[int, list[Any]] = {}  # each subscription's events, in order
             for effect in effects:
-                assert isinstance(effect, (Delivered, Cancelled))
+                assert isinstance(effect, (Delivered, Cancelled, Notified))
+                if isinstance(effect, Notified):
+                    event = effect.event
+                    notified.setdefault(to_redis_sub[effect.subscription] if mine else
+                                        effect.subscription, []).append(
+                        (event.container, event.name, event.key, event.value,
+                         event.metadata))
+                    continue
                 waiter = to_redis[effect.waiter] if mine else effect.waiter
                 if isinstance(effect, Delivered):
                     event = effect.event
@@ -172,19 +218,21 @@ class KernelAndRedis(RuleBasedStateMachine):
                 else:
                     cancelled.append((waiter, type(effect.error).__name__))
             return ({name: sorted(items, key=repr) for name, items in delivered.items()},
-                    sorted(cancelled))
+                    sorted(cancelled), notified)
 
         here = list(self.kernel.take_effects())
         assert normal(here, True) == normal(self.redis.take_effects(), False)
         for effect in here:
             kind = type(effect).__name__
-            if isinstance(effect, Delivered) and isinstance(effect.event.value, Job):
+            if isinstance(effect, Notified):
+                kind = "notified"
+            elif isinstance(effect, Delivered) and isinstance(effect.event.value, Job):
                 self.tokens.append((effect.event.container, effect.event.value))
                 kind = "claim served"
             elif isinstance(effect, Delivered) and effect.event.name == "finished":
                 kind = "result served"
             self.reached[kind] = self.reached.get(kind, 0) + 1
-        ended = {effect.waiter for effect in here}
+        ended = {effect.waiter for effect in here if not isinstance(effect, Notified)}
         self.waits = [w for w in self.waits if w[1] not in ended]
 
     @invariant()
@@ -324,13 +372,18 @@ class Containers(KernelAndRedis):
             else:
                 self.same(place, SORTED, item)
 
-    @rule(op=st.sampled_from(["move_before", "move_after", "move_first", "move_last"]),
-          id=SORTED_IDS, rel=SORTED_IDS)
-    def sorted_move(self, op: str, id: Any, rel: Any) -> None:
-        if op in ("move_before", "move_after"):
-            self.same(op, SORTED, rel, id)
-        else:
-            self.same(op, SORTED, id)
+    @rule(moves=st.lists(st.tuples(
+              st.sampled_from(["move_before", "move_after", "move_first", "move_last"]),
+              st.integers(0, 9), st.integers(0, 9)), min_size=1, max_size=4))
+    def sorted_move(self, moves: list[tuple[str, int, int]]) -> None:
+        """Moves of items that are there (mostly), or not, or of the wrong type."""
+        for op, i, j in moves:
+            known = [*self.kernel.ids(SORTED), 0, "1"]
+            id, rel = known[i % len(known)], known[j % len(known)]
+            if op in ("move_before", "move_after"):
+                self.same(op, SORTED, rel, id)
+            else:
+                self.same(op, SORTED, id)
 
     @rule(id=SORTED_IDS, item=VALUES)
     def sorted_edit_retract_get(self, id: Any, item: Any) -> None:
@@ -578,7 +631,7 @@ def test_containers_on_redis_behave_as_the_kernel(redis_server: Any) -> None:
     reached = run(Containers, redis_server, 80)
     # the runs got where the comparisons matter: waits parked, served, timed out and
     # withdrawn, many times each
-    rare = [what for what in ("parked", "Delivered", "Cancelled", "withdrawn")
+    rare = [what for what in ("parked", "Delivered", "Cancelled", "withdrawn", "notified")
             if reached.get(what, 0) < 20]
     assert not rare, reached
 
@@ -586,7 +639,7 @@ def test_containers_on_redis_behave_as_the_kernel(redis_server: Any) -> None:
 def test_job_queues_on_redis_behave_as_the_kernel(redis_server: Any) -> None:
     reached = run(Jobs, redis_server, 60)
     # claims served to parked claimers and given back; jobs seen in every state
-    rare = [what for what in ("parked", "result served", "Cancelled", "withdrawn",
+    rare = [what for what in ("parked", "result served", "Cancelled", "withdrawn", "notified",
                               "claim served", "given back", *(s.value for s in JobState))
             if reached.get(what, 0) < 20]
     assert not rare, reached

@@ -142,8 +142,6 @@ def test_what_is_not_on_redis_yet(a: RedisCorral, redis_server: Any, prefix: str
                 outcomes.append(str(error))
         assert outcomes[0] == outcomes[1]
     with pytest.raises(InvalidArgument, match="not on Redis yet"):
-        a.list("l").subscribe()
-    with pytest.raises(InvalidArgument, match="not on Redis yet"):
         a.delete_container("l")
     a.map("m")
     with pytest.raises(WrongKind):
@@ -631,3 +629,49 @@ def test_workers_and_calls_run_on_redis(url: str, b: RedisCorral) -> None:
             worker.stop()
         for thread in threads:
             thread.join(10)
+
+
+# -- subscriptions ----------------------------------------------------------------------
+
+
+def test_subscriptions_hear_every_change_in_order(a: RedisCorral, b: RedisCorral) -> None:
+    """A subscription in one process hears another's changes in order, after the
+    snapshot it asked for; closing it ends it; the count of subscribers follows."""
+    lst = b.list("l")
+    lst.push_back("before")
+    with a.list("l").subscribe(start=0) as events:
+        assert 1 == lst.statistics().subscribers
+        lst.push_back(1)
+        lst.set(0, "changed")
+        assert "changed" == a.list("l").wait_pop_next(timeout=5)  # a hand-off: pop_front
+        b.jobs("j").put("job")
+        heard = [(e.name, e.key, e.value) for e in (events.get(timeout=5) for _ in range(4))]
+        assert heard == [("push_back", 0, "before"), ("push_back", 1, 1),
+                         ("set", 0, "changed"), ("pop_front", 0, "changed")]
+    with pytest.raises(Closed):
+        events.get(timeout=1)
+    assert 0 == lst.statistics().subscribers
+    with b.jobs("j").subscribe(start=0) as job_events:
+        job = a.jobs("j").claim(timeout=0)
+        a.jobs("j").finish(job, "done")
+        assert [(e.name, e.value) for e in (job_events.get(timeout=5) for _ in range(3))] == [
+            ("put", "job"), ("claimed", "job"), ("finished", "done")]
+
+
+def test_a_subscriber_that_falls_behind_is_ended_not_silently_skipped(
+        redis_server: Any, prefix: str) -> None:
+    """Past the stream's bound (10,000 events), what a subscription had not read is
+    gone: it ends with reason "lagged" instead of missing events unnoticed."""
+    kernel = RedisKernel(redis_server, prefix=prefix)
+    session = kernel.open_session()
+    kernel.create("busy", Kind.LIST)
+    sid = kernel.subscribe(session, "busy")
+    pipe = redis_server.pipeline(transaction=False)
+    for n in range(12_000):  # each one FCALL push_back, as the kernel sends it
+        pipe.fcall("corral", 6, *kernel._keys("busy"), "push_back", "server",
+                   f"[{n},null]")
+    pipe.execute()
+    effects = kernel.take_effects()
+    assert [type(e).__name__ for e in effects] == ["Unsubscribed"]
+    assert effects[0].reason == "lagged" and effects[0].subscription == sid
+    assert 0 == kernel.statistics("busy").subscribers

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import redis
 from redis.cluster import RedisCluster
 
@@ -51,8 +52,10 @@ from corral.kernel import (
     LeaseLost,
     LimitExceeded,
     NotFound,
+    Notified,
     Popped,
     Record,
+    Unsubscribed,
     Waiting,
     WrongKind,
 )
@@ -74,6 +77,20 @@ _ERRORS: dict[str, type[Exception]] = {cls.__name__: cls for cls in (
 
 _JOB_COUNTS = ("ready", "delayed", "claimed", "stalled", "finished", "retracted",
                "result_waiters")  # a job queue's statistics after records and waiters
+
+
+_SNAPSHOT_EVENTS = {Kind.LIST: "push_back", Kind.MAP: "set", Kind.FEED: "publish",
+                    Kind.SORTED_FEED: "publish", Kind.QUEUE: "put", Kind.JOBS: "put"}
+
+
+@attrs.define(eq=False)
+class _Subscription:
+    """A subscription of this object's: whose, to what, and how far it has read."""
+
+    session: int
+    container: str
+    last_id: bytes  # the last stream entry read
+    last_n: int  # and its event number
 
 
 def _escape(name: str) -> str:
@@ -156,6 +173,8 @@ class RedisKernel:
         self._last_waiter = 0
         self._served_keys: dict[int, str | None] = {}  # waiter -> the map key it waits on
         self.effects: list[Effect] = []
+        self._subscriptions: dict[int, _Subscription] = {}
+        self._last_subscription = 0
         _library.load(client)
 
     # -- plumbing ---------------------------------------------------------------------
@@ -251,6 +270,9 @@ class RedisKernel:
             if owner == session:
                 container, id, _ = self._waits.pop(waiter)
                 del self._waiters[container, id], self._served_keys[waiter]
+        for sid, sub in list(self._subscriptions.items()):
+            if sub.session == session:  # (Redis dropped them with the session)
+                del self._subscriptions[sid]
         self._sessions.discard(session)
 
     def create(self, name: str, kind: Kind | str, **options: Any) -> Kind:
@@ -283,13 +305,14 @@ class RedisKernel:
 
     def statistics(self, name: str) -> ContainerStatistics:
         counts = self._call(name, "statistics")
+        subscribers = int(self._call(name, "subscribers"))
         if self._kind(name) is Kind.JOBS:
             return JobStatistics(kind=Kind.JOBS, records=counts[0], waiters=counts[1],
-                                 subscribers=0, **dict(zip(_JOB_COUNTS, counts[2:],
-                                                           strict=True)))
+                                 subscribers=subscribers, **dict(zip(
+                                     _JOB_COUNTS, counts[2:], strict=True)))
         records, waiters = counts
         return ContainerStatistics(kind=self._kind(name), records=records, waiters=waiters,
-                                   subscribers=0)
+                                   subscribers=subscribers)
 
     def set_property(self, name: str, key: str, value: str) -> None:
         if not isinstance(value, str):
@@ -517,10 +540,10 @@ class RedisKernel:
         if session not in self._sessions:
             raise NotFound(f"no open session {session!r}")
         if delivery.name == "wnp_next":
-            self._call(name, "push_front", _pack(delivery.value, delivery.metadata))
+            self._call(name, "give_back", _pack(delivery.value, delivery.metadata))
         elif delivery.name == "wnp_key":
-            with contextlib.suppress(AlreadyExists):  # a newer value wins
-                self.insert(name, delivery.key, delivery.value, delivery.metadata)
+            self._call(name, "give_back", self._key("give_back", name, delivery.key),
+                       _pack(delivery.value, delivery.metadata))
         elif delivery.name == "get":
             order = delivery.metadata
             if not (isinstance(order, (tuple, list)) and len(order) == 2
@@ -668,6 +691,80 @@ class RedisKernel:
             error=fields.get("reason"),
             result=_unpack(fields["result"])[0] if "result" in fields else None)
 
+    # -- subscriptions ------------------------------------------------------------------
+
+    def subscribe(self, session: int, name: str, *, start: int | None = None) -> int:
+        """As ``Kernel.subscribe``: the snapshot from ``start`` comes first, then every
+        event from the container's stream, in order (``take_effects`` reads them). A
+        subscription that falls behind the stream's bound (10,000 events) ends with
+        ``Unsubscribed(reason="lagged")``, never by silently missing events."""
+        kind = self._kind(name)
+        if session not in self._sessions:
+            raise NotFound(f"no open session {session!r}")
+        if start is not None:
+            self._index("subscribe", name, start)
+        last_id, last_n, *flat = self._call(name, "subscribe", session)
+        self._last_subscription += 1
+        sid = self._last_subscription
+        self._subscriptions[sid] = _Subscription(session, name, last_id, int(last_n))
+        if start is not None:
+            event_name = _SNAPSHOT_EVENTS[kind]
+            cast = int if kind in (Kind.LIST, Kind.SORTED_FEED, Kind.QUEUE) else bytes.decode
+            pairs = [(cast(flat[i]), _unpack(flat[i + 1])) for i in range(0, len(flat), 2)]
+            for key, (value, metadata) in pairs[start:]:
+                self.effects.append(Notified(session, sid, Event(
+                    name, event_name, key, value, metadata)))
+        return sid
+
+    def unsubscribe(self, session: int, subscription: int) -> None:
+        sub = self._subscriptions.get(subscription)
+        if session not in self._sessions:
+            raise NotFound(f"no open session {session!r}")
+        if sub is None or sub.session != session:
+            raise NotFound(f"unsubscribe: session {session} has no subscription "
+                           f"{subscription!r}")
+        del self._subscriptions[subscription]
+        self._call(sub.container, "unsubscribe", session)
+
+    def _read_events(self) -> None:
+        """Move the new events of this object's subscriptions into ``effects``."""
+        for sid in list(self._subscriptions):
+            self.effects += self.events(sid)
+
+    def events(self, subscription: int, *, block: float | None = None) -> list[Effect]:
+        """The events subscription ``subscription`` has not had yet, as ``Notified``
+        effects, oldest first; with ``block``, waiting up to that many seconds for one
+        if there is none. Ends the subscription with ``Unsubscribed(reason="lagged")``
+        if events it had not read were trimmed from the stream. [] once it has ended."""
+        sub = self._subscriptions.get(subscription)
+        if sub is None:
+            return []
+        key = f"{self._keys(sub.container)[0][:-5]}:ev"
+        entries: list[tuple[bytes, dict[bytes, bytes]]]
+        if block is None:
+            entries = self._redis.xrange(  # type: ignore[assignment]
+                key, f"({sub.last_id.decode()}")
+        else:
+            answer: Any = self._redis.xread({key: sub.last_id}, count=1000,
+                                            block=max(1, int(block * 1000)))
+            entries = answer[0][1] if answer else []
+        effects: list[Effect] = []
+        for stream_id, fields in entries:
+            n = int(fields[b"n"])
+            if n != sub.last_n + 1:  # what came between was trimmed away
+                if self._subscriptions.pop(subscription, None) is not None:
+                    with contextlib.suppress(redis.RedisError, NotFound):
+                        self._call(sub.container, "unsubscribe", sub.session)
+                effects.append(Unsubscribed(session=sub.session, subscription=subscription,
+                                            reason="lagged"))
+                break
+            sub.last_id, sub.last_n = stream_id, n
+            value, metadata = _unpack(fields[b"v"])
+            effects.append(Notified(sub.session, subscription, Event(
+                sub.container, fields[b"e"].decode(), json.loads(fields[b"k"]), value,
+                metadata)))
+        return effects
+
     # -- time and effects ---------------------------------------------------------------
 
     def advance(self, now: float) -> None:
@@ -678,6 +775,7 @@ class RedisKernel:
 
     def take_effects(self) -> list[Effect]:
         self._collect()
+        self._read_events()
         effects, self.effects = self.effects, []
         return effects
 

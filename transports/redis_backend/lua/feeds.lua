@@ -4,6 +4,7 @@
 local feed = {}
 
 local function feed_remove(keys, id)
+  emit(keys, "retract", jstr(id), redis.call("HGET", keys[3], id))
   redis.call("ZREM", keys[2], id)
   redis.call("HDEL", keys[3], id)
 end
@@ -25,8 +26,9 @@ function feed.publish(keys, now, argv)
       end
     end
   end
-  redis.call("HSET", keys[3], id, argv[3])
+  local edit = redis.call("HSET", keys[3], id, argv[3]) == 0
   redis.call("ZADD", keys[2], next_seq(keys), id)
+  emit(keys, edit and "edit" or "publish", jstr(id), argv[3])
   return id
 end
 

@@ -126,6 +126,7 @@ local function grant(keys, jk, id, session, lease, now)
   redis.call("HSET", jk, "claimed", num(now), "owner", session)
   redis.call("ZADD", claims_key(keys, session), next_seq(keys), id)
   arm(keys, jk, id, now + lease)
+  emit(keys, "claimed", jstr(id), redis.call("HGET", jk, "item"))
   return attempt
 end
 
@@ -155,6 +156,11 @@ local function make_ready(keys, jk, id, now)
   end
 end
 
+-- A failure's text as a packed value (an event's).
+local function packed_reason(reason)
+  return "[" .. (reason and jstr(reason) or "null") .. ",null]"
+end
+
 local function set_reason(jk, reason)
   if reason == nil then redis.call("HDEL", jk, "reason")
   else redis.call("HSET", jk, "reason", reason) end
@@ -170,6 +176,7 @@ end
 local function stall(keys, jk, id, reason)
   set_state(keys, jk, redis.call("HGET", jk, "state"), "stalled")
   set_reason(jk, reason)
+  emit(keys, "stalled", jstr(id), packed_reason(reason))
   local readers = base(keys) .. ":wr:" .. id
   local text = failed_text(keys, jk, id)
   while true do
@@ -191,10 +198,11 @@ end
 
 -- A claim ended without finishing: ready again after ``delay`` (nil: the backoff), or
 -- stalled once max_attempts claims have failed.
-local function job_fail(keys, jk, id, reason, delay, now)
+local function job_fail(keys, jk, id, event, reason, delay, now)
   unlease(keys, jk, id)
   disarm(keys, jk)
   set_reason(jk, reason)
+  emit(keys, event, jstr(id), packed_reason(reason))
   local attempt = tonumber(redis.call("HGET", jk, "attempt"))
   local max_attempts = tonumber(redis.call("HGET", keys[1], "max_attempts"))
   if max_attempts > 0 and attempt >= max_attempts then
@@ -287,8 +295,8 @@ function on_timer.job(keys, now, due)
   local state = redis.call("HGET", jk, "state")
   if state == "delayed" then make_ready(keys, jk, id, now)
   elseif state == "claimed" then
-    job_fail(keys, jk, id, "lease expired on attempt " .. redis.call("HGET", jk, "attempt"),
-             nil, now)
+    job_fail(keys, jk, id, "expired",
+             "lease expired on attempt " .. redis.call("HGET", jk, "attempt"), nil, now)
   else forget_job(keys, jk, id) end  -- terminal: its TTL ran out
 end
 
@@ -296,7 +304,7 @@ function on_close.job(keys, now, session)
   local release = redis.call("HGET", keys[1], "release_on_close") == "1"
   for _, id in ipairs(redis.call("ZRANGE", claims_key(keys, session), 0, -1)) do
     local jk = job_key(keys, id)
-    if release then job_fail(keys, jk, id, "the claiming session closed", 0, now)
+    if release then job_fail(keys, jk, id, "cancelled", "the claiming session closed", 0, now)
     else unlease(keys, jk, id) end
   end
   redis.call("DEL", claims_key(keys, session))
@@ -320,6 +328,7 @@ function jobs.put(keys, now, argv)
              "created", num(now))
   redis.call("ZADD", keys[2], next_seq(keys), id)
   set_state(keys, jk, nil, "delayed")
+  emit(keys, "put", jstr(id), argv[3])
   local delay = seconds(argv[5])
   if delay > 0 then arm(keys, jk, id, now + delay) else make_ready(keys, jk, id, now) end
   return id
@@ -356,6 +365,7 @@ function jobs.finish(keys, now, argv)
   local ttl, bad = checked(argv[6])
   if bad then return bad end
   if ttl == "" then ttl = redis.call("HGET", keys[1], "result_ttl") end
+  emit(keys, "finished", jstr(argv[3]), argv[5])
   end_job(keys, jk, argv[3], "finished", argv[5], seconds(ttl), now)
   return 1
 end
@@ -366,7 +376,8 @@ function jobs.cancel(keys, now, argv)
   if err then return err end
   local delay, bad = checked(argv[5])
   if bad then return bad end
-  job_fail(keys, jk, argv[3], reason_of(argv[6]), delay ~= "" and seconds(delay) or nil, now)
+  job_fail(keys, jk, argv[3], "cancelled", reason_of(argv[6]),
+           delay ~= "" and seconds(delay) or nil, now)
   return 1
 end
 
@@ -393,6 +404,7 @@ end
 
 local function retry(keys, jk, id, now)
   redis.call("HSET", jk, "attempt", 0)
+  emit(keys, "retried", jstr(id), redis.call("HGET", jk, "item"))
   make_ready(keys, jk, id, now)
 end
 
@@ -427,6 +439,7 @@ function jobs.retract(keys, now, argv)
     return fail("InvalidArgument", "retract on '" .. name(keys) .. "': job " .. argv[3] ..
                 " is " .. state)
   end
+  emit(keys, "retracted", jstr(argv[3]), redis.call("HGET", jk, "item"))
   end_job(keys, jk, argv[3], "retracted", nil, option(keys, "result_ttl"), now)
   return 1
 end
@@ -451,6 +464,7 @@ end
 -- give_back: ARGV 3 session, 4 id, 5 attempt: undo a claim, the job ready again at its
 -- old place with its attempt restored (or the oldest claimer's).
 function jobs.give_back(keys, now, argv)
+  listening = false  -- unseen by subscribers, as the claim it undoes is seen once
   local id = argv[4]
   local jk, err = leased(keys, "give_back", id, argv[5])
   if err then return err end

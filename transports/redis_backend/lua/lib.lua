@@ -84,6 +84,24 @@ local function withdraw(keys, waiter)
   return forget(keys, waiter)
 end
 
+-- Events: while any session subscribes here (<base>:subs, HASH session -> its number
+-- of subscriptions), every change appends its event to the container's stream,
+-- <base>:ev, in mutation order, as fields n (the event's number: a reader that finds
+-- one missing fell behind the stream's bound), e (its name), k (its key, as JSON) and
+-- v (the packed value and metadata). ``listening`` is read once per call.
+local MAX_EVENTS = 10000
+local listening = false
+
+local function emit(keys, event, key, packed)
+  if not listening then return end
+  local n = redis.call("HINCRBY", keys[1], "events", 1)
+  redis.call("XADD", base(keys) .. ":ev", "MAXLEN", "~", MAX_EVENTS, "*", "n", n,
+             "e", event, "k", key, "v", packed or "[null,null]")
+end
+
+local function jint(n) return string.format("%d", n) end
+local function jstr(text) return cjson.encode(text) end
+
 -- Per kind, what its own timers do (a job queue's: "<seq>:job:<id>") and what closing
 -- a session does beyond withdrawing its waiters (a job queue's: releasing its claims).
 local on_timer, on_close = {}, {}
@@ -109,6 +127,8 @@ local function end_session(keys, now, session, lapsed)
     redis.call("ZREM", keys[6], timer)
     redis.call("HDEL", live, session)
   end
+  redis.call("HDEL", base(keys) .. ":subs", session)
+  listening = redis.call("EXISTS", base(keys) .. ":subs") == 1
   local close = on_close[redis.call("HGET", keys[1], "kind")]
   if close then close(keys, now, session) end
 end
@@ -153,6 +173,7 @@ local function feed(keys)
     local id = redis.call("LPOP", keys[2])
     local packed = redis.call("HGET", keys[3], id)
     redis.call("HDEL", keys[3], id)
+    emit(keys, "pop_front", "0", packed)
     redis.call("RPUSH", mailbox(keys, session), "D|" .. waiter .. "|" .. packed)
   end
 end
@@ -191,6 +212,7 @@ local function pop(keys, op)
   else id, key = redis.call("RPOP", keys[2]), n - 1 end
   local packed = redis.call("HGET", keys[3], id)
   redis.call("HDEL", keys[3], id)
+  emit(keys, op, jint(key), packed)
   return {key, packed}
 end
 

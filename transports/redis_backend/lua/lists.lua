@@ -1,15 +1,24 @@
 -- Lists: records by position (the order LIST of record ids); waiters pop the front.
 
 function list.push_back(keys, now, argv)
-  redis.call("RPUSH", keys[2], new_record(keys, argv[3]))
+  local n = redis.call("RPUSH", keys[2], new_record(keys, argv[3]))
+  emit(keys, "push_back", jint(n - 1), argv[3])
   feed(keys)
   return 1
 end
 
 function list.push_front(keys, now, argv)
   redis.call("LPUSH", keys[2], new_record(keys, argv[3]))
+  emit(keys, "push_front", "0", argv[3])
   feed(keys)
   return 1
+end
+
+-- give_back: ARGV 3 a packed record, back to the front (or to the oldest waiter),
+-- unseen by subscribers: they saw it leave once, and it leaves once.
+function list.give_back(keys, now, argv)
+  listening = false
+  return list.push_front(keys, now, argv)
 end
 
 function list.pop_front(keys, now, argv) return pop(keys, "pop_front") end
@@ -25,6 +34,7 @@ function list.set(keys, now, argv)
   local i, err = index(keys, "set", argv[3], false)
   if err then return err end
   redis.call("HSET", keys[3], redis.call("LINDEX", keys[2], i), argv[4])
+  emit(keys, "set", jint(i), argv[4])
   return 1
 end
 
@@ -37,6 +47,7 @@ function list.insert(keys, now, argv)
   else
     redis.call("LINSERT", keys[2], "BEFORE", redis.call("LINDEX", keys[2], i), id)
   end
+  emit(keys, "insert", jint(i), argv[4])
   feed(keys)
   return 1
 end
@@ -45,6 +56,7 @@ function list.delete(keys, now, argv)
   local i, err = index(keys, "delete", argv[3], false)
   if err then return err end
   local id = redis.call("LINDEX", keys[2], i)
+  emit(keys, "delete", jint(i), redis.call("HGET", keys[3], id))
   redis.call("LREM", keys[2], 1, id)
   redis.call("HDEL", keys[3], id)
   return 1
@@ -56,6 +68,7 @@ function list.query(keys, now, argv) return records(keys, argv, count(keys), "LR
 
 function list.clear(keys, now, argv)
   redis.call("DEL", keys[2], keys[3])
+  emit(keys, "clear", "null")
   return 1
 end
 

@@ -1,6 +1,49 @@
 local kinds = {volatile_list = list, volatile_map = map, queue = queue, feed = feed,
                sorted_feed = sorted, job = jobs}
 
+-- subscribe: ARGV 3 session. The stream's last id and event number, then what a
+-- subscription is sent first, as (key, packed) pairs in order: a list's records by
+-- position, a map's by key, a feed's or sorted feed's items, a queue's by priority, a
+-- job queue's unended jobs in put order (the caller keeps those from its start on).
+function shared.subscribe(keys, now, argv)
+  redis.call("HINCRBY", base(keys) .. ":subs", argv[3], 1)
+  local last = redis.call("XREVRANGE", base(keys) .. ":ev", "+", "-", "COUNT", 1)[1]
+  local out = {last and last[1] or "0-0", redis.call("HGET", keys[1], "events") or "0"}
+  local kind, all = redis.call("HGET", keys[1], "kind"), {nil, nil, "0", ""}
+  local pairs_ = {}
+  if kind == "volatile_list" then pairs_ = list.query(keys, now, all)
+  elseif kind == "volatile_map" then pairs_ = map.query(keys, now, all)
+  elseif kind == "feed" then pairs_ = feed.items(keys, now, all)
+  elseif kind == "sorted_feed" then pairs_ = sorted.items(keys, now, all)
+  elseif kind == "queue" then
+    local ranked = redis.call("ZRANGE", keys[2], 0, -1, "WITHSCORES")
+    for i = 1, #ranked, 2 do
+      pairs_[#pairs_ + 1] = string.format("%d", -tonumber(ranked[i + 1]))
+      pairs_[#pairs_ + 1] = redis.call("HGET", keys[3], ranked[i])
+    end
+  else
+    for _, id in ipairs(jobs.ids(keys, now, {nil, nil, ""})) do
+      pairs_[#pairs_ + 1] = id
+      pairs_[#pairs_ + 1] = redis.call("HGET", base(keys) .. ":job:" .. id, "item")
+    end
+  end
+  for _, x in ipairs(pairs_) do out[#out + 1] = x end
+  return out
+end
+
+-- unsubscribe: ARGV 3 session: one subscription of its fewer.
+function shared.unsubscribe(keys, now, argv)
+  local subs = base(keys) .. ":subs"
+  if redis.call("HINCRBY", subs, argv[3], -1) <= 0 then redis.call("HDEL", subs, argv[3]) end
+  return 1
+end
+
+function shared.subscribers(keys, now, argv)
+  local n = 0
+  for _, count in ipairs(redis.call("HVALS", base(keys) .. ":subs")) do n = n + tonumber(count) end
+  return n
+end
+
 local function call(keys, argv)
   local op = shared[argv[1]]
   if argv[1] ~= "create" then
@@ -12,6 +55,7 @@ local function call(keys, argv)
                   " has no " .. argv[1])
     end
   end
+  listening = redis.call("EXISTS", base(keys) .. ":subs") == 1
   local now = tick(keys, clock(keys, argv[2]))
   advance(keys, now)
   return op(keys, now, argv)

@@ -6,13 +6,15 @@ local function take(keys, key)
   local packed = redis.call("HGET", keys[3], key)
   redis.call("HDEL", keys[3], key)
   redis.call("ZREM", keys[2], key)
+  emit(keys, "delete", jstr(key), packed)
   return packed
 end
 
 -- Store a record; the oldest waiter on its key, if any, takes it at once.
-local function store(keys, key, packed)
+local function store(keys, op, key, packed)
   redis.call("HSET", keys[3], key, packed)
   redis.call("ZADD", keys[2], 0, key)
+  emit(keys, op, jstr(key), packed)
   local waiter = redis.call("LPOP", queue_of(keys, key))
   if waiter then
     local session = forget(keys, waiter)
@@ -20,14 +22,22 @@ local function store(keys, key, packed)
   end
 end
 
-function map.set(keys, now, argv) store(keys, argv[3], argv[4]) return 1 end
+function map.set(keys, now, argv) store(keys, "set", argv[3], argv[4]) return 1 end
+
+-- give_back: ARGV 3 key, 4 packed record: back only if the key is still absent (a
+-- newer value wins), to its oldest waiter if one waits, unseen by subscribers.
+function map.give_back(keys, now, argv)
+  listening = false
+  if redis.call("HEXISTS", keys[3], argv[3]) == 0 then store(keys, "set", argv[3], argv[4]) end
+  return 1
+end
 
 function map.insert(keys, now, argv)
   if redis.call("HEXISTS", keys[3], argv[3]) == 1 then
     return fail("AlreadyExists", "insert on '" .. name(keys) .. "': key '" .. argv[3] ..
                 "' is present")
   end
-  store(keys, argv[3], argv[4])
+  store(keys, "insert", argv[3], argv[4])
   return 1
 end
 

@@ -12,8 +12,10 @@ end
 -- An item comes in: straight to the oldest getter (the queue is then empty), or queued.
 local function queue_add(keys, priority, packed)
   local seq = redis.call("HINCRBY", keys[1], "arrivals", 1)
+  emit(keys, "put", priority, packed)
   local getter = redis.call("LPOP", keys[4])
   if getter then
+    emit(keys, "get", priority, packed)
     local session = forget(keys, getter)
     redis.call("RPUSH", mailbox(keys, session), "G|" .. getter .. "|" .. priority .. "|" ..
                seq .. "|" .. packed)
@@ -49,6 +51,7 @@ function queue.queue_get(keys, now, argv)
     local packed = redis.call("HGET", keys[3], member)
     redis.call("ZREM", keys[2], member)
     redis.call("HDEL", keys[3], member)
+    emit(keys, "get", string.format("%d", priority), packed)
     local putter = nil
     if not queue_full(keys) then  -- (a give-back may have left it past max_length)
       putter = redis.call("LPOP", base(keys) .. ":wp")

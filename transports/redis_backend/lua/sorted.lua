@@ -43,10 +43,13 @@ local function place_new(keys, argv)
   end
   local id = tostring(redis.call("HINCRBY", keys[1], "last_id", 1))
   redis.call("HSET", keys[3], id, argv[5])
-  if place == "append" then link_before(keys, "0", id)
-  elseif place == "prepend" then link_after(keys, "0", id)
-  elseif place == "before" then link_before(keys, rel, id)
-  else link_after(keys, rel, id) end
+  local position
+  if place == "append" then link_before(keys, "0", id); position = ":end"
+  elseif place == "prepend" then link_after(keys, "0", id); position = "begin:"
+  elseif place == "before" then link_before(keys, rel, id); position = ":" .. rel
+  else link_after(keys, rel, id); position = rel .. ":" end
+  emit(keys, "publish", id, argv[5])
+  emit(keys, "position", id, "[" .. jstr(position) .. ",null]")
   return tonumber(id)
 end
 
@@ -56,6 +59,7 @@ function sorted.edit(keys, now, argv)
   local err = known(keys, "edit", argv[3])
   if err then return err end
   redis.call("HSET", keys[3], argv[3], argv[4])
+  emit(keys, "edit", argv[3], argv[4])
   return 1
 end
 
@@ -74,10 +78,12 @@ function sorted.move(keys, now, argv)
     end
   end
   unlink(keys, id)
-  if op == "move_before" then link_before(keys, rel, id)
-  elseif op == "move_after" then link_after(keys, rel, id)
-  elseif op == "move_first" then link_after(keys, "0", id)
-  else link_before(keys, "0", id) end
+  local position
+  if op == "move_before" then link_before(keys, rel, id); position = ":" .. rel
+  elseif op == "move_after" then link_after(keys, rel, id); position = rel .. ":"
+  elseif op == "move_first" then link_after(keys, "0", id); position = "begin:"
+  else link_before(keys, "0", id); position = ":end" end
+  emit(keys, "position", id, "[" .. jstr(position) .. ",null]")
   return 1
 end
 
@@ -85,6 +91,7 @@ function sorted.retract(keys, now, argv)
   local err = known(keys, "retract", argv[3])
   if err then return err end
   unlink(keys, argv[3])
+  emit(keys, "retract", argv[3], redis.call("HGET", keys[3], argv[3]))
   redis.call("HDEL", keys[3], argv[3])
   return 1
 end
