@@ -668,7 +668,7 @@ def test_a_subscriber_that_falls_behind_is_ended_not_silently_skipped(
     sid = kernel.subscribe(session, "busy")
     pipe = redis_server.pipeline(transaction=False)
     for n in range(12_000):  # each one FCALL push_back, as the kernel sends it
-        pipe.fcall("corral", 6, *kernel._keys("busy"), "push_back", "server",
+        pipe.fcall("corral", 1, *kernel._keys("busy"), "push_back", "server",
                    f"[{n},null]")
     pipe.execute()
     effects = kernel.take_effects()

@@ -184,9 +184,7 @@ class RedisKernel:
         if keys is None:
             if not isinstance(name, str) or not name:
                 raise InvalidArgument(f"a container name is a non-empty str, not {name!r}")
-            tag = f"{self._prefix}:{{{_escape(name)}}}"
-            keys = [f"{tag}:meta", f"{tag}:o", f"{tag}:v", f"{tag}:w", f"{tag}:wi",
-                    f"{tag}:tm"]
+            keys = [f"{self._prefix}:{{{_escape(name)}}}:meta"]  # (the Lua names the rest)
             self._containers[name] = keys
         return keys
 

@@ -83,9 +83,15 @@ end
 
 -- -- a job's record -------------------------------------------------------------------
 
-local function set_state(keys, jk, old, new)
+-- The per-state counts: a job leaves ``old`` (nil: it is new) for ``new`` (nil: it
+-- is forgotten).
+local function count_state(keys, old, new)
   if old then redis.call("HINCRBY", keys[1], "n:" .. old, -1) end
-  redis.call("HINCRBY", keys[1], "n:" .. new, 1)
+  if new then redis.call("HINCRBY", keys[1], "n:" .. new, 1) end
+end
+
+local function set_state(keys, jk, old, new)
+  count_state(keys, old, new)
   redis.call("HSET", jk, "state", new)
 end
 
@@ -101,7 +107,7 @@ local function arm(keys, jk, id, deadline)
   disarm(keys, jk)
   if deadline ~= math.huge then
     local member = string.format("%016x", next_seq(keys)) .. ":job:" .. id
-    redis.call("ZADD", keys[6], num(deadline), member)
+    add_timer(keys, deadline, member)
     redis.call("HSET", jk, "timer", member, "deadline", num(deadline))
   end
 end
@@ -114,19 +120,28 @@ local function unlease(keys, jk, id)
   end
 end
 
-local function forget_job(keys, jk, id)
-  redis.call("HINCRBY", keys[1], "n:" .. redis.call("HGET", jk, "state"), -1)
+local function forget_job(keys, jk, id, state)
+  count_state(keys, state or redis.call("HGET", jk, "state"), nil)
   redis.call("DEL", jk)
   redis.call("ZREM", keys[2], id)
 end
 
-local function grant(keys, jk, id, session, lease, now)
-  set_state(keys, jk, redis.call("HGET", jk, "state"), "claimed")
+-- Lease a job that has no timer (it was ready) to ``session``; its attempt.
+local function grant(keys, jk, id, session, lease, now, old)
+  count_state(keys, old, "claimed")
   local attempt = redis.call("HINCRBY", jk, "attempt", 1)
-  redis.call("HSET", jk, "claimed", num(now), "owner", session)
-  redis.call("ZADD", claims_key(keys, session), next_seq(keys), id)
-  arm(keys, jk, id, now + lease)
-  emit(keys, "claimed", jstr(id), redis.call("HGET", jk, "item"))
+  local seq = next_seq(keys)  -- orders its claim among the session's, and its timer
+  redis.call("ZADD", claims_key(keys, session), seq, id)
+  local deadline = now + lease
+  if deadline ~= math.huge then
+    local member = string.format("%016x", seq) .. ":job:" .. id
+    add_timer(keys, deadline, member)
+    redis.call("HSET", jk, "state", "claimed", "claimed", num(now), "owner", session,
+               "timer", member, "deadline", num(deadline))
+  else
+    redis.call("HSET", jk, "state", "claimed", "claimed", num(now), "owner", session)
+  end
+  if listening then emit(keys, "claimed", jstr(id), redis.call("HGET", jk, "item")) end
   return attempt
 end
 
@@ -138,22 +153,30 @@ local function serve_claimer(keys, jk, id, now)
                                      "^([^|]*)|(.*)$")
   redis.call("HDEL", payload_key(keys), claimer)
   local session = forget(keys, claimer)
-  local attempt = grant(keys, jk, id, owner, seconds(lease), now)
+  local attempt = grant(keys, jk, id, owner, seconds(lease), now, "ready")
   redis.call("RPUSH", mailbox(keys, session), "J|" .. claimer .. "|" .. attempt .. "|" ..
              redis.call("HGET", jk, "item") .. "\n" .. id)
   return true
 end
 
--- A job at the back of its priority; the oldest claimer, if any, gets it.
-local function make_ready(keys, jk, id, now)
-  disarm(keys, jk)
-  set_state(keys, jk, redis.call("HGET", jk, "state"), "ready")
+-- A job with no timer, leaving state ``old``, at the back of its priority; the oldest
+-- claimer, if any, gets it.
+local function enter_ready(keys, jk, id, now, old, priority)
+  count_state(keys, old, "ready")
   local arrival = redis.call("HINCRBY", keys[1], "arrivals", 1)
-  redis.call("HSET", jk, "arrival", arrival)
+  redis.call("HSET", jk, "state", "ready", "arrival", arrival)
   if not serve_claimer(keys, jk, id, now) then
-    redis.call("ZADD", ready_key(keys), -tonumber(redis.call("HGET", jk, "priority")),
-               ready_member(arrival, id))
+    redis.call("ZADD", ready_key(keys), -tonumber(priority), ready_member(arrival, id))
   end
+end
+
+local function make_ready(keys, jk, id, now)
+  local job = redis.call("HMGET", jk, "state", "timer", "priority")
+  if job[2] then
+    redis.call("ZREM", keys[6], job[2])
+    redis.call("HDEL", jk, "timer", "deadline")
+  end
+  enter_ready(keys, jk, id, now, job[1], job[3])
 end
 
 -- A failure's text as a packed value (an event's).
@@ -221,18 +244,21 @@ end
 -- Make a job terminal: remembered for ``ttl`` seconds (0: not at all), then forgotten;
 -- its result readers hear.
 local function end_job(keys, jk, id, state, result, ttl, now)
-  unlease(keys, jk, id)
-  local was = redis.call("HGET", jk, "state")
+  local job = redis.call("HMGET", jk, "state", "owner", "timer", "arrival")
+  local was = job[1]
+  if job[2] then redis.call("ZREM", claims_key(keys, job[2]), id) end
   if was == "ready" then
-    redis.call("ZREM", ready_key(keys), ready_member(redis.call("HGET", jk, "arrival"), id))
+    redis.call("ZREM", ready_key(keys), ready_member(job[4], id))
   end
-  set_state(keys, jk, was, state)
-  if result then redis.call("HSET", jk, "result", result) end
-  redis.call("HSET", jk, "ended", num(now))
-  if ttl > 0 then arm(keys, jk, id, now + ttl)
+  if ttl <= 0 then  -- forgotten at once
+    if job[3] then redis.call("ZREM", keys[6], job[3]) end
+    forget_job(keys, jk, id, was)
   else
-    disarm(keys, jk)
-    forget_job(keys, jk, id)
+    count_state(keys, was, state)
+    if job[2] then redis.call("HDEL", jk, "owner") end
+    if result then redis.call("HSET", jk, "state", state, "ended", num(now), "result", result)
+    else redis.call("HSET", jk, "state", state, "ended", num(now)) end
+    arm(keys, jk, id, now + ttl)
   end
   local readers = base(keys) .. ":wr:" .. id
   while true do
@@ -259,13 +285,14 @@ end
 -- The job a claim token (id, attempt) holds, or LeaseLost.
 local function leased(keys, op, id, attempt)
   local jk = job_key(keys, id)
-  local state = redis.call("HGET", jk, "state")
+  local job = redis.call("HMGET", jk, "state", "attempt")
+  local state = job[1]
   local where = op .. " on '" .. name(keys) .. "': job " .. id
   if not state then return nil, fail("LeaseLost", where .. " is gone") end
   if state ~= "claimed" then
     return nil, fail("LeaseLost", where .. " is " .. state .. ", not claimed")
   end
-  local current = redis.call("HGET", jk, "attempt")
+  local current = job[2]
   if current ~= attempt then
     return nil, fail("LeaseLost", where .. " is on attempt " .. current ..
                      ", this claim was attempt " .. attempt)
@@ -327,10 +354,14 @@ function jobs.put(keys, now, argv)
   redis.call("HSET", jk, "item", argv[3], "priority", argv[4], "attempt", 0,
              "created", num(now))
   redis.call("ZADD", keys[2], next_seq(keys), id)
-  set_state(keys, jk, nil, "delayed")
   emit(keys, "put", jstr(id), argv[3])
   local delay = seconds(argv[5])
-  if delay > 0 then arm(keys, jk, id, now + delay) else make_ready(keys, jk, id, now) end
+  if delay > 0 then
+    set_state(keys, jk, nil, "delayed")
+    arm(keys, jk, id, now + delay)
+  else
+    enter_ready(keys, jk, id, now, nil, argv[4])
+  end
   return id
 end
 
@@ -341,13 +372,12 @@ function jobs.claim(keys, now, argv)
   local session, timeout = argv[3], argv[4]
   local lease, owner = argv[5], argv[6]
   if owner == nil or owner == "" then owner = session end
-  if lease == "" then lease = redis.call("HGET", keys[1], "lease") end
-  local first = redis.call("ZRANGE", ready_key(keys), 0, 0)[1]
+  if lease == "" then lease = meta.lease end
+  local first = redis.call("ZPOPMIN", ready_key(keys))[1]
   if first then
-    redis.call("ZREM", ready_key(keys), first)
     local id = string.sub(first, 18)
     local jk = job_key(keys, id)
-    local attempt = grant(keys, jk, id, owner, seconds(lease), now)
+    local attempt = grant(keys, jk, id, owner, seconds(lease), now, "ready")
     return {"job", id, attempt, redis.call("HGET", jk, "item")}
   end
   if timeout ~= "" and tonumber(timeout) == 0 then
@@ -364,7 +394,7 @@ function jobs.finish(keys, now, argv)
   if err then return err end
   local ttl, bad = checked(argv[6])
   if bad then return bad end
-  if ttl == "" then ttl = redis.call("HGET", keys[1], "result_ttl") end
+  if ttl == "" then ttl = meta.result_ttl end
   emit(keys, "finished", jstr(argv[3]), argv[5])
   end_job(keys, jk, argv[3], "finished", argv[5], seconds(ttl), now)
   return 1

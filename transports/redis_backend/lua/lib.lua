@@ -5,12 +5,14 @@
 -- waiters in the same call (a container never has waiters beside what they wait for)
 -- and answers. Errors are "corral:<Class> <message>", mapped back to corral's errors.
 --
--- KEYS: 1 meta (HASH: kind, name, seq, now, p:<property>), 2 order (a list's LIST of
---       record ids; a map's ZSET of keys, score 0, so in key order), 3 values (HASH id
---       or key -> packed record), 4 waiters (a list's LIST of waiter ids, FIFO; a map
---       keeps one LIST per key at <base>:wk:<key>), 5 waiter info (HASH id ->
---       "session|timer member|map key"), 6 timers (ZSET deadline ->
---       "<seq:016x>:wait:<waiter>").
+-- KEYS: the container's meta, <base>:meta, one key (every other is named from it, under
+--       the same hash tag, so in the same slot). The functions see them as ``keys``:
+--       1 meta (HASH: kind, name, seq, now, due, subs, options, p:<property>, counts),
+--       2 order (a list's LIST of record ids; a map's ZSET of keys, score 0, so in key
+--       order), 3 values (HASH id or key -> packed record), 4 waiters (a list's LIST of
+--       waiter ids, FIFO; a map keeps one LIST per key at <base>:wk:<key>), 5 waiter
+--       info (HASH id -> "session|timer member|map key"), 6 timers (ZSET deadline ->
+--       "<seq:016x>:<type>:<ref>").
 -- Mailboxes: <base>:mb:<session>, base = KEYS[1] less ":meta": a LIST of outcomes,
 --       "D|<waiter>|<packed>" (a list's or map's record), "G|<waiter>|<priority>|<seq>|
 --       <packed>" (a queue's item and its order key), "P|<waiter>|<priority>|<packed>"
@@ -23,28 +25,41 @@ local function fail(class, message)
 end
 
 -- The time a call runs at: the server's clock ("server"), the caller's (a number), or
--- the container's last (""), for a caller's command that takes no time.
-local function clock(keys, given)
+-- the container's last (""), for a caller's command that takes no time; never before
+-- ``last``, the latest any call brought (the kernel's time never goes back), which it
+-- becomes (kept in meta as "now").
+local function clock(keys, given, last)
+  local now
   if given == "server" then
     local t = redis.call("TIME")
-    return tonumber(t[1]) + tonumber(t[2]) / 1e6
-  end
-  if given == "" then return tonumber(redis.call("HGET", keys[1], "now") or "0") end
-  return tonumber(given)
+    now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+  elseif given ~= "" then now = tonumber(given) end
+  last = tonumber(last or "0")
+  if now == nil or now <= last then return last end
+  redis.call("HSET", keys[1], "now", string.format("%.17g", now))
+  return now
 end
 
 local function base(keys) return string.sub(keys[1], 1, -6) end
+
+-- What this call read of meta up front: a job queue's lease and result TTL.
+local meta = {}
 
 local function mailbox(keys, session) return base(keys) .. ":mb:" .. session end
 
 local function next_seq(keys) return redis.call("HINCRBY", keys[1], "seq", 1) end
 
--- The kernel's time never goes back: the latest now any call brought.
-local function tick(keys, now)
-  local last = redis.call("HGET", keys[1], "now")
-  if last and tonumber(last) >= now then return tonumber(last) end
-  redis.call("HSET", keys[1], "now", string.format("%.17g", now))
-  return now
+-- The timer index's earliest deadline is kept in meta ("due"), never later than the
+-- true one (a timer removed leaves it early), so that a call with nothing due skips
+-- the index: ``due`` is this call's copy.
+local due = 1 / 0  -- (math is not there while the library loads)
+
+local function add_timer(keys, deadline, member)
+  redis.call("ZADD", keys[6], string.format("%.17g", deadline), member)
+  if deadline < due then
+    due = deadline
+    redis.call("HSET", keys[1], "due", string.format("%.17g", deadline))
+  end
 end
 
 local function name(keys) return redis.call("HGET", keys[1], "name") end
@@ -127,8 +142,11 @@ local function end_session(keys, now, session, lapsed)
     redis.call("ZREM", keys[6], timer)
     redis.call("HDEL", live, session)
   end
-  redis.call("HDEL", base(keys) .. ":subs", session)
-  listening = redis.call("EXISTS", base(keys) .. ":subs") == 1
+  local held = redis.call("HGET", base(keys) .. ":subs", session)
+  if held then
+    redis.call("HDEL", base(keys) .. ":subs", session)
+    listening = redis.call("HINCRBY", keys[1], "subs", -tonumber(held)) > 0
+  end
   local close = on_close[redis.call("HGET", keys[1], "kind")]
   if close then close(keys, now, session) end
 end
@@ -136,14 +154,19 @@ end
 -- Apply the due timers one at a time, in (deadline, arming order), as each may disarm
 -- later ones: waiters that timed out, and each kind's own.
 local function advance(keys, now)
-  local bound = string.format("%.17g", now)
+  if now < due then return end
   while true do
-    local due = redis.call("ZRANGEBYSCORE", keys[6], "-inf", bound, "LIMIT", 0, 1)[1]
-    if not due then return end
-    redis.call("ZREM", keys[6], due)
+    local first = redis.call("ZRANGE", keys[6], 0, 0, "WITHSCORES")
+    if not first[1] or tonumber(first[2]) > now then
+      due = first[1] and tonumber(first[2]) or math.huge
+      redis.call("HSET", keys[1], "due", first[1] and first[2] or "inf")
+      return
+    end
+    local member = first[1]
+    redis.call("ZREM", keys[6], member)
     local kind = redis.call("HGET", keys[1], "kind")
-    local waiter = string.match(due, "^%x+:wait:(.*)$")
-    local lapsed = string.match(due, "^%x+:sess:(.*)$")
+    local waiter = string.match(member, "^%x+:wait:(.*)$")
+    local lapsed = string.match(member, "^%x+:sess:(.*)$")
     if lapsed then
       end_session(keys, now, lapsed, true)
     elseif waiter then
@@ -160,7 +183,7 @@ local function advance(keys, now)
       end
       redis.call("RPUSH", mailbox(keys, session), "C|" .. waiter .. "|" .. message)
     else
-      on_timer[kind](keys, now, due)
+      on_timer[kind](keys, now, member)
     end
   end
 end
@@ -246,7 +269,7 @@ local function park(keys, now, session, timeout, key)
   local timer = ""
   if timeout ~= "" then
     timer = string.format("%016x", next_seq(keys)) .. ":wait:" .. waiter
-    redis.call("ZADD", keys[6], string.format("%.17g", now + tonumber(timeout)), timer)
+    add_timer(keys, now + tonumber(timeout), timer)
   end
   redis.call("RPUSH", queue_of(keys, key), waiter)
   redis.call("HSET", keys[5], waiter, session .. "|" .. timer .. "|" .. key)
@@ -303,7 +326,7 @@ function shared.heartbeat(keys, now, argv)
   local old = redis.call("HGET", live, session)
   if old then redis.call("ZREM", keys[6], old) end
   local timer = string.format("%016x", next_seq(keys)) .. ":sess:" .. session
-  redis.call("ZADD", keys[6], string.format("%.17g", now + tonumber(argv[4])), timer)
+  add_timer(keys, now + tonumber(argv[4]), timer)
   redis.call("HSET", live, session, timer)
   return 1
 end

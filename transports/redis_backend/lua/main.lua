@@ -7,6 +7,8 @@ local kinds = {volatile_list = list, volatile_map = map, queue = queue, feed = f
 -- job queue's unended jobs in put order (the caller keeps those from its start on).
 function shared.subscribe(keys, now, argv)
   redis.call("HINCRBY", base(keys) .. ":subs", argv[3], 1)
+  redis.call("HINCRBY", keys[1], "subs", 1)
+  listening = true
   local last = redis.call("XREVRANGE", base(keys) .. ":ev", "+", "-", "COUNT", 1)[1]
   local out = {last and last[1] or "0-0", redis.call("HGET", keys[1], "events") or "0"}
   local kind, all = redis.call("HGET", keys[1], "kind"), {nil, nil, "0", ""}
@@ -35,6 +37,7 @@ end
 function shared.unsubscribe(keys, now, argv)
   local subs = base(keys) .. ":subs"
   if redis.call("HINCRBY", subs, argv[3], -1) <= 0 then redis.call("HDEL", subs, argv[3]) end
+  listening = redis.call("HINCRBY", keys[1], "subs", -1) > 0
   return 1
 end
 
@@ -44,10 +47,16 @@ function shared.subscribers(keys, now, argv)
   return n
 end
 
-local function call(keys, argv)
+local function call(declared, argv)
+  local meta_key = declared[1]
+  local b = string.sub(meta_key, 1, -6)
+  local keys = {meta_key, b .. ":o", b .. ":v", b .. ":w", b .. ":wi", b .. ":tm"}
   local op = shared[argv[1]]
+  local read = redis.call("HMGET", keys[1], "kind", "now", "due", "subs", "lease",
+                          "result_ttl")
+  local kind = read[1]
+  meta.lease, meta.result_ttl = read[5], read[6]
   if argv[1] ~= "create" then
-    local kind = redis.call("HGET", keys[1], "kind")
     if not kind then return fail("NotFound", argv[1] .. ": no container") end
     op = op or kinds[kind][argv[1]]
     if op == nil then
@@ -55,8 +64,9 @@ local function call(keys, argv)
                   " has no " .. argv[1])
     end
   end
-  listening = redis.call("EXISTS", base(keys) .. ":subs") == 1
-  local now = tick(keys, clock(keys, argv[2]))
+  listening = (tonumber(read[4]) or 0) > 0
+  due = read[3] and (read[3] == "inf" and math.huge or tonumber(read[3])) or -math.huge
+  local now = clock(keys, argv[2], read[2])
   advance(keys, now)
   return op(keys, now, argv)
 end
