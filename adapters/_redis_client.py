@@ -205,7 +205,6 @@ class RedisCorral(threads.Facade):
                 return result
             parked = _Parked(waits, op, args, session, result.waiter, mailbox_key(
                 self._prefix, args[0], session))
-            kernel.heartbeat(session, args[0], 3 * self._heartbeat)
         deadline = None if timeout is None else began + timeout
         outcome: Event | BaseException | None = None
         try:
@@ -341,6 +340,7 @@ class RedisCorral(threads.Facade):
                 if waits is None:
                     kernel = RedisKernel(cast(redis.Redis, _Preloaded(self._redis)),
                                          prefix=self._prefix, clock="server")
+                    kernel.alive = 3 * self._heartbeat  # a parked wait beats at once
                     waits = self._waits[name] = _Waits(kernel)
         return waits
 
@@ -381,7 +381,7 @@ class RedisCorral(threads.Facade):
                 log.warning("corral: heartbeat to Redis failed: %s", error)
 
     def _idle(self, waits: _Waits, session: int) -> None:
-        """A session that never parked a waiter, for the next wait (its lock held)."""
+        """A session with no waiter parked, for the next wait (its lock held)."""
         if self._closed:
             with contextlib.suppress(redis.RedisError):
                 waits.kernel.close_session(session)
@@ -460,10 +460,13 @@ class RedisCorral(threads.Facade):
         return parked.ended
 
     def _leave(self, parked: _Parked) -> None:
-        """The wait is over: close its session (its mailbox goes with it)."""
+        """The wait is over: its session, its mailbox emptied, is free for the next
+        wait (it has no waiter left: served, timed out or withdrawn; its liveness
+        deadline, unless the next wait renews it, lapses with nothing to end)."""
         with parked.waits.lock:
             parked.done = True
-            parked.waits.kernel.close_session(parked.session)
+            self._redis.delete(parked.mailbox)
+            self._idle(parked.waits, parked.session)
         self._forget(parked)
 
     def _abandon(self, parked: _Parked, outcome: Event | BaseException | None) -> None:

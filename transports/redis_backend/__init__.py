@@ -11,11 +11,12 @@ A wait that cannot complete parks a waiter in the container's FIFO; whoever late
 serves it (any process) pushes its outcome to the waiting session's mailbox, a list
 this object drains into ``Delivered``/``Cancelled`` effects (``take_effects``).
 
-What is on Redis so far: sessions, lists, maps, queues, feeds and sorted feeds (every
-command of theirs, FIFO waits with timeouts, withdrawal), properties and statistics.
-Job queues, subscriptions (event streams) and session liveness are not yet: creating a
-job queue raises InvalidArgument saying so. ``connect("redis://...")`` gives the thread
-facade on it (``corral.adapters._redis_client``), with waits on lists and maps.
+Every kind is here, with every command, FIFO waits with timeouts and withdrawal,
+properties and statistics; job queues with leases, the failure policy and results;
+subscriptions, read from each container's event stream (``subscribe``, ``events``);
+session liveness (``heartbeat``: a session that stops beating ends as if closed).
+Not yet: ``delete_container``. ``connect("redis://...")`` gives the thread facade on
+it (``corral.adapters._redis_client``), ``open_client`` the trio facade.
 """
 
 from __future__ import annotations
@@ -174,6 +175,10 @@ class RedisKernel:
         self._served_keys: dict[int, str | None] = {}  # waiter -> the map key it waits on
         self.effects: list[Effect] = []
         self._subscriptions: dict[int, _Subscription] = {}
+        #: Seconds a session that parks a waiter is kept alive, as ``heartbeat`` would
+        #: (None: not at all), in the same call: a facade that heartbeats its waits
+        #: sets it.
+        self.alive: float | None = None
         self._last_subscription = 0
         _library.load(client)
 
@@ -188,10 +193,13 @@ class RedisKernel:
             self._containers[name] = keys
         return keys
 
-    def _call(self, name: str, op: str, *args: Any, now: float | None = None) -> Any:
+    def _call(self, name: str, op: str, *args: Any, now: float | None = None,
+              parks: bool = False) -> Any:
         stamp = "server"  # the server's clock; the caller's, or the container's last
         if self._caller_clock:
             stamp = "" if now is None else repr(float(now))
+        if parks and self.alive is not None:  # a session that parks beats at once
+            stamp = f"{stamp}|{self.alive!r}"
         try:
             return _library.fcall(self._redis, self._keys(name), op, stamp, *args)
         except redis.ResponseError as error:
@@ -508,7 +516,8 @@ class RedisKernel:
         if session not in self._sessions:
             raise NotFound(f"no open session {session!r}")
         answer = self._call(name, op, session,
-                            "" if timeout is None else repr(float(timeout)), *args, now=now)
+                            "" if timeout is None else repr(float(timeout)), *args, now=now,
+                            parks=True)
         if isinstance(answer, list) and answer[0] == b"waiting":
             self._last_waiter += 1
             id = answer[1].decode()

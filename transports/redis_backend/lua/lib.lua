@@ -264,7 +264,22 @@ local function records(keys, argv, n, range, by_position)
 end
 
 -- Park a waiter last in line (a timeout arms its timer).
+-- Keep ``session`` alive here for ``seconds`` more (see shared.heartbeat).
+local function beat(keys, now, session, seconds)
+  local live = base(keys) .. ":live"
+  local old = redis.call("HGET", live, session)
+  if old then redis.call("ZREM", keys[6], old) end
+  local timer = string.format("%016x", next_seq(keys)) .. ":sess:" .. session
+  add_timer(keys, now + tonumber(seconds), timer)
+  redis.call("HSET", live, session, timer)
+end
+
+-- How long a session that parks a waiter in this call is kept alive ("": not at all),
+-- from the call's time stamp ("<time>|<seconds>"), as if it had beaten at once.
+local liveness = ""
+
 local function park(keys, now, session, timeout, key)
+  if liveness ~= "" then beat(keys, now, session, liveness) end
   local waiter = "w" .. next_seq(keys)
   local timer = ""
   if timeout ~= "" then
@@ -322,12 +337,7 @@ end
 -- heartbeat: ARGV 3 session, 4 seconds: unless the session beats again within that
 -- long, it ends here as if its process had closed it (its waiters told Closed).
 function shared.heartbeat(keys, now, argv)
-  local session, live = argv[3], base(keys) .. ":live"
-  local old = redis.call("HGET", live, session)
-  if old then redis.call("ZREM", keys[6], old) end
-  local timer = string.format("%016x", next_seq(keys)) .. ":sess:" .. session
-  add_timer(keys, now + tonumber(argv[4]), timer)
-  redis.call("HSET", live, session, timer)
+  beat(keys, now, argv[3], argv[4])
   return 1
 end
 

@@ -66,7 +66,9 @@ local function call(declared, argv)
   end
   listening = (tonumber(read[4]) or 0) > 0
   due = read[3] and (read[3] == "inf" and math.huge or tonumber(read[3])) or -math.huge
-  local now = clock(keys, argv[2], read[2])
+  local stamp
+  stamp, liveness = string.match(argv[2], "^([^|]*)|?(.*)$")
+  local now = clock(keys, stamp, read[2])
   advance(keys, now)
   return op(keys, now, argv)
 end
