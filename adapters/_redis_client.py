@@ -272,6 +272,8 @@ class RedisCorral(threads.Facade):
             try:
                 effects = self._kernel.events(sid, block=_SLICE)
             except redis.RedisError as error:  # Redis away: read again soon
+                if self._closed or sid not in self._subscriptions:
+                    return  # (the client was closed under the blocked read)
                 log.warning("corral: reading events failed: %s", error)
                 self._stop.wait(_SLICE)
                 continue
@@ -294,9 +296,11 @@ class RedisCorral(threads.Facade):
         subscription._end("closed")
 
     def delete_container(self, name: str) -> None:
-        """Not on Redis yet: raises InvalidArgument."""
-        raise InvalidArgument(f"delete_container {name!r}: deleting a container is not "
-                              "on Redis yet")
+        """Delete container ``name`` with its records, in every process: parked
+        callers get NotFound, subscriptions end. Raises NotFound."""
+        self._run(self._kernel.delete_container, name)
+        with self._lock:
+            self._live_on.discard(name)
 
     def close(self) -> None:
         """Close: every session is closed (parked callers get Closed, or what served
@@ -373,7 +377,11 @@ class RedisCorral(threads.Facade):
             try:
                 for name in claims:
                     assert owner is not None
-                    self._kernel.heartbeat(owner, name, 3 * self._heartbeat)
+                    try:
+                        self._kernel.heartbeat(owner, name, 3 * self._heartbeat)
+                    except NotFound:  # deleted: nothing of ours is left there
+                        with self._lock:
+                            self._live_on.discard(name)
                 for p in parked:
                     if not p.done:
                         p.waits.kernel.heartbeat(p.session, p.args[0], 3 * self._heartbeat)

@@ -202,7 +202,7 @@ class TrioRedisCorral(trio_facade.Facade):
         subscription._end("closed")
 
     async def delete_container(self, name: str) -> None:
-        """As ``RedisCorral.delete_container`` (not on Redis yet: InvalidArgument)."""
+        """As ``RedisCorral.delete_container``."""
         await self._call(self._threads.delete_container, name)
 
     # -- public extras ---------------------------------------------------------------------

@@ -24,6 +24,7 @@ from corral.kernel import (
     Kind,
     NotFound,
     Notified,
+    Unsubscribed,
     Waiting,
 )
 from corral.transports import redis_backend
@@ -48,6 +49,14 @@ JOBS = ("j", "k")
 JOB_IDS = st.sampled_from(["1", "2", "3", "x", "a|b"])
 PRIORITIES = st.integers(-1, 1)
 EVERY = (*LISTS, *MAPS, *QUEUES, *FEEDS, SORTED, *JOBS, "nothing")
+MADE: dict[str, tuple[Kind, dict[str, Any]]] = {  # every container the machines make
+    **{name: (Kind.LIST, {}) for name in LISTS}, **{name: (Kind.MAP, {}) for name in MAPS},
+    "q": (Kind.QUEUE, {}), "r": (Kind.QUEUE, {"max_length": 2}), "f": (Kind.FEED, {}),
+    "g": (Kind.FEED, {"max_length": 3}), SORTED: (Kind.SORTED_FEED, {}),
+    "j": (Kind.JOBS, {"lease": 2.0, "max_attempts": 3, "result_ttl": 3, "backoff": 0.5,
+                      "backoff_max": 2.0}),
+    "k": (Kind.JOBS, {"max_attempts": 0, "backoff": 0, "release_on_close": False,
+                      "result_ttl": 0})}
 
 
 class KernelAndRedis(RuleBasedStateMachine):
@@ -84,23 +93,12 @@ class KernelAndRedis(RuleBasedStateMachine):
 
     @initialize()
     def setup(self) -> None:
-        for name in LISTS:
-            self.same("create", name, Kind.LIST)
-        for name in MAPS:
-            self.same("create", name, Kind.MAP)
+        for name, (kind, options) in MADE.items():
+            self.same("create", name, kind, **options)
         self.same("create", "a", Kind.MAP)  # WrongKind
-        self.same("create", "q", Kind.QUEUE)
-        self.same("create", "r", Kind.QUEUE, max_length=2)
         self.same("create", "r", Kind.QUEUE, max_length=3)  # InvalidArgument
-        self.same("create", "f", Kind.FEED)
-        self.same("create", "g", Kind.FEED, max_length=3)
-        self.same("create", SORTED, Kind.SORTED_FEED)
-        self.same("create", "j", Kind.JOBS, lease=2.0, max_attempts=3, result_ttl=3,
-                  backoff=0.5, backoff_max=2.0)
         self.same("create", "j", Kind.JOBS, lease=2)  # the same options: fine
         self.same("create", "j", Kind.JOBS, lease=3.0)  # InvalidArgument
-        self.same("create", "k", Kind.JOBS, max_attempts=0, backoff=0,
-                  release_on_close=False, result_ttl=0)
         self.same("create", "z", Kind.LIST, lease=1.0)  # InvalidArgument: no such option
         self.same("create", "z", Kind.JOBS, lease=-1.0)  # InvalidArgument: bad value
         self.same("create", "q", Kind.JOBS, lease=-1.0)  # WrongKind first
@@ -160,6 +158,17 @@ class KernelAndRedis(RuleBasedStateMachine):
                 (self.kernel if sub == mine else self.redis).unsubscribe(
                     self.sessions[who][0 if sub == mine else 1], sub)
 
+    @rule(name=st.sampled_from([name for name in EVERY if name != "j"]))
+    def delete_container(self, name: str) -> None:
+        """Delete a container (its waiters told NotFound, its subscriptions ended) and
+        make it again, empty. Not "j": its jitter generator, the kernel's one, is the
+        queue's own on Redis, and starts again with the queue made again."""
+        self.same("delete_container", name)
+        if name in MADE:
+            kind, options = MADE[name]
+            self.same("create", name, kind, **options)
+            self.reached["deleted"] = self.reached.get("deleted", 0) + 1
+
     @rule(data=st.data())
     def cancel_wait(self, data: st.DataObject) -> None:
         if not self.waits:
@@ -202,7 +211,11 @@ class KernelAndRedis(RuleBasedStateMachine):
             cancelled = []
             notified: dict[int, list[Any]] = {}  # each subscription's events, in order
             for effect in effects:
-                assert isinstance(effect, (Delivered, Cancelled, Notified))
+                assert isinstance(effect, (Delivered, Cancelled, Notified, Unsubscribed))
+                if isinstance(effect, Unsubscribed):
+                    notified.setdefault(to_redis_sub[effect.subscription] if mine else
+                                        effect.subscription, []).append(effect.reason)
+                    continue
                 if isinstance(effect, Notified):
                     event = effect.event
                     notified.setdefault(to_redis_sub[effect.subscription] if mine else
@@ -232,7 +245,11 @@ class KernelAndRedis(RuleBasedStateMachine):
             elif isinstance(effect, Delivered) and effect.event.name == "finished":
                 kind = "result served"
             self.reached[kind] = self.reached.get(kind, 0) + 1
-        ended = {effect.waiter for effect in here if not isinstance(effect, Notified)}
+        ended = {effect.waiter for effect in here
+                 if isinstance(effect, (Delivered, Cancelled))}
+        unsubscribed = {effect.subscription for effect in here
+                        if isinstance(effect, Unsubscribed)}
+        self.subs = [sub for sub in self.subs if sub[1] not in unsubscribed]
         self.waits = [w for w in self.waits if w[1] not in ended]
 
     @invariant()

@@ -141,8 +141,6 @@ def test_what_is_not_on_redis_yet(a: RedisCorral, redis_server: Any, prefix: str
             except InvalidArgument as error:
                 outcomes.append(str(error))
         assert outcomes[0] == outcomes[1]
-    with pytest.raises(InvalidArgument, match="not on Redis yet"):
-        a.delete_container("l")
     a.map("m")
     with pytest.raises(WrongKind):
         a.list("m")
@@ -675,3 +673,35 @@ def test_a_subscriber_that_falls_behind_is_ended_not_silently_skipped(
     assert [type(e).__name__ for e in effects] == ["Unsubscribed"]
     assert effects[0].reason == "lagged" and effects[0].subscription == sid
     assert 0 == kernel.statistics("busy").subscribers
+
+
+def test_deleting_a_container_ends_its_waiters_and_subscribers(
+        a: RedisCorral, b: RedisCorral, redis_server: Any, prefix: str) -> None:
+    """Deleted in one process: a caller parked in another hears NotFound, a
+    subscription there ends, the records and every key of the container go."""
+    b.jobs("d").put("gone with it")
+    b.list("d2").push_back(1)
+    events = a.list("d2").subscribe()
+    heard: list[BaseException] = []
+
+    def park() -> None:
+        try:
+            a.list("d2").wait_pop_next(timeout=30)
+            a.list("d2").wait_pop_next(timeout=30)
+        except NotFound as error:
+            heard.append(error)
+
+    parked = start(park)
+    wait_until(lambda: waiters(redis_server, prefix, "d2") == 1)
+    b.delete_container("d2")
+    b.delete_container("d")
+    parked.join(10)
+    assert heard and "was deleted" in str(heard[0])
+    assert [e.name for e in events] == ["pop_front"]  # then the end: the loop stops
+    assert events._ended is not None and "was deleted" in events._ended
+    with pytest.raises(NotFound):
+        b.delete_container("d2")
+    leftover = [key for key in redis_server.keys(f"{prefix}:{{d*")
+                if not key.endswith(b":ev") and b":mb:" not in key]
+    assert leftover == []
+    assert [] == b.list("d2").query()  # made again, empty

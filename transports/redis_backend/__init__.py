@@ -213,9 +213,11 @@ class RedisKernel:
             raise
 
     def _collect(self) -> None:
-        """Move the outcomes in this object's sessions' mailboxes into ``effects``."""
-        for name, keys in self._containers.items():
-            base = keys[0][:-5]
+        """Move the outcomes in this object's sessions' mailboxes into ``effects``
+        (those of containers it still waits on too, though deleted meanwhile)."""
+        names = dict.fromkeys([*self._containers, *(c for c, _, _ in self._waits.values())])
+        for name in names:
+            base = self._keys(name)[0][:-5]
             for session in sorted(self._sessions):
                 messages: list[bytes] = self._redis.lpop(  # type: ignore[assignment]
                     f"{base}:mb:{session}", 1000) or []
@@ -698,6 +700,12 @@ class RedisKernel:
             error=fields.get("reason"),
             result=_unpack(fields["result"])[0] if "result" in fields else None)
 
+    def delete_container(self, name: str) -> None:
+        """As ``Kernel.delete_container``: its waiters end with NotFound, its
+        subscriptions with ``Unsubscribed``, its records go. Raises NotFound."""
+        self._call(name, "delete_container")
+        self._kinds.pop(name, None)
+
     # -- subscriptions ------------------------------------------------------------------
 
     def subscribe(self, session: int, name: str, *, start: int | None = None) -> int:
@@ -758,6 +766,11 @@ class RedisKernel:
         effects: list[Effect] = []
         for stream_id, fields in entries:
             n = int(fields[b"n"])
+            if not fields[b"e"]:  # the container was deleted
+                self._subscriptions.pop(subscription, None)
+                effects.append(Unsubscribed(session=sub.session, subscription=subscription,
+                                            reason=json.loads(fields[b"v"])))
+                break
             if n != sub.last_n + 1:  # what came between was trimmed away
                 if self._subscriptions.pop(subscription, None) is not None:
                     with contextlib.suppress(redis.RedisError, NotFound):

@@ -47,6 +47,36 @@ function shared.subscribers(keys, now, argv)
   return n
 end
 
+-- delete_container: its waiters are told NotFound (in their mailboxes, which stay
+-- for their readers), its subscribers read a last event that ends them, and every
+-- other key of it goes (its event stream a minute later, once they have read it).
+function shared.delete_container(keys, now, argv)
+  local b, gone = base(keys), "container '" .. name(keys) .. "' was deleted"
+  local info = redis.call("HGETALL", keys[5])
+  for i = 1, #info, 2 do
+    local session = withdraw(keys, info[i])
+    redis.call("RPUSH", mailbox(keys, session), "C|" .. info[i] .. "|NotFound|" .. gone)
+  end
+  if listening then
+    local n = redis.call("HINCRBY", keys[1], "events", 1)
+    redis.call("XADD", b .. ":ev", "*", "n", n, "e", "", "k", "null", "v", jstr(gone))
+  end
+  redis.call("PEXPIRE", b .. ":ev", 60000)
+  local doomed = {b .. ":ready", b .. ":sp", b .. ":wpi", b .. ":wp", b .. ":live", b .. ":subs"}
+  if redis.call("HGET", keys[1], "kind") == "job" then
+    for _, id in ipairs(redis.call("ZRANGE", keys[2], 0, -1)) do
+      local owner = redis.call("HGET", b .. ":job:" .. id, "owner")
+      if owner then doomed[#doomed + 1] = b .. ":sc:" .. owner end
+      doomed[#doomed + 1] = b .. ":job:" .. id
+    end
+  end
+  for i = 1, 6 do doomed[#doomed + 1] = keys[i] end
+  for i = 1, #doomed, 100 do
+    redis.call("DEL", unpack(doomed, i, math.min(i + 99, #doomed)))
+  end
+  return 1
+end
+
 local function call(declared, argv)
   local meta_key = declared[1]
   local b = string.sub(meta_key, 1, -6)
