@@ -9,6 +9,7 @@ shared/seeds/001, with ``Executor`` and ``ExecutorClient`` over RabbitMQ.)
     corral serve --zmq tcp://127.0.0.1:2606 &      # or by hand, over TCP or ZeroMQ:
     python examples/alma_fibonacci.py executor &   # four times
     python examples/alma_fibonacci.py client 34
+    python examples/alma_fibonacci.py all --url redis://127.0.0.1:6379   # on Redis
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import os
 import subprocess
 import sys
+from contextlib import ExitStack
 
 from corral.adapters.workers import Executor, ExecutorClient
 from corral.transports.background import background_server
@@ -45,23 +47,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("role", choices=["all", "executor", "client"])
     parser.add_argument("n", type=int, nargs="?", default=30, help="client: which number")
-    parser.add_argument("--url", default="corral://127.0.0.1:2605",
-                        help="corral://host:port or zmq+tcp://host:port")
+    parser.add_argument("--url", help="corral://host:port (127.0.0.1:2605 by default), "
+                        "zmq+tcp://host:port or redis://host:port; all: a server of its "
+                        "own if not given")
     parser.add_argument("--base", type=int, default=28,
                         help="all: the clients ask for base..base+7 (the original's 28-35)")
     parser.add_argument("--zmq", action="store_true", help="all: talk over ZeroMQ")
     parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args()
+    url = args.url or "corral://127.0.0.1:2605"
     if args.role == "executor":
-        Executor(QUEUE, fib, corral=args.url).run()
+        Executor(QUEUE, fib, corral=url).run()
         return 0
     if args.role == "client":
-        with ExecutorClient(QUEUE, corral=args.url) as client:
+        with ExecutorClient(QUEUE, corral=url) as client:
             result = client.call(args.n, timeout=args.timeout)
         say(f"fib({args.n}) = {result}")
         return 0 if result == _fib(args.n) else 1
-    with background_server(zmq=args.zmq) as urls:
-        url = urls.zmq if args.zmq else urls.tcp
+    with ExitStack() as stack:
+        if args.url is None:  # a server of our own, for this run
+            urls = stack.enter_context(background_server(zmq=args.zmq))
+            url = urls.zmq if args.zmq else urls.tcp
         me = [sys.executable, __file__]
         executors = [subprocess.Popen([*me, "executor", "--url", url]) for _ in range(4)]
         try:

@@ -10,6 +10,7 @@ Circus.)
     corral serve --zmq tcp://127.0.0.1:2606 &             # or by hand:
     python examples/powerhose_square.py workers --url zmq+tcp://127.0.0.1:2606 &
     python examples/powerhose_square.py master --url zmq+tcp://127.0.0.1:2606
+    python examples/powerhose_square.py all --url redis://127.0.0.1:6379   # on Redis
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import random
 import sys
 import time
+from contextlib import ExitStack
 
 from corral.adapters.client import connect
 from corral.adapters.workers import Worker, WorkerPool
@@ -56,27 +58,35 @@ def master(url: str, jobs: int) -> bool:
     return ok
 
 
+def worker_command(url: str) -> list[str]:
+    """A worker's command line, for the pool: it fills in ``{wid}``."""
+    return [sys.executable, __file__, "worker", "--url", url, "--wid", "{wid}"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("role", choices=["all", "master", "workers", "worker"])
-    parser.add_argument("--url", default="zmq+tcp://127.0.0.1:2606")
+    parser.add_argument("--url", help="zmq+tcp://host:port (127.0.0.1:2606 by default), "
+                        "corral://host:port or redis://host:port; all: a server of its "
+                        "own if not given")
     parser.add_argument("--wid", default="1", help="worker: its id")
     parser.add_argument("--workers", type=int, default=5, help="how many workers")
     parser.add_argument("--jobs", type=int, default=0, help="master: 0 runs until Ctrl-C")
     args = parser.parse_args()
-    worker_command = [sys.executable, __file__, "worker", "--url", args.url, "--wid", "{wid}"]
+    url = args.url or "zmq+tcp://127.0.0.1:2606"
     if args.role == "worker":
-        Worker(JOBS, square, corral=args.url, name=f"square-{args.wid}").run()
+        Worker(JOBS, square, corral=url, name=f"square-{args.wid}").run()
         return 0
     if args.role == "workers":
-        WorkerPool(worker_command, args.workers).run()
+        WorkerPool(worker_command(url), args.workers).run()
         return 0
     if args.role == "master":
-        return 0 if master(args.url, args.jobs) else 1
-    with background_server() as urls:
-        worker_command[4] = urls.zmq
-        with WorkerPool(worker_command, args.workers) as pool:
-            ok = master(urls.zmq, args.jobs or 20)
+        return 0 if master(url, args.jobs) else 1
+    with ExitStack() as stack:
+        if args.url is None:  # a server of our own, for this run
+            url = stack.enter_context(background_server()).zmq
+        with WorkerPool(worker_command(url), args.workers) as pool:
+            ok = master(url, args.jobs or 20)
             print(f"{len(pool.alive())} workers running; stopping them", flush=True)
     return 0 if ok else 1
 

@@ -10,6 +10,7 @@ functions it registered. (The original: shared/seeds/004, with Pyro and Redis.)
     python examples/ppyqueue_tasks.py worker &
     python examples/ppyqueue_tasks.py push time --wait
     python examples/ppyqueue_tasks.py push add 2 3 --wait
+    python examples/ppyqueue_tasks.py all --url redis://127.0.0.1:6379   # on Redis: no master
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 
 from corral.adapters.cli import main as corral_main
 from corral.adapters.workers import Tasks, push_task, task_result
@@ -60,26 +62,30 @@ def main() -> int:
     parser.add_argument("role", choices=["all", "master", "worker", "push"])
     parser.add_argument("task", nargs="?", help="push: the task's name")
     parser.add_argument("args", nargs="*", help="push: JSON arguments")
-    parser.add_argument("--url", default="corral://127.0.0.1:2605")
+    parser.add_argument("--url", help="corral://host:port (127.0.0.1:2605 by default) or "
+                        "redis://host:port; all: a server of its own if not given")
     parser.add_argument("--wait", action="store_true", help="push: print the result")
     args = parser.parse_args()
+    url = args.url or "corral://127.0.0.1:2605"
     if args.role == "master":
         return corral_main(["serve"])
     if args.role == "worker":
-        tasks.worker("tasks", corral=args.url).run()
+        tasks.worker("tasks", corral=url).run()
         return 0
     if args.role == "push":
         if not args.task:
             parser.error("push needs a task name")
-        push(args.url, args.task, args.args, args.wait)
+        push(url, args.task, args.args, args.wait)
         return 0
-    with background_server(zmq=False) as urls:
-        workers = [subprocess.Popen([sys.executable, __file__, "worker", "--url", urls.tcp])
+    with ExitStack() as stack:
+        if args.url is None:  # a server of our own, for this run
+            url = stack.enter_context(background_server(zmq=False)).tcp
+        workers = [subprocess.Popen([sys.executable, __file__, "worker", "--url", url])
                    for _ in range(2)]
         try:
-            ok = push(urls.tcp, "add", ["2", "3"], True) == 5
-            ok &= isinstance(push(urls.tcp, "time", [], True), float)
-            ok &= push(urls.tcp, "whoami", [], True) in {w.pid for w in workers}
+            ok = push(url, "add", ["2", "3"], True) == 5
+            ok &= isinstance(push(url, "time", [], True), float)
+            ok &= push(url, "whoami", [], True) in {w.pid for w in workers}
         finally:
             for worker in workers:
                 worker.terminate()

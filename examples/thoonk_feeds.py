@@ -1,10 +1,11 @@
 """Thoonk's feeds, queues, sorted feeds and jobs, as its README uses them.
 
-Runs embedded, or against a server with ``--url``. Every step prints what it did and
-checks what Thoonk promised. (The original: shared/seeds/003, on Redis.)
+Runs embedded, or against a server or Redis with ``--url``. Every step prints what it did
+and checks what Thoonk promised. (The original: shared/seeds/003, on Redis.)
 
     python examples/thoonk_feeds.py
     python examples/thoonk_feeds.py --url corral://127.0.0.1:2605
+    python examples/thoonk_feeds.py --url redis://127.0.0.1:6379
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def jobs(corral: Facade) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--url", help="a corral server (embedded if not given)")
+    parser.add_argument("--url", help="a corral server or Redis (embedded if not given)")
     args = parser.parse_args()
     with connect(args.url) if args.url else Corral() as corral:
         for example in (feeds, sorted_feeds, queues, jobs):

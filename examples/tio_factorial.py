@@ -10,6 +10,7 @@ shared/seeds/000, with Tio's ``tioclient``.)
     corral serve &                                            # or by hand:
     python examples/tio_factorial.py processor &              # as many as you like
     python examples/tio_factorial.py producer --items 10000
+    python examples/tio_factorial.py all --url redis://127.0.0.1:6379   # on Redis
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import ExitStack
 
 from corral.adapters.client import connect
 from corral.kernel import Closed
@@ -83,29 +85,33 @@ def processor(url: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("role", choices=["all", "producer", "processor"])
-    parser.add_argument("--url", default="corral://127.0.0.1:2605")
+    parser.add_argument("--url", help="corral://host:port (127.0.0.1:2605 by default) or "
+                        "redis://host:port; all: a server of its own if not given")
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--processors", type=int, default=4)
     parser.add_argument("--seed", type=int, default=2605)
     args = parser.parse_args()
+    url = args.url or "corral://127.0.0.1:2605"
     if args.role == "processor":
-        processor(args.url)
+        processor(url)
         return 0
     if args.role == "producer":
-        return 0 if producer(args.url, args.items, args.processors, args.seed) else 1
-    with background_server(zmq=False) as urls:
+        return 0 if producer(url, args.items, args.processors, args.seed) else 1
+    with ExitStack() as stack:
+        if args.url is None:  # a server of our own, for this run
+            url = stack.enter_context(background_server(zmq=False)).tcp
         # The list exists before the processors ask for its property.
-        with connect(urls.tcp) as tio:
+        with connect(url) as tio:
             tio.list(SOURCE).set_property("destination", DESTINATION)
-        procs = [subprocess.Popen([sys.executable, __file__, "processor", "--url", urls.tcp])
+        procs = [subprocess.Popen([sys.executable, __file__, "processor", "--url", url])
                  for _ in range(args.processors)]
         try:
-            with connect(urls.tcp) as tio:  # let every processor ask before the work comes
+            with connect(url) as tio:  # let every processor ask before the work comes
                 source, give_up = tio.list(SOURCE), time.monotonic() + 60
                 while source.statistics().waiters < args.processors:
                     assert time.monotonic() < give_up, "the processors did not start"
                     time.sleep(0.05)
-            ok = producer(urls.tcp, args.items, args.processors, args.seed)
+            ok = producer(url, args.items, args.processors, args.seed)
             for proc in procs:
                 proc.wait(60)
         finally:

@@ -1,8 +1,8 @@
 """The thread facade on a real three-node Redis Cluster (``redis+cluster://``) and on a
 Sentinel-managed primary (``redis+sentinel://``): every kind's commands and blocking
-waits on containers held by different nodes, with no CROSSSLOT error anywhere, the
-library on every primary (and back after a primary lost it), and URLs that fail
-clearly."""
+waits on containers held by different nodes, and the examples' processes, with no
+CROSSSLOT error anywhere, the library on every primary (and back after a primary lost
+it), and URLs that fail clearly."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
 from redis.retry import Retry
+from test_examples import run
 
 from corral.adapters._redis_client import RedisCorral
 from corral.adapters.client import connect
@@ -299,6 +300,20 @@ def test_cluster_urls_that_cannot_work_fail_clearly(url: str) -> None:
     with pytest.raises(ConnectionError, match="cannot reach Redis") as caught:
         connect(f"redis+cluster://:secret@127.0.0.1:{port}", connect_timeout=2)
     assert isinstance(caught.value, OSError) and "secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("example", "ran"), [
+    (["tio_factorial.py", "all", "--items", "200"], "every item processed exactly once"),
+    (["alma_fibonacci.py", "all", "--base", "16"], "all clients answered"),
+    (["powerhose_square.py", "all", "--jobs", "20"], "5 workers running"),
+    (["ppyqueue_tasks.py", "all"], "every task ran"),
+    (["thoonk_feeds.py"], "all of Thoonk's examples ran"),
+], ids=["tio_factorial", "alma_fibonacci", "powerhose_square", "ppyqueue_tasks",
+        "thoonk_feeds"])
+def test_the_examples_run_on_the_cluster(example: list[str], ran: str, url: str) -> None:
+    """Each example's roles, in processes of their own, share the cluster through
+    ``--url`` (and no node answers CROSSSLOT: the autouse check)."""
+    assert ran in run(*example, "--url", url)
 
 
 @pytest.fixture(scope="module")
