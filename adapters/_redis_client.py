@@ -138,12 +138,15 @@ class RedisCorral(threads.Facade):
 
     def __init__(self, client: redis.Redis | RedisCluster, *, prefix: str = "co",
                  url: str | None = None, close_client: bool = False,
-                 heartbeat: float = _HEARTBEAT) -> None:
+                 heartbeat: float = _HEARTBEAT, replicas: int = 0,
+                 replicas_timeout: float = 1.0) -> None:
         self.url = url
         self._redis = client
         self._prefix = prefix
         self._close_client = close_client
         self._kernel = RedisKernel(client, prefix=prefix, clock="server")
+        self._replicas = (replicas, replicas_timeout)
+        self._kernel.require_replicas(*self._replicas)
         self._lock = threading.Lock()  # what follows
         self._left = threading.Condition(self._lock)  # a parked thread left
         self._waits: dict[str, _Waits] = {}
@@ -345,6 +348,7 @@ class RedisCorral(threads.Facade):
                     kernel = RedisKernel(cast(redis.Redis, _Preloaded(self._redis)),
                                          prefix=self._prefix, clock="server")
                     kernel.alive = 3 * self._heartbeat  # a parked wait beats at once
+                    kernel.require_replicas(*self._replicas)
                     waits = self._waits[name] = _Waits(kernel)
         return waits
 
@@ -591,7 +595,10 @@ def open_redis(url: str, *, connect_timeout: float = 10.0) -> RedisCorral:
       through failovers; the password is the primary's (the Sentinels get none).
 
     ``?prefix=`` starts every key ("co"); ``?heartbeat=`` is the seconds between the
-    process's heartbeats (5; a session that misses three ends); ``?durability=``
+    process's heartbeats (5; a session that misses three ends); ``?replicas=N``
+    makes each change wait until N replicas have it (``WAITAOF`` where the server has
+    it, else ``WAIT``; ``?replicas_timeout=`` seconds, 1), or raise NotReplicated;
+    ``?durability=``
     (always, everysec or none;
     everysec by default) is what the configuration audit (``corral redis-check``), run
     on connecting, holds the server's append-only file to: it logs a warning to the
@@ -600,8 +607,9 @@ def open_redis(url: str, *, connect_timeout: float = 10.0) -> RedisCorral:
     be reached, ValueError if ``url`` is none of these."""
     where, _, fields = url.partition("?")  # (urlunsplit would spell unix:/// unix:/)
     query = parse_qsl(fields, keep_blank_values=True)
-    ours = {"prefix": "co", "durability": "everysec", "heartbeat": str(_HEARTBEAT)} | {
-        key: value for key, value in query if key in ("prefix", "durability", "heartbeat")}
+    ours = {"prefix": "co", "durability": "everysec", "heartbeat": str(_HEARTBEAT),
+            "replicas": "0", "replicas_timeout": "1.0"}
+    ours |= {key: value for key, value in query if key in ours}
     prefix, durability = ours["prefix"], ours["durability"]
     if durability not in DURABILITIES:
         raise InvalidArgument(f"durability is one of {', '.join(DURABILITIES)}, not "
@@ -613,13 +621,20 @@ def open_redis(url: str, *, connect_timeout: float = 10.0) -> RedisCorral:
     if not 0 < heartbeat < math.inf:
         raise InvalidArgument(f"heartbeat is a number of seconds > 0, not "
                               f"{ours['heartbeat']!r}")
+    try:
+        replicas, replicas_timeout = int(ours["replicas"]), float(ours["replicas_timeout"])
+    except ValueError:
+        raise InvalidArgument(f"replicas is an int and replicas_timeout a number of "
+                              f"seconds, not {ours['replicas']!r}, "
+                              f"{ours['replicas_timeout']!r}") from None
     rest = urlencode([(key, value) for key, value in query if key not in ours])
     client: Any = None
     try:
         client = _client(where, rest, connect_timeout)  # a cluster's connects at once
         # (RedisCorral takes any client with redis.Redis's commands: RedisCluster too)
         corral = RedisCorral(client, prefix=prefix, url=_shown(url), close_client=True,
-                             heartbeat=heartbeat)
+                             heartbeat=heartbeat, replicas=replicas,
+                             replicas_timeout=replicas_timeout)
         if not isinstance(client, RedisCluster):  # (each node: corral redis-check)
             warn_on(audit(client, durability=durability))
         return corral

@@ -15,8 +15,9 @@ Every kind is here, with every command, FIFO waits with timeouts and withdrawal,
 properties and statistics; job queues with leases, the failure policy and results;
 subscriptions, read from each container's event stream (``subscribe``, ``events``);
 session liveness (``heartbeat``: a session that stops beating ends as if closed).
-Not yet: ``delete_container``. ``connect("redis://...")`` gives the thread facade on
-it (``corral.adapters._redis_client``), ``open_client`` the trio facade.
+acknowledgement by replicas (``require_replicas``). ``connect("redis://...")`` gives
+the thread facade on it (``corral.adapters._redis_client``), ``open_client`` the trio
+facade.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ from corral.kernel._jobs import bounded_error
 
 from . import _library
 
-__all__ = ["RedisKernel", "mailbox_key"]
+__all__ = ["NotReplicated", "RedisKernel", "mailbox_key"]
 
 # The corral library: its sources in order, one Lua chunk (each file's locals serve the
 # files after it). lib.lua starts it with the library's header.
@@ -74,6 +75,16 @@ LIBRARY = "\n".join((Path(__file__).parent / "lua" / f"{name}.lua").read_text(
 _ERRORS: dict[str, type[Exception]] = {cls.__name__: cls for cls in (
     AlreadyExists, Closed, Empty, InvalidArgument, JobFailed, LeaseLost, LimitExceeded, NotFound,
     WrongKind, AssertionError)}
+
+
+# The commands that only read: they are not waited for (``acknowledge``).
+_READS = frozenset({"count", "get", "query", "keys", "ids", "items", "statistics", "state",
+                    "info", "kind", "subscribers", "get_property", "check", "tick"})
+
+
+class NotReplicated(CorralError):
+    """A command was applied on the primary, but fewer replicas than ``acknowledge``
+    asks for confirmed it in time: a failover now could lose it."""
 
 
 _JOB_COUNTS = ("ready", "delayed", "claimed", "stalled", "finished", "retracted",
@@ -175,6 +186,11 @@ class RedisKernel:
         self._served_keys: dict[int, str | None] = {}  # waiter -> the map key it waits on
         self.effects: list[Effect] = []
         self._subscriptions: dict[int, _Subscription] = {}
+        #: (replicas, timeout): every command that may change a container waits until
+        #: that many replicas have it (``WAITAOF``: in their append-only files, where
+        #: the server has it; else ``WAIT``: received), or raises NotReplicated.
+        self.acknowledge: tuple[int, float] | None = None
+        self._waitaof = False
         #: Seconds a session that parks a waiter is kept alive, as ``heartbeat`` would
         #: (None: not at all), in the same call: a facade that heartbeats its waits
         #: sets it.
@@ -201,7 +217,9 @@ class RedisKernel:
         if parks and self.alive is not None:  # a session that parks beats at once
             stamp = f"{stamp}|{self.alive!r}"
         try:
-            return _library.fcall(self._redis, self._keys(name), op, stamp, *args)
+            if self.acknowledge is None or op in _READS:
+                return _library.fcall(self._redis, self._keys(name), op, stamp, *args)
+            return self._acknowledged(name, op, stamp, *args)
         except redis.ResponseError as error:
             text = str(error)
             if text.startswith("corral:"):
@@ -211,6 +229,28 @@ class RedisKernel:
                     self._kinds.pop(name, None)
                 raise _ERRORS.get(cls, CorralError)(message) from None
             raise
+
+    def _acknowledged(self, name: str, *args: Any) -> Any:
+        """A command that may change the container, then, on the same connection in
+        the same write, the wait for its replicas (``acknowledge``)."""
+        assert self.acknowledge is not None
+        replicas, timeout = self.acknowledge
+        wait = ("WAITAOF", 0, replicas) if self._waitaof else ("WAIT", replicas)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.fcall("corral", 1, *self._keys(name), *args)
+        pipe.execute_command(*wait, max(1, int(timeout * 1000)))
+        answer, acked = pipe.execute(raise_on_error=False)
+        if isinstance(answer, redis.ResponseError) and str(answer).startswith(
+                _library.MISSING):
+            _library.load(self._redis)
+            return self._acknowledged(name, *args)
+        if isinstance(answer, Exception):
+            raise answer
+        got = acked[1] if isinstance(acked, list) else acked
+        if isinstance(got, Exception) or int(got) < replicas:
+            raise NotReplicated(f"{args[0]} on {name!r} was applied, but {got} of "
+                                f"{replicas} replicas acknowledged it within {timeout} s")
+        return answer
 
     def _collect(self) -> None:
         """Move the outcomes in this object's sessions' mailboxes into ``effects``
@@ -613,6 +653,25 @@ class RedisKernel:
         return self._wait("claim", session, name, timeout, now,  # type: ignore[return-value]
                           "" if lease is None else _seconds(lease),
                           "" if owner is None else owner)
+
+    def require_replicas(self, replicas: int, timeout: float = 1.0) -> None:
+        """Make every command that may change a container wait until ``replicas``
+        replicas have it, ``WAITAOF`` (their append-only files) where the server has
+        it (Redis >= 7.2, Valkey), else ``WAIT`` (received), up to ``timeout`` seconds;
+        fewer raises NotReplicated (the command was applied). 0 replicas: no wait."""
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+            raise InvalidArgument(f"replicas is an int >= 0, not {replicas!r}")
+        _check_seconds("require_replicas", "timeout", timeout, positive=True)
+        if not replicas:
+            self.acknowledge = None
+            return
+        if isinstance(self._redis, RedisCluster):
+            raise InvalidArgument("acknowledgement by replicas is for one primary, not "
+                                  "a Redis Cluster")
+        info: Any = self._redis.info("server")
+        version = tuple(int(n) for n in str(info.get("redis_version", "0")).split(".")[:2])
+        self._waitaof = "valkey_version" in info or version >= (7, 2)
+        self.acknowledge = (replicas, float(timeout))
 
     def heartbeat(self, session: int, name: str, seconds: float) -> None:
         """Keep ``session`` alive on container ``name`` for ``seconds`` more: if it

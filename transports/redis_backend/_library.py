@@ -23,7 +23,7 @@ from redis.exceptions import RedisClusterException
 
 __all__ = ["Cluster", "fcall", "load"]
 
-_MISSING = "Function not found"  # Redis's and Valkey's answer to FCALL of no function
+MISSING = "Function not found"  # Redis's and Valkey's answer to FCALL of no function
 
 
 def _code() -> str:
@@ -58,7 +58,7 @@ def fcall(client: Any, keys: Sequence[str], *args: Any) -> Any:
     try:
         return client.fcall("corral", len(keys), *keys, *args)
     except redis.ResponseError as error:
-        if not str(error).startswith(_MISSING):
+        if not str(error).startswith(MISSING):
             raise
     _load_everywhere(client)
     return client.fcall("corral", len(keys), *keys, *args)
