@@ -26,15 +26,32 @@ would stand in for redis-py in every script here.)
    put_many), one Lua script doing push_back's per-item commands for all N, with the
    per-call part once. Target for pipelined puts: >= 0.5x.
 4. end to end: this process produces, four worker processes (``corral.adapters.workers.
-   Worker`` on Redis, one thread each) run N no-op jobs. "one at a time": put a job,
-   wait for its result, put the next (jobs/s, latency p50/p99 from put to result);
-   "all at once": put all N, then wait for each result in order (jobs/s). Against the
-   least a job system on Redis can do (four redis-py processes in BLPOP, each result
-   RPUSHed to a key of its job that the producer BLPOPs) and, when importable, RQ
-   (SimpleWorker, ``latest_result(timeout=)``), huey, dramatiq (Results on Redis),
-   arq and saq with the same workload; each missing one is skipped with a note. Those
-   drivers follow each library's documented API; none is installed here, so they
-   have not been run.
+   Worker`` on Redis, one thread each) run N no-op jobs. After an untimed warm-up of
+   16 jobs, "one at a time": put a job, wait for its result, put the next (jobs/s,
+   latency p50/p99 from put to result); "all at once": put all N, then wait for each
+   result in order (jobs/s). Every job's result must be its item, and every worker
+   records the items it ran and reports them when it stops: each job put must have
+   run exactly once. Against the least a job system on Redis can do (four redis-py
+   processes in BLPOP, each result RPUSHed to a key of its job that the producer
+   BLPOPs) and, when importable (the ``bench`` extra), the Python job libraries with
+   the same workload, each worker process running one job at a time:
+   - RQ: ``SimpleWorker`` (jobs run in the worker process, BLPOP), the job
+     ``__main__.noop`` of the worker's program, ``job.latest_result(timeout=)`` (XREAD
+     BLOCK on the job's result stream);
+   - huey: ``RedisHuey(results=True, notify_result=True)`` (BRPOP for tasks, BLPOP for
+     a result, where huey's default polls), a consumer of one thread;
+   - dramatiq: ``RedisBroker`` with the ``Results`` middleware on Redis, a ``Worker``
+     of one thread with ``worker_timeout`` POLL (its consumer polls, backing off to
+     that), ``message.get_result(block=True)``;
+   - arq: ``Worker(max_jobs=1, poll_delay=POLL)`` (it polls a sorted set) and
+     ``job.result(poll_delay=POLL)``; arq pins redis-py < 6, so the bench extra leaves
+     it out (pip would downgrade the tests' redis-py): ``pip install --no-deps arq``;
+   - saq: ``Worker(concurrency=1)`` (BLMOVE) on a ``RedisQueue``,
+     ``job.refresh(until_complete=)`` (pub/sub).
+   Each is stopped the library's own graceful way when the run ends; one that is not
+   installed is skipped with a note, and one that fails (a wrong result, a job that
+   did not run exactly once, a time-out) is reported as failed and dropped.
+   ``--e2e-only`` runs only these; ``--peers rq,huey`` only those libraries.
 
 Every process (redis-server, this one, consumers, workers) is pinned to CPU 0 as
 network.py pins them, unless ``--no-pin``. Each round runs every measure, peer then
@@ -48,7 +65,7 @@ Bounded: fixed counts, a watchdog (``--budget`` seconds) ends a run that hangs, 
 the server and every process started here are stopped at the end.
 
     python benchmarks/on_redis.py [--n N] [--e2e N] [--rounds R] [--via unix|tcp]
-                                  [--no-pin] [--profile]
+                                  [--no-pin] [--profile] [--e2e-only] [--peers A,B]
 """
 
 from __future__ import annotations
@@ -59,6 +76,7 @@ import contextlib
 import cProfile
 import importlib.util
 import io
+import json
 import os
 import pstats
 import signal
@@ -66,6 +84,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
@@ -74,6 +93,7 @@ from _common import PIN, free_port, pin_self, process, redis_missing
 
 PREFIX = "bench"
 WORKERS = 4
+WARM_UP = 4 * WORKERS  # end to end: untimed jobs first, every worker up and connected
 TARGETS = {"job cycles/s": 1 / 1.2, "hand-off ping-pong/s": 0.9,
            "pushes/s, push_back one call each": 0.5,
            "pushes/s, pipelined FCALL push_back (floor)": 0.5}
@@ -366,22 +386,50 @@ def raw_pipelined(raw: Any, n: int, r: int) -> float:
 
 # -- 4. end to end ---------------------------------------------------------------------------
 
-CORRAL_WORKER = """
-import sys
+# Every worker process, corral's, the raw one's and each library's, starts with this: its
+# job function records each item it runs in ``ran``, and when its stdin closes the
+# process stops its worker the library's own graceful way (``stop_on_eof``) and prints
+# what it ran, which the producer checks: every job put ran exactly once.
+WORKER_PRELUDE = """
+import json, os, signal, sys, threading
+ran = []
+
+def stop_on_eof(stop):
+    def wait():
+        sys.stdin.read()
+        stop()
+    threading.Thread(target=wait, daemon=True).start()
+
+def signal_self(signum):
+    return lambda: os.kill(os.getpid(), signum)
+
+def report():
+    print("ran " + json.dumps(ran), flush=True)
+"""
+
+CORRAL_WORKER = WORKER_PRELUDE + """
 from corral.adapters.workers import Worker
-w = Worker({name!r}, lambda item: item, corral={url!r}).start()
+
+def noop(item):
+    ran.append(item)
+    return item
+
+w = Worker({name!r}, noop, corral={url!r}).start()
 print("ready", flush=True)
 sys.stdin.read()
 w.stop(5)
+report()
 """
 
-RAW_WORKER = """
-import sys, redis
+RAW_WORKER = WORKER_PRELUDE + """
+import redis
 r = redis.Redis(**{kwargs!r})
 print("ready", flush=True)
 while (v := r.blpop({queue!r})[1]) != b"stop":
     id, _, item = v.partition(b"|")
+    ran.append(int(item))
     r.rpush({results!r} + id.decode(), item)
+report()
 """
 
 
@@ -391,7 +439,14 @@ def percentile(sorted_values: list[float], p: float) -> float:
 
 def end_to_end(n: int, put: Callable[[int], Any], result: Callable[[Any], Any]
                ) -> dict[str, float]:
-    """One job at a time (rate and latency), then all N put before any result is read."""
+    """Untimed, a warm-up of a few jobs put at once (items 2n and up: every worker
+    process up and connected, the producer's connections made); then one job at a time
+    (items 0 to n-1: rate and latency from put to result), then all n put before any
+    result is read (items n to 2n-1). Each job's result must be its item."""
+    warm = [put(2 * n + i) for i in range(WARM_UP)]
+    for i, handle in enumerate(warm):
+        if result(handle) != 2 * n + i:
+            raise AssertionError(f"warm-up job {2 * n + i}: wrong result")
     latencies = []
     start = time.perf_counter()
     for i in range(n):
@@ -401,52 +456,85 @@ def end_to_end(n: int, put: Callable[[int], Any], result: Callable[[Any], Any]
         latencies.append(time.perf_counter() - t)
     one = n / (time.perf_counter() - start)
     start = time.perf_counter()
-    handles = [put(i) for i in range(n)]
+    handles = [put(n + i) for i in range(n)]
     for i, handle in enumerate(handles):
-        if result(handle) != i:
-            raise AssertionError(f"job {i}: wrong result")
+        if result(handle) != n + i:
+            raise AssertionError(f"job {n + i}: wrong result")
+    every = n / (time.perf_counter() - start)
     latencies.sort()
     return {"one at a time, jobs/s": one, "p50 ms": percentile(latencies, 0.5) * 1e3,
-            "p99 ms": percentile(latencies, 0.99) * 1e3,
-            "all at once, jobs/s": n / (time.perf_counter() - start)}
+            "p99 ms": percentile(latencies, 0.99) * 1e3, "all at once, jobs/s": every}
+
+
+class Pool:
+    """The worker processes of one end-to-end run and, once they have stopped, the
+    items each ran."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.ran: list[int] = []
+
+    def check_exactly_once(self, n: int) -> None:
+        """Every job put by ``end_to_end(n, ...)`` ran exactly once, in one of the
+        workers."""
+        counts = Counter(self.ran)
+        expected = range(2 * n + WARM_UP)
+        missing = [i for i in expected if counts[i] == 0]
+        twice = sorted(i for i, k in counts.items() if k > 1)
+        stray = sorted(set(counts) - set(expected))
+        if missing or twice or stray:
+            raise AssertionError(f"not exactly once: {len(missing)} jobs never ran "
+                                 f"{missing[:5]}, {len(twice)} ran more than once "
+                                 f"{twice[:5]}, {len(stray)} not put {stray[:5]}")
 
 
 @contextlib.contextmanager
-def workers(codes: list[str], terminate: bool = False
-            ) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Worker processes, each told to stop when the block ends: by closing its stdin
-    (or by an item on its queue), or with SIGTERM if ``terminate``."""
-    procs: list[subprocess.Popen[bytes]] = []
+def workers(codes: list[str], grace: float = 10.0) -> Iterator[Pool]:
+    """Worker processes (``WORKER_PRELUDE`` programs), each told to stop when the block
+    ends by closing its stdin (the raw workers by an item on their queue, put first);
+    what each ran is read from its last line. One that has not stopped after ``grace``
+    seconds is terminated, then killed, and its jobs count as never run."""
+    pool = Pool()
     try:
         for code in codes:
-            procs.append(spawn(code, stdin=True))
-        yield procs
+            pool.procs.append(spawn(code, stdin=True))
+        yield pool
     finally:
-        for proc in procs:
+        for proc in pool.procs:  # all at once: they stop side by side
             if proc.stdin:
                 with contextlib.suppress(OSError):
                     proc.stdin.close()
-            if terminate:
-                proc.terminate()
-        for proc in procs:
-            stop(proc)
+                proc.stdin = None  # (communicate() would flush it)
+        give_up = time.monotonic() + grace
+        for proc in pool.procs:
+            assert proc.stdout is not None
+            try:
+                out, _ = proc.communicate(timeout=max(0.1, give_up - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                stop(proc, grace=2.0)
+                continue
+            for line in out.splitlines():
+                if line.startswith(b"ran "):
+                    pool.ran.extend(json.loads(line[4:]))
 
 
 def corral_e2e(server: Server, corral: Any, n: int, r: int) -> dict[str, float]:
     jobs = corral.jobs(f"e2e{r}", result_ttl=60.0)
     code = CORRAL_WORKER.format(name=jobs.name, url=server.url())
-    with workers([code] * WORKERS):
+    with workers([code] * WORKERS) as pool:
         give_up = time.monotonic() + 10  # each worker parked in claim() first
         while jobs.statistics().waiters < WORKERS and time.monotonic() < give_up:
             time.sleep(0.01)
-        return end_to_end(n, jobs.put, lambda id: jobs.result(id, timeout=30))
+        result = end_to_end(n, jobs.put, lambda id: jobs.result(id, timeout=30))
+    pool.check_exactly_once(n)
+    return result
 
 
 def raw_e2e(server: Server, raw: Any, n: int, r: int) -> dict[str, float]:
     queue, results = f"raw:e2e{r}", f"raw:e2e{r}:result:"
     code = RAW_WORKER.format(kwargs=server.kwargs(), queue=queue, results=results)
     ids = iter(range(10 ** 9))
-    with workers([code] * WORKERS):
+    with workers([code] * WORKERS) as pool:
         def put(i: int) -> int:
             id = next(ids)
             raw.rpush(queue, f"{id}|{i}")
@@ -459,36 +547,51 @@ def raw_e2e(server: Server, raw: Any, n: int, r: int) -> dict[str, float]:
             return int(got[1])
 
         try:
-            return end_to_end(n, put, result)
+            outcome = end_to_end(n, put, result)
         finally:
             raw.rpush(queue, *[b"stop"] * WORKERS)
+    pool.check_exactly_once(n)
+    return outcome
 
 
-# Peers: each a worker process and a producer, with the same workload. None is installed
-# here, so these follow each library's documented API but have never run.
+# Peers: each library's worker process and producer, with the same workload: one worker
+# process running one job at a time, results kept and waited for the library's own way.
+# Where a library polls Redis instead of blocking, its poll interval is POLL (the
+# libraries' defaults are 0.5 s to 1 s; this is the low-latency end of their settings).
+POLL = 0.005
 
-RQ_WORKER = """
+RQ_WORKER = WORKER_PRELUDE + """
 import redis
 from rq import Queue, SimpleWorker
+
+def noop(x):  # the job function, "__main__.noop": this program is the worker's __main__
+    ran.append(x)
+    return x
+
 conn = redis.Redis(**{kwargs!r})
 worker = SimpleWorker([Queue({queue!r}, connection=conn)], connection=conn)
+stop_on_eof(signal_self(signal.SIGTERM))  # SIGTERM: RQ's warm shutdown
 print("ready", flush=True)
-worker.work()
+worker.work(logging_level="WARNING")
+report()
 """
 
 HUEY_TASKS = """
 from huey import RedisHuey
-huey = RedisHuey({queue!r}, results=True, url={url!r})
+huey = RedisHuey({queue!r}, results=True, url={url!r}, notify_result=True)
 
 @huey.task(name="noop")
 def noop(x):
+    ran.append(x)
     return x
 """
 
-HUEY_WORKER = HUEY_TASKS + """
+HUEY_WORKER = WORKER_PRELUDE + HUEY_TASKS + """
 consumer = huey.create_consumer(workers=1, worker_type="thread")
+stop_on_eof(signal_self(signal.SIGINT))  # SIGINT: huey's graceful shutdown
 print("ready", flush=True)
 consumer.run()
+report()
 """
 
 DRAMATIQ_ACTORS = """
@@ -502,52 +605,76 @@ dramatiq.set_broker(broker)
 
 @dramatiq.actor(actor_name="noop", queue_name={queue!r}, store_results=True, max_retries=0)
 def noop(x):
+    ran.append(x)
     return x
 """
 
-DRAMATIQ_WORKER = DRAMATIQ_ACTORS + """
-import sys
-worker = dramatiq.Worker(broker, worker_threads=1)
+DRAMATIQ_WORKER = WORKER_PRELUDE + DRAMATIQ_ACTORS + """
+worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout={poll_ms})
 worker.start()
 print("ready", flush=True)
 sys.stdin.read()
 worker.stop()
+broker.close()
+report()
 """
 
-ARQ_WORKER = """
+ARQ_WORKER = WORKER_PRELUDE + """
 from arq.connections import RedisSettings
 from arq.worker import Worker
 
 async def noop(ctx, x):
+    ran.append(x)
     return x
 
 worker = Worker(functions=[noop], redis_settings=RedisSettings(**{settings!r}),
-                queue_name={queue!r}, max_jobs=1, poll_delay=0.005, handle_signals=False)
+                queue_name={queue!r}, max_jobs=1, poll_delay={poll})
+stopped = threading.Event()
+
+def stop():  # SIGTERM: arq's handler cancels its main task. Under redis-py 6 and later
+    while True:  # (arq pins redis-py < 6) that cancellation is now and then lost: again
+        os.kill(os.getpid(), signal.SIGTERM)
+        if stopped.wait(1):
+            return
+
+stop_on_eof(stop)
 print("ready", flush=True)
 worker.run()
+stopped.set()
+report()
 """
 
-SAQ_WORKER = """
+SAQ_WORKER = WORKER_PRELUDE + """
 import asyncio
-from saq import Queue, Worker
+from redis.asyncio import Redis
+from saq import Worker
+from saq.queue.redis import RedisQueue
+
+import logging
+logging.getLogger("saq").setLevel(logging.ERROR)  # its stop cancels the idle dequeue, at WARNING
 
 async def noop(ctx, *, x):
+    ran.append(x)
     return x
 
-async def main():
-    queue = Queue.from_url({url!r}, name={queue!r})
+async def main():  # (saq's Queue.from_url takes no unix:// URL: its RedisQueue, on a client)
+    queue = RedisQueue(Redis(**{kwargs!r}), name={queue!r})
     worker = Worker(queue, functions=[noop], concurrency=1)
+    stop_on_eof(signal_self(signal.SIGTERM))  # saq's handler stops the worker
     print("ready", flush=True)
     await worker.start()
+    await queue.disconnect()
 
 asyncio.run(main())
+report()
 """
 
 
 def rq_e2e(server: Server, n: int, r: int) -> dict[str, float]:
     from rq import Queue
 
-    queue = Queue(f"rq{r}", connection=server.client())
+    conn = server.client()
+    queue = Queue(f"rq{r}", connection=conn)
     code = RQ_WORKER.format(kwargs=server.kwargs(), queue=queue.name)
 
     def result(job: Any) -> Any:
@@ -556,29 +683,44 @@ def rq_e2e(server: Server, n: int, r: int) -> dict[str, float]:
             raise TimeoutError(f"rq job {job.id}: no result in 30 s")
         return got.return_value
 
-    with workers([code] * WORKERS, terminate=True):  # builtins.abs: imported as it is
-        return end_to_end(n, lambda i: queue.enqueue("builtins.abs", i), result)
+    try:
+        with workers([code] * WORKERS) as pool:
+            outcome = end_to_end(n, lambda i: queue.enqueue("__main__.noop", i), result)
+    finally:
+        conn.close()
+    pool.check_exactly_once(n)
+    return outcome
 
 
 def huey_e2e(server: Server, n: int, r: int) -> dict[str, float]:
     tasks = HUEY_TASKS.format(queue=f"huey{r}", url=server.raw_url())
-    scope: dict[str, Any] = {"__name__": "__main__"}
+    scope: dict[str, Any] = {"__name__": "__main__", "ran": []}
     exec(tasks, scope)  # the same task, registered under the same name, on both sides
     noop = scope["noop"]
     code = HUEY_WORKER.format(queue=f"huey{r}", url=server.raw_url())
-    with workers([code] * WORKERS, terminate=True):
-        return end_to_end(n, noop, lambda res: res.get(blocking=True, timeout=30))
+    try:
+        with workers([code] * WORKERS) as pool:
+            outcome = end_to_end(n, noop, lambda res: res.get(blocking=True, timeout=30))
+    finally:
+        scope["huey"].storage.pool.disconnect()
+    pool.check_exactly_once(n)
+    return outcome
 
 
 def dramatiq_e2e(server: Server, n: int, r: int) -> dict[str, float]:
-    url = server.raw_url()
-    scope: dict[str, Any] = {"__name__": "__main__"}
-    exec(DRAMATIQ_ACTORS.format(url=url, queue=f"dramatiq{r}"), scope)
+    url, queue = server.raw_url(), f"dramatiq{r}"
+    scope: dict[str, Any] = {"__name__": "__main__", "ran": []}
+    exec(DRAMATIQ_ACTORS.format(url=url, queue=queue), scope)
     noop = scope["noop"]
-    code = DRAMATIQ_WORKER.format(url=url, queue=f"dramatiq{r}")
-    with workers([code] * WORKERS):
-        return end_to_end(n, noop.send,
-                          lambda message: message.get_result(block=True, timeout=30_000))
+    code = DRAMATIQ_WORKER.format(url=url, queue=queue, poll_ms=int(POLL * 1000))
+    try:
+        with workers([code] * WORKERS) as pool:
+            outcome = end_to_end(n, noop.send, lambda message: message.get_result(
+                block=True, timeout=30_000))
+    finally:
+        scope["broker"].close()
+    pool.check_exactly_once(n)
+    return outcome
 
 
 def arq_e2e(server: Server, n: int, r: int) -> dict[str, float]:
@@ -587,7 +729,7 @@ def arq_e2e(server: Server, n: int, r: int) -> dict[str, float]:
     settings = ({"unix_socket_path": server.sock} if server.via == "unix"
                 else {"host": "127.0.0.1", "port": server.port})
     queue = f"arq{r}"
-    code = ARQ_WORKER.format(settings=settings, queue=queue)
+    code = ARQ_WORKER.format(settings=settings, queue=queue, poll=POLL)
     loop = asyncio.new_event_loop()
     pool = loop.run_until_complete(create_pool(RedisSettings(**settings)))
 
@@ -595,36 +737,51 @@ def arq_e2e(server: Server, n: int, r: int) -> dict[str, float]:
         return loop.run_until_complete(pool.enqueue_job("noop", i, _queue_name=queue))
 
     def result(job: Any) -> Any:
-        return loop.run_until_complete(job.result(timeout=30, poll_delay=0.001))
+        return loop.run_until_complete(job.result(timeout=30, poll_delay=POLL))
 
     try:
-        with workers([code] * WORKERS, terminate=True):
-            return end_to_end(n, put, result)
+        with workers([code] * WORKERS) as processes:
+            outcome = end_to_end(n, put, result)
     finally:
         loop.run_until_complete(pool.aclose())
         loop.close()
+    processes.check_exactly_once(n)
+    return outcome
 
 
 def saq_e2e(server: Server, n: int, r: int) -> dict[str, float]:
-    from saq import Queue
+    from redis.asyncio import Redis
+    from saq.queue.redis import RedisQueue
 
-    url, name = server.raw_url(), f"saq{r}"
+    name = f"saq{r}"
     loop = asyncio.new_event_loop()
-    queue = Queue.from_url(url, name=name)
+    queue = RedisQueue(Redis(**server.kwargs()), name=name)
+    loop.run_until_complete(queue.connect())
 
     def put(i: int) -> Any:
         return loop.run_until_complete(queue.enqueue("noop", x=i))
 
     def result(job: Any) -> Any:
-        loop.run_until_complete(job.refresh(until_complete=30))
-        return job.result
+        # refresh(until_complete=) reads the job, then subscribes to its notifications,
+        # and unsubscribes after: a job that completes in between is only seen by the
+        # next refresh, so wait a second at a time (30 at most).
+        for _ in range(30):
+            with contextlib.suppress(TimeoutError):
+                loop.run_until_complete(job.refresh(until_complete=1))
+            if job.status == "complete":
+                return job.result
+            if job.status in ("failed", "aborted"):
+                raise RuntimeError(f"saq job {job.key}: {job.status}: {job.error}")
+        raise TimeoutError(f"saq job {job.key}: {job.status} after 30 s")
 
     try:
-        with workers([SAQ_WORKER.format(url=url, queue=name)] * WORKERS, terminate=True):
-            return end_to_end(n, put, result)
+        with workers([SAQ_WORKER.format(kwargs=server.kwargs(), queue=name)] * WORKERS) as pool:
+            outcome = end_to_end(n, put, result)
     finally:
         loop.run_until_complete(queue.disconnect())
         loop.close()
+    pool.check_exactly_once(n)
+    return outcome
 
 
 PEERS: dict[str, tuple[str, Callable[[Server, int, int], dict[str, float]]]] = {
@@ -650,16 +807,22 @@ def keep_best_e2e(into: dict[str, dict[str, float]], key: str, result: dict[str,
     into[key]["all at once, jobs/s"] = best_all
 
 
-def run_rounds(server: Server, corral: Any, raw: Any, n: int, n_e2e: int, rounds: int
+def run_rounds(server: Server, corral: Any, raw: Any, n: int, n_e2e: int, rounds: int,
+               e2e_only: bool = False, peers_wanted: list[str] | None = None
                ) -> tuple[dict[str, float], dict[str, float], dict[str, Any]]:
     ours: dict[str, float] = {}
     peers: dict[str, float] = {}
     e2e: dict[str, Any] = {}
     n_pp = max(1, n // 2)
     for name, (module, _) in PEERS.items():
-        if importlib.util.find_spec(module) is None:
+        if peers_wanted is not None and name.lower() not in peers_wanted:
+            e2e[name] = "not asked for (--peers)"
+        elif importlib.util.find_spec(module) is None:
             e2e[name] = f"{module} not importable in this environment"
     for r in range(rounds):
+        if e2e_only:
+            run_e2e_round(server, corral, raw, n_e2e, r, e2e)
+            continue
         keep_best(peers, "cycles", raw_cycles(raw, n, r))
         keep_best(ours, "job cycles/s", corral_cycles(corral, n, r))
         keep_best(peers, "pingpong", raw_handoff(server, raw, n_pp, pong=True))
@@ -679,16 +842,21 @@ def run_rounds(server: Server, corral: Any, raw: Any, n: int, n_e2e: int, rounds
                   fcall_pipelined(corral, raw, n, r, "put"))
         keep_best(ours, "pushes/s, one script of N push_back (sketch)",
                   batch_sketch(raw, n, r))
-        keep_best_e2e(e2e, RAW_E2E, raw_e2e(server, raw, n_e2e, r))
-        keep_best_e2e(e2e, CORRAL_E2E, corral_e2e(server, corral, n_e2e, r))
-        for name, (_, bench) in PEERS.items():
-            if isinstance(e2e.get(name), str):
-                continue
-            try:
-                keep_best_e2e(e2e, name, bench(server, n_e2e, r))
-            except Exception as error:  # a driver that has never run: say so, go on
-                e2e[name] = f"failed: {type(error).__name__}: {error}"
+        run_e2e_round(server, corral, raw, n_e2e, r, e2e)
     return ours, peers, e2e
+
+
+def run_e2e_round(server: Server, corral: Any, raw: Any, n: int, r: int,
+                  e2e: dict[str, Any]) -> None:
+    keep_best_e2e(e2e, RAW_E2E, raw_e2e(server, raw, n, r))
+    keep_best_e2e(e2e, CORRAL_E2E, corral_e2e(server, corral, n, r))
+    for name, (_, bench) in PEERS.items():
+        if isinstance(e2e.get(name), str):
+            continue
+        try:
+            keep_best_e2e(e2e, name, bench(server, n, r))
+        except Exception as error:  # a peer that fails: say so, go on with the rest
+            e2e[name] = f"failed: {type(error).__name__}: {error}"
 
 
 RAW_E2E, CORRAL_E2E = "raw redis-py (BLPOP)", "corral Worker"
@@ -707,6 +875,8 @@ PAIRS = [  # corral measure, peer measure, peer's name
 
 def report(ours: dict[str, float], peers: dict[str, float], e2e: dict[str, Any]) -> None:
     for measure, peer, peer_name in PAIRS:
+        if measure not in ours:  # --e2e-only
+            continue
         ratio = ours[measure] / peers[peer]
         line = (f"{measure:<45} corral {ours[measure]:>9,.0f}   {peer_name:<20}"
                 f"{peers[peer]:>9,.0f}   ratio {ratio:.2f}x")
@@ -714,8 +884,10 @@ def report(ours: dict[str, float], peers: dict[str, float], e2e: dict[str, Any])
         if target is not None:
             line += f"   target >= {target:.2f}x: {'met' if ratio >= target else 'NOT met'}"
         print(line)
-    print(f"end to end, {WORKERS} worker processes, no-op jobs (ratios: to the raw floor):")
-    floor = e2e.get(RAW_E2E)
+    print(f"end to end, {WORKERS} worker processes, no-op jobs, each checked to run exactly "
+          "once; ratios one at a time / all at once: corral to the raw floor, and corral "
+          "to each library (above 1: corral is faster):")
+    ours_e2e = e2e.get(CORRAL_E2E)
     for name in [RAW_E2E, CORRAL_E2E, *PEERS]:
         result = e2e.get(name)
         if isinstance(result, str):
@@ -724,11 +896,11 @@ def report(ours: dict[str, float], peers: dict[str, float], e2e: dict[str, Any])
         if result is None:
             continue
         one, every = result["one at a time, jobs/s"], result["all at once, jobs/s"]
-        line = (f"  {name:<24} one at a time {one:>6,.0f} jobs/s (p50 {result['p50 ms']:.2f}"
-                f" ms, p99 {result['p99 ms']:.2f} ms), all at once {every:>6,.0f} jobs/s")
-        if isinstance(floor, dict) and result is not floor:
-            line += (f"   ratio {one / floor['one at a time, jobs/s']:.2f}x / "
-                     f"{every / floor['all at once, jobs/s']:.2f}x")
+        line = (f"  {name:<20} one at a time {one:>6,.0f} jobs/s (p50 {result['p50 ms']:5.2f}"
+                f" ms, p99 {result['p99 ms']:6.2f} ms), all at once {every:>6,.0f} jobs/s")
+        if isinstance(ours_e2e, dict) and result is not ours_e2e:
+            line += (f"   corral/this {ours_e2e['one at a time, jobs/s'] / one:5.2f}x / "
+                     f"{ours_e2e['all at once, jobs/s'] / every:5.2f}x")
         print(line)
 
 
@@ -790,7 +962,7 @@ def profile(server: Server, corral: Any, raw: Any, n: int) -> None:
         "SET (a plain command)": lambda: raw.set("raw:x", 1),
         "FCALL of an empty function, 6 keys": lambda: raw.fcall("noop", 6, *keys),
         "FCALL corral tick (dispatch, clock, timers)":
-            lambda: raw.fcall("corral", 6, *keys, "tick", "server"),
+            lambda: raw.fcall("corral", len(keys), *keys, "tick", "server"),
         "jobs.put through the facade": lambda: jobs.put(0),
     }
     print("  one round trip, alone:")
@@ -871,6 +1043,11 @@ def main() -> None:
                         help="then say where a corral job cycle's time goes")
     parser.add_argument("--budget", type=float, default=600,
                         help="seconds after which a hung run gives up")
+    parser.add_argument("--e2e-only", action="store_true",
+                        help="run only the end-to-end measures (4.)")
+    parser.add_argument("--peers", type=lambda s: [p.strip().lower() for p in s.split(",")],
+                        default=None, help="end to end, only these job libraries "
+                        "(comma-separated: " + ",".join(PEERS).lower() + "); default all")
     args = parser.parse_args()
     missing = redis_missing()
     if missing:
@@ -890,9 +1067,10 @@ def main() -> None:
         raw = server.client()
         print(f"redis-server {raw.info('server')['redis_version']}, redis-py with hiredis")
         with connect(server.url()) as corral:
-            ours, peers, e2e = run_rounds(server, corral, raw, args.n, args.e2e, args.rounds)
+            ours, peers, e2e = run_rounds(server, corral, raw, args.n, args.e2e, args.rounds,
+                                          args.e2e_only, args.peers)
             report(ours, peers, e2e)
-            if args.profile:
+            if args.profile and not args.e2e_only:
                 profile(server, corral, raw, args.n)
         raw.close()
     signal.alarm(0)
