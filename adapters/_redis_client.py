@@ -87,6 +87,10 @@ _ERRORS: dict[str, type[CorralError]] = {cls.__name__: cls for cls in (
     AlreadyExists, Closed, Empty, InvalidArgument, JobFailed, LeaseLost, LimitExceeded,
     NotFound, WrongKind)}
 _MARK = "X|"  # pushed to a mailbox by whoever withdrew its waiter
+_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)  # Redis is not answering
+# How long a call waits for Redis to answer before it counts as out of reach (a
+# blocking read blocks for at most _SLICE, well within it); ?socket_timeout= overrides.
+_SOCKET_TIMEOUT = 5.0
 
 
 class _Preloaded:
@@ -160,6 +164,8 @@ class RedisCorral(threads.Facade):
         self._subscribing = threading.Lock()  # one at a time: the snapshot is taken
         self._stop = threading.Event()  # the heartbeat thread's
         self._beating: threading.Thread | None = None
+        # waits abandoned while Redis was out of reach, and what served them, if known
+        self._orphans: list[tuple[_Parked, Event | BaseException | None]] = []
 
     def __enter__(self) -> RedisCorral:
         return self
@@ -174,14 +180,29 @@ class RedisCorral(threads.Facade):
 
     def _run(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """One kernel command. The kernel's commands only fill its caches, so threads
-        call it at once, each on a connection of the pool."""
+        call it at once, each on a connection of the pool. Redis out of reach raises
+        Closed, as a lost connection to a server does (the command may or may not have
+        been applied); redis-py reconnects by itself at the next call."""
         if self._closed:
             raise Closed("this corral is closed")
-        return command(*args, **kwargs)
+        try:
+            return command(*args, **kwargs)
+        except _UNREACHABLE as error:
+            raise Closed(f"lost Redis at {self.url or 'its address'}: {error}") from error
 
     def _wait(self, command: Callable[..., Any], *args: Any, timeout: float | None,
               **kwargs: Any) -> Any:
-        """A wait: its immediate ``(value, metadata)``, or the Event that served it."""
+        """A wait: its immediate ``(value, metadata)``, or the Event that served it.
+        Redis out of reach raises Closed; the waiter it may have left parked there is
+        withdrawn (or what served it given back) once Redis answers again."""
+        try:
+            return self._wait_on(command, *args, timeout=timeout, **kwargs)
+        except _UNREACHABLE as error:
+            raise Closed(f"lost Redis at {self.url or 'its address'} while waiting: "
+                         f"{error}") from error
+
+    def _wait_on(self, command: Callable[..., Any], *args: Any, timeout: float | None,
+                 **kwargs: Any) -> Any:
         op = getattr(command, "__name__", "")
         if op not in _EVENTS or set(kwargs) - _OPTIONS.get(op, set()):
             raise InvalidArgument(f"{op or command!r} is not on Redis yet")
@@ -213,6 +234,7 @@ class RedisCorral(threads.Facade):
         try:
             with self._lock:
                 self._parked[parked.thread] = parked
+                self._start_beating()
                 reason: BaseException | None = None
                 if self._closed:
                     reason = Closed("the corral was closed while waiting")
@@ -224,13 +246,27 @@ class RedisCorral(threads.Facade):
             outcome = self._outcome(parked, self._receive(parked, deadline))
             self._leave(parked)
         except BaseException as error:
-            self._abandon(parked, outcome)
+            self._abandon(parked, outcome, unreachable=isinstance(error, _UNREACHABLE))
             if self._closed and isinstance(error, redis.RedisError):
                 raise Closed("the corral was closed while waiting") from error
             raise
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
+
+    def wait_connected(self, timeout: float | None = None) -> bool:
+        """Wait until Redis answers (at once if it does); False after ``timeout``
+        seconds without it, or once this corral is closed."""
+        give_up = None if timeout is None else time.monotonic() + timeout
+        while not self._closed:
+            try:
+                self._redis.ping()
+                return True
+            except _UNREACHABLE:
+                left = 0.1 if give_up is None else min(0.1, give_up - time.monotonic())
+                if left <= 0 or self._stop.wait(left):
+                    return False
+        return False
 
     def interrupt(self, thread: threading.Thread) -> None:
         ident = thread.ident or 0
@@ -362,13 +398,34 @@ class RedisCorral(threads.Facade):
             owner = self._owner_session
             fresh = name not in self._live_on
             self._live_on.add(name)
-            if self._beating is None:
-                self._beating = threading.Thread(target=self._beat, daemon=True,
-                                                 name="corral redis heartbeat")
-                self._beating.start()
+            self._start_beating()
         if fresh:
             self._kernel.heartbeat(owner, name, 3 * self._heartbeat)
         return owner
+
+    def _lapsed(self, name: str) -> None:
+        """This process's session lapsed on container ``name`` (Redis was out of reach
+        for three heartbeats): its claims there went back and its subscriptions there
+        were dropped, so end them, saying why, rather than let them fall silent."""
+        reason = (f"the session lapsed on {name!r}: Redis was out of reach for longer "
+                  "than three heartbeats, and events may have been missed")
+        log.warning("corral: %s", reason)
+        ended = []
+        with self._lock:
+            for sid in list(self._subscriptions):
+                if self._kernel.subscription_container(sid) == name:
+                    ended.append(self._subscriptions.pop(sid))
+        for subscription in ended:
+            self._kernel.forget_subscription(subscription._sid)
+            subscription._end(reason)
+
+    def _start_beating(self) -> None:
+        """Start the heartbeat thread, if it is not running (this facade's lock held):
+        at the first claim, subscription or parked wait."""
+        if self._beating is None and not self._closed:
+            self._beating = threading.Thread(target=self._beat, daemon=True,
+                                             name="corral redis heartbeat")
+            self._beating.start()
 
     def _beat(self) -> None:
         """Every ``heartbeat`` seconds, keep this process's sessions alive where they
@@ -378,11 +435,20 @@ class RedisCorral(threads.Facade):
             with self._lock:
                 owner, claims = self._owner_session, list(self._live_on)
                 parked = list(self._parked.values())
+            with self._lock:
+                orphans, self._orphans = self._orphans, []
+            for orphan in orphans:  # waits abandoned while Redis was out of reach
+                try:
+                    self._settle(*orphan)
+                except _UNREACHABLE:
+                    with self._lock:
+                        self._orphans.append(orphan)
             try:
                 for name in claims:
                     assert owner is not None
                     try:
-                        self._kernel.heartbeat(owner, name, 3 * self._heartbeat)
+                        if not self._kernel.heartbeat(owner, name, 3 * self._heartbeat):
+                            self._lapsed(name)
                     except NotFound:  # deleted: nothing of ours is left there
                         with self._lock:
                             self._live_on.discard(name)
@@ -481,26 +547,43 @@ class RedisCorral(threads.Facade):
             self._idle(parked.waits, parked.session)
         self._forget(parked)
 
-    def _abandon(self, parked: _Parked, outcome: Event | BaseException | None) -> None:
-        """The caller is leaving with an exception (a Ctrl-C): withdraw its waiter, or
-        give back what served it, then close its session."""
-        waits = parked.waits
+    def _abandon(self, parked: _Parked, outcome: Event | BaseException | None, *,
+                 unreachable: bool = False) -> None:
+        """The caller is leaving with an exception (a Ctrl-C, Redis out of reach):
+        withdraw its waiter, or give back what served it, then close its session; if
+        Redis cannot be reached, the heartbeat thread does so once it can."""
         try:
-            with waits.lock:
+            with parked.waits.lock:
                 parked.done = True
-                with contextlib.suppress(redis.RedisError, CorralError):
-                    if outcome is None and parked.ended is None and not (
-                            waits.kernel.cancel_wait(parked.session, parked.waiter)):
-                        outcome = self._served(parked)
-                    if isinstance(outcome, Event) and outcome.name == "claimed":
-                        self._give_back(self._kernel, self._owner(parked.args[0]), outcome)
-                    elif isinstance(outcome, Event) and outcome.name not in (
-                            "put", "finished"):  # a put stays in, a result stays read
-                        self._give_back(waits.kernel, parked.session, outcome)
-                with contextlib.suppress(redis.RedisError, NotFound):  # closed already
-                    waits.kernel.close_session(parked.session)
+            try:
+                if unreachable:  # (not now: each try would wait for the socket's timeout)
+                    raise redis.ConnectionError("Redis is out of reach")
+                self._settle(parked, outcome)
+            except _UNREACHABLE:
+                with self._lock:
+                    self._orphans.append((parked, outcome))
+                    self._start_beating()
         finally:
             self._forget(parked)
+
+    def _settle(self, parked: _Parked, outcome: Event | BaseException | None) -> None:
+        """Withdraw an abandoned wait's waiter, or give back what served it (a put
+        stays in, a result stays read), and close its session. Raises what redis-py
+        raises when Redis is out of reach; after that, calling it again is safe."""
+        waits = parked.waits
+        with waits.lock:
+            try:
+                if outcome is None and parked.ended is None and not (
+                        waits.kernel.cancel_wait(parked.session, parked.waiter)):
+                    outcome = self._served(parked)
+                if isinstance(outcome, Event) and outcome.name == "claimed":
+                    self._give_back(self._kernel, self._owner(parked.args[0]), outcome)
+                elif isinstance(outcome, Event) and outcome.name not in ("put", "finished"):
+                    self._give_back(waits.kernel, parked.session, outcome)
+            except CorralError:  # given back already, or taken back (LeaseLost)
+                pass
+            with contextlib.suppress(NotFound):  # closed already
+                waits.kernel.close_session(parked.session)
 
     def _served(self, parked: _Parked) -> Event | BaseException | None:
         """What the mailbox says served the waiter (it was not withdrawn)."""
@@ -564,7 +647,8 @@ def _client(where: str, rest: str, connect_timeout: float) -> Any:
         others = [ClusterNode(host, port)  # type: ignore[no-untyped-call]
                   for host, port in _nodes(hosts, 6379)[1:]]
         return Cluster(url=f"redis://{auth}{hosts.split(',')[0]}{query}",
-                       startup_nodes=others, socket_connect_timeout=connect_timeout)
+                       startup_nodes=others, socket_connect_timeout=connect_timeout,
+                       socket_timeout=_SOCKET_TIMEOUT)
     if scheme == "redis+sentinel":
         from urllib.parse import unquote
 
@@ -577,10 +661,12 @@ def _client(where: str, rest: str, connect_timeout: float) -> Any:
         options = parse_url(  # type: ignore[no-untyped-call]
             f"redis://{auth}localhost/{db or 0}{query}")
         del options["host"]  # the primary's address is the Sentinels' to say
+        options.setdefault("socket_timeout", _SOCKET_TIMEOUT)
         sentinels = Sentinel(  # type: ignore[no-untyped-call]
             _nodes(hosts, 26379), socket_connect_timeout=connect_timeout, **options)
         return sentinels.master_for(service)  # type: ignore[no-untyped-call]
-    return redis.Redis.from_url(where + query, socket_connect_timeout=connect_timeout)
+    return redis.Redis.from_url(where + query, socket_connect_timeout=connect_timeout,
+                                socket_timeout=_SOCKET_TIMEOUT)
 
 
 def open_redis(url: str, *, connect_timeout: float = 10.0) -> RedisCorral:

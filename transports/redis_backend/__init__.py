@@ -673,13 +673,15 @@ class RedisKernel:
         self._waitaof = "valkey_version" in info or version >= (7, 2)
         self.acknowledge = (replicas, float(timeout))
 
-    def heartbeat(self, session: int, name: str, seconds: float) -> None:
+    def heartbeat(self, session: int, name: str, seconds: float) -> bool:
         """Keep ``session`` alive on container ``name`` for ``seconds`` more: if it
         does not beat again by then (its process died), it ends there as a close
         would end it (its claims released or left to run out, as the job queue's
-        ``release_on_close`` says), its waiters withdrawn and told ``Closed``."""
+        ``release_on_close`` says), its waiters withdrawn and told ``Closed``, its
+        subscriptions there dropped. False if that happened since its last beat
+        (then it is alive again, with none of that back)."""
         _check_seconds(f"heartbeat on {name!r}", "seconds", seconds, positive=True)
-        self._call(name, "heartbeat", session, repr(float(seconds)))
+        return bool(self._call(name, "heartbeat", session, repr(float(seconds))))
 
     @staticmethod
     def _token(op: str, name: str, job: Any) -> tuple[str, str]:
@@ -789,6 +791,15 @@ class RedisKernel:
                 self.effects.append(Notified(session, sid, Event(
                     name, event_name, key, value, metadata)))
         return sid
+
+    def subscription_container(self, subscription: int) -> str | None:
+        """The container subscription ``subscription`` of this object's is to."""
+        sub = self._subscriptions.get(subscription)
+        return None if sub is None else sub.container
+
+    def forget_subscription(self, subscription: int) -> None:
+        """Drop a subscription Redis has dropped already (its session lapsed)."""
+        self._subscriptions.pop(subscription, None)
 
     def unsubscribe(self, session: int, subscription: int) -> None:
         sub = self._subscriptions.get(subscription)

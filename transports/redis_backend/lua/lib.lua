@@ -135,7 +135,8 @@ local function end_session(keys, now, session, lapsed)
       end
     end
   end
-  if not lapsed then redis.call("DEL", mailbox(keys, session)) end
+  if lapsed then redis.call("HSET", base(keys) .. ":lapsed", session, 1)
+  else redis.call("DEL", mailbox(keys, session)) end
   local live = base(keys) .. ":live"
   local timer = redis.call("HGET", live, session)
   if timer then
@@ -336,9 +337,11 @@ end
 
 -- heartbeat: ARGV 3 session, 4 seconds: unless the session beats again within that
 -- long, it ends here as if its process had closed it (its waiters told Closed).
+-- Answers 0 if the session had lapsed here since its last beat (it ended: its claims
+-- released, its waiters withdrawn, its subscriptions dropped), else 1.
 function shared.heartbeat(keys, now, argv)
   beat(keys, now, argv[3], argv[4])
-  return 1
+  return 1 - redis.call("HDEL", base(keys) .. ":lapsed", argv[3])
 end
 
 function shared.set_property(keys, now, argv)

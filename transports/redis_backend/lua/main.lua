@@ -62,7 +62,8 @@ function shared.delete_container(keys, now, argv)
     redis.call("XADD", b .. ":ev", "*", "n", n, "e", "", "k", "null", "v", jstr(gone))
   end
   redis.call("PEXPIRE", b .. ":ev", 60000)
-  local doomed = {b .. ":ready", b .. ":sp", b .. ":wpi", b .. ":wp", b .. ":live", b .. ":subs"}
+  local doomed = {b .. ":ready", b .. ":sp", b .. ":wpi", b .. ":wp", b .. ":live", b .. ":subs",
+                  b .. ":lapsed"}
   if redis.call("HGET", keys[1], "kind") == "job" then
     for _, id in ipairs(redis.call("ZRANGE", keys[2], 0, -1)) do
       local owner = redis.call("HGET", b .. ":job:" .. id, "owner")
