@@ -88,6 +88,7 @@ _ERRORS: dict[str, type[CorralError]] = {cls.__name__: cls for cls in (
     NotFound, WrongKind)}
 _MARK = "X|"  # pushed to a mailbox by whoever withdrew its waiter
 _UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)  # Redis is not answering
+_UNKNOWN = -1  # the waiter of a parking call whose answer was lost
 # How long a call waits for Redis to answer before it counts as out of reach (a
 # blocking read blocks for at most _SLICE, well within it); ?socket_timeout= overrides.
 _SOCKET_TIMEOUT = 5.0
@@ -220,7 +221,14 @@ class RedisCorral(threads.Facade):
             except CorralError:
                 self._idle(waits, session)  # it never parked: its mailbox is clean
                 raise
-            except BaseException:  # a Ctrl-C or a lost connection: whatever it did ends
+            except _UNREACHABLE:  # it may have parked all the same: settled later
+                lost = _Parked(waits, op, args, session, _UNKNOWN, mailbox_key(
+                    self._prefix, args[0], session), done=True)
+                with self._lock:
+                    self._orphans.append((lost, None))
+                    self._start_beating()
+                raise
+            except BaseException:  # a Ctrl-C: whatever it did ends
                 with contextlib.suppress(redis.RedisError):
                     kernel.close_session(session)
                 raise
@@ -261,6 +269,7 @@ class RedisCorral(threads.Facade):
         while not self._closed:
             try:
                 self._redis.ping()
+                self._settle_orphans()  # before its caller goes on (a Worker re-claims)
                 return True
             except _UNREACHABLE:
                 left = 0.1 if give_up is None else min(0.1, give_up - time.monotonic())
@@ -276,7 +285,12 @@ class RedisCorral(threads.Facade):
                 if parked is None:  # not parked: its next wait ends at once
                     self._interrupted.add(ident)
                     return
-            if self._withdraw(parked, Empty("interrupted")):
+            try:
+                if self._withdraw(parked, Empty("interrupted")):
+                    return
+            except _UNREACHABLE:  # its own read ends with Closed soon; then settled
+                with self._lock:
+                    self._interrupted.add(ident)
                 return
             with self._lock:  # served already: its next wait ends at once, unless it
                 if self._parked.get(ident) in (parked, None):  # parked anew meanwhile
@@ -435,14 +449,8 @@ class RedisCorral(threads.Facade):
             with self._lock:
                 owner, claims = self._owner_session, list(self._live_on)
                 parked = list(self._parked.values())
-            with self._lock:
-                orphans, self._orphans = self._orphans, []
-            for orphan in orphans:  # waits abandoned while Redis was out of reach
-                try:
-                    self._settle(*orphan)
-                except _UNREACHABLE:
-                    with self._lock:
-                        self._orphans.append(orphan)
+            with contextlib.suppress(*_UNREACHABLE):  # still away: the next beat
+                self._settle_orphans()
             try:
                 for name in claims:
                     assert owner is not None
@@ -566,24 +574,56 @@ class RedisCorral(threads.Facade):
         finally:
             self._forget(parked)
 
+    def _settle_orphans(self) -> None:
+        """Settle the waits abandoned while Redis was out of reach. Raises what
+        redis-py raises if it still is; those not settled stay for the next try."""
+        with self._lock:
+            orphans, self._orphans = self._orphans, []
+        try:
+            while orphans:
+                self._settle(*orphans[0])
+                orphans.pop(0)
+        finally:
+            if orphans:
+                with self._lock:
+                    self._orphans[:0] = orphans
+
     def _settle(self, parked: _Parked, outcome: Event | BaseException | None) -> None:
         """Withdraw an abandoned wait's waiter, or give back what served it (a put
         stays in, a result stays read), and close its session. Raises what redis-py
         raises when Redis is out of reach; after that, calling it again is safe."""
         waits = parked.waits
         with waits.lock:
+            if parked.waiter == _UNKNOWN:  # its parking call's answer was lost
+                served = [outcome for message in waits.kernel.close_session_left(
+                    parked.session) if isinstance(outcome := self._outcome(
+                        parked, message), Event)]
+                if served:  # given back under a session that is open
+                    giver = waits.idle.pop() if waits.idle else waits.kernel.open_session()
+                    for event in served:
+                        with contextlib.suppress(CorralError):
+                            self._settle_served(parked, event, giver)
+                    self._idle(waits, giver)
+                return
             try:
                 if outcome is None and parked.ended is None and not (
                         waits.kernel.cancel_wait(parked.session, parked.waiter)):
                     outcome = self._served(parked)
-                if isinstance(outcome, Event) and outcome.name == "claimed":
-                    self._give_back(self._kernel, self._owner(parked.args[0]), outcome)
-                elif isinstance(outcome, Event) and outcome.name not in ("put", "finished"):
-                    self._give_back(waits.kernel, parked.session, outcome)
+                if isinstance(outcome, Event):
+                    self._settle_served(parked, outcome, parked.session)
             except CorralError:  # given back already, or taken back (LeaseLost)
                 pass
             with contextlib.suppress(NotFound):  # closed already
                 waits.kernel.close_session(parked.session)
+
+    def _settle_served(self, parked: _Parked, outcome: Event, session: int) -> None:
+        """Give back what served a wait its caller left (a put stays in, a result
+        stays read), under ``session`` of its container's kernel (a claim under the
+        facade's own); the waits' lock held."""
+        if outcome.name == "claimed":
+            self._give_back(self._kernel, self._owner(parked.args[0]), outcome)
+        elif outcome.name not in ("put", "finished"):
+            self._give_back(parked.waits.kernel, session, outcome)
 
     def _served(self, parked: _Parked) -> Event | BaseException | None:
         """What the mailbox says served the waiter (it was not withdrawn)."""

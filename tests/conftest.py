@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
+import shutil
+import signal
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,37 +74,109 @@ def start(target: Any, *args: Any) -> threading.Thread:
 
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A redis-server of the tests' own, on a unix socket in a temp dir (no TCP port at
-    all), without persistence; each test keys its data under a prefix of its own.
+def redis_answers(path: Path) -> bool:
+    """Whether a redis-server on unix socket ``path`` answers PING (not while it loads
+    its AOF). Raw bytes, so that no client's retry policy adds its backoff."""
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(1.0)
+            sock.connect(str(path))
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """A redis-server of the tests' own on ``directory/r.sock`` (``--port 0``: no TCP
+    port at all), without snapshots, with ``options``; ``query`` goes into every URL
+    of it. It can be killed, frozen, stopped and started again on the same directory.
     Where redis-server is missing the test fails, never skips (apt-get install
     redis-server; .ci/run does)."""
-    import shutil
-    import subprocess
 
-    import redis
-    binary = shutil.which("redis-server") or shutil.which("valkey-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed: apt-get install redis-server")
-    directory = tmp_path_factory.mktemp("redis")
-    socket = directory / "redis.sock"
-    process = subprocess.Popen(
-        [binary, "--port", "0", "--unixsocket", str(socket), "--unixsocketperm", "700",
-         "--save", "", "--appendonly", "no", "--dir", str(directory)],
-        stdout=subprocess.DEVNULL)
-    client = redis.Redis(unix_socket_path=str(socket))
+    def __init__(self, directory: Path, *options: str, **query: str) -> None:
+        binary = shutil.which("redis-server") or shutil.which("valkey-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed: apt-get install redis-server")
+        self.socket = directory / "r.sock"
+        self.argv = [binary, "--port", "0", "--unixsocket", str(self.socket),
+                     "--unixsocketperm", "700", "--save", "", "--dir", str(directory),
+                     "--logfile", str(directory / "redis.log"), *options]
+        self.query = query
+        self.process: subprocess.Popen[bytes] | None = None
+        self.frozen = False
 
-    def up() -> bool:
+    def start(self) -> RedisServer:
+        process = self.process = subprocess.Popen(
+            self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: process.poll() is not None or redis_answers(self.socket),
+                   limit=20)
+        assert process.poll() is None, f"redis-server exited: {self.argv}"
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no last AOF write, as a crash."""
+        assert self.process is not None
+        self.thaw()
+        self.process.kill()
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM, which is SHUTDOWN: clients disconnected, the AOF fsynced (and no
+        redis-py retrying the connection SHUTDOWN closes, seconds of backoff)."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        self.thaw()
+        process.terminate()
         try:
-            return socket.exists() and bool(client.ping())
-        except redis.ConnectionError:
-            return False
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
 
+    def restart(self, down: float) -> None:
+        """Stop, stay down ``down`` seconds, start again on the same directory."""
+        self.stop()
+        time.sleep(down)
+        self.start()
+
+    def freeze(self) -> None:
+        """SIGSTOP: connections stay open, nothing is answered."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+        self.frozen = True
+
+    def thaw(self) -> None:
+        if self.frozen and self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
+            self.frozen = False
+
+    def url(self, prefix: str, **query: str) -> str:
+        fields = "".join(f"&{key}={value}" for key, value in (self.query | query).items())
+        return f"unix://{self.socket}?prefix={prefix}{fields}"
+
+    def client(self) -> Any:
+        import redis
+
+        return redis.Redis(unix_socket_path=str(self.socket))
+
+
+@contextmanager
+def running_redis(directory: Path, *options: str, **query: str) -> Iterator[RedisServer]:
+    server = RedisServer(directory, *options, **query)
     try:
-        wait_until(up)
-        yield client
+        yield server.start()
     finally:
-        with contextlib.suppress(redis.ConnectionError):  # it is gone, as asked
-            client.shutdown(nosave=True)
-        process.wait(10)
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A client of a redis-server of the tests' own, on a unix socket in a temp dir (no
+    TCP port at all), without persistence; each test keys its data under a prefix of
+    its own."""
+    with running_redis(tmp_path_factory.mktemp("redis"), "--appendonly", "no") as server:
+        client = server.client()
+        yield client
+        client.close()

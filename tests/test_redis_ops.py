@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import shutil
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 import redis
-from conftest import wait_until
+from conftest import running_redis
 
 from corral.adapters.cli import main
 from corral.kernel import InvalidArgument
@@ -26,32 +25,11 @@ from corral.transports.redis_backend.audit import Finding, audit, warn_on
 
 @contextlib.contextmanager
 def redis_with(directory: Path, *options: str) -> Iterator[redis.Redis]:
-    """A redis-server of this test's own with ``options``, on a unix socket in
-    ``directory`` (no TCP port), shut down at the end."""
-    binary = shutil.which("redis-server") or shutil.which("valkey-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed: apt-get install redis-server")
-    path = directory / "r.sock"
-    process = subprocess.Popen(
-        [binary, "--port", "0", "--unixsocket", str(path), "--unixsocketperm", "700",
-         "--save", "", "--dir", str(directory), *options], stdout=subprocess.DEVNULL)
-    client = redis.Redis(unix_socket_path=str(path))
-
-    def up() -> bool:
-        try:
-            return path.exists() and bool(client.ping())
-        except redis.ConnectionError:
-            return False
-
-    try:
-        wait_until(up)
+    """A client of a redis-server of this test's own with ``options``."""
+    with running_redis(directory, *options) as server:
+        client = server.client()
         yield client
-    finally:
         client.close()
-        # SIGTERM is Redis's SHUTDOWN, without redis-py retrying the connection that
-        # SHUTDOWN closes (seconds of backoff).
-        process.terminate()
-        process.wait(10)
 
 
 def verdicts(findings: list[Finding]) -> dict[str, tuple[str, str]]:

@@ -11,9 +11,7 @@ import contextlib
 import itertools
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +22,7 @@ from typing import IO, Any
 
 import pytest
 import redis
-from conftest import start, wait_until
+from conftest import RedisServer, start, wait_until
 
 from corral.adapters.client import connect
 from corral.kernel import Job, JobState, LeaseLost
@@ -91,62 +89,6 @@ globals()[sys.argv[1]](sys.argv[2])
 '''
 
 _prefixes = itertools.count()
-
-
-def answers(path: Path) -> bool:
-    """Whether a redis-server on ``path`` answers PING (not while it loads its AOF).
-    Raw bytes, so that no client's retry policy adds its backoff to the wait."""
-    try:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(1.0)
-            sock.connect(str(path))
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-class RedisServer:
-    """A redis-server of the tests' own on ``directory/r.sock`` (``--port 0``: no TCP),
-    with ``options``; it can be killed and started again on the same directory."""
-
-    def __init__(self, directory: Path, *options: str) -> None:
-        binary = shutil.which("redis-server") or shutil.which("valkey-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed: apt-get install redis-server")
-        self.socket = directory / "r.sock"
-        self.argv = [binary, "--port", "0", "--unixsocket", str(self.socket),
-                     "--unixsocketperm", "700", "--save", "", "--dir", str(directory),
-                     "--logfile", str(directory / "redis.log"), *options]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> RedisServer:
-        process = self.process = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL)
-        wait_until(lambda: process.poll() is not None or answers(self.socket), limit=20)
-        assert process.poll() is None, f"redis-server exited: {self.argv}"
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no last AOF rewrite, as a crash."""
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()  # SIGTERM is SHUTDOWN
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-    def url(self, prefix: str, **query: str) -> str:
-        fields = "".join(f"&{key}={value}" for key, value in query.items())
-        return f"unix://{self.socket}?prefix={prefix}{fields}"
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(unix_socket_path=str(self.socket))
 
 
 class Child:
@@ -308,7 +250,7 @@ def test_a_worker_killed_mid_lease_loses_its_claim_within_three_heartbeats(
         holder.process.send_signal(signal.SIGKILL)
         killed = time.monotonic()
         holder.process.wait(10)
-        wait_until(lambda: JobState.READY == jobs.state(token.id), limit=2.0)
+        wait_until(lambda: JobState.READY == jobs.state(token.id), limit=10)  # lease: 30 s
         back_after = time.monotonic() - killed
         info = jobs.info(token.id)
         assert (JobState.READY, 1, "the claiming session closed") == (
@@ -319,7 +261,7 @@ def test_a_worker_killed_mid_lease_loses_its_claim_within_three_heartbeats(
         assert (token.id, "precious", 2) == (again.id, again.item, again.attempt)
         jobs.finish(again)
 
-        wait_until(lambda: 0 == corral.list("l").statistics().waiters, limit=2.0)
+        wait_until(lambda: 0 == corral.list("l").statistics().waiters, limit=10)
         assert [] == waiters(client, prefix, "l")
         corral.list("l").push_back("for the living")
         assert "for the living" == corral.list("l").pop_front()

@@ -309,11 +309,19 @@ class RedisKernel:
         return session
 
     def close_session(self, session: int, *, now: float = 0.0) -> None:
+        self.close_session_left(session, now=now)
+
+    def close_session_left(self, session: int, *, now: float = 0.0) -> list[str]:
+        """Close a session as ``close_session`` does; what its mailboxes held unread,
+        the outcomes of waits its caller may not know of (a parking call whose answer
+        was lost), as mailbox messages."""
         if session not in self._sessions:
             raise NotFound(f"no open session {session!r}")
+        left: list[str] = []
         for name in list(self._containers):
             with contextlib.suppress(NotFound):  # deleted meanwhile
-                self._call(name, "close_session", session, now=now)
+                left += [message.decode() for message in self._call(
+                    name, "close_session", session, now=now)]
         for waiter, (_, _, owner) in list(self._waits.items()):
             if owner == session:
                 container, id, _ = self._waits.pop(waiter)
@@ -322,6 +330,7 @@ class RedisKernel:
             if sub.session == session:  # (Redis dropped them with the session)
                 del self._subscriptions[sid]
         self._sessions.discard(session)
+        return left
 
     def create(self, name: str, kind: Kind | str, **options: Any) -> Kind:
         try:

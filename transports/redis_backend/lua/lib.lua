@@ -125,6 +125,7 @@ local on_timer, on_close = {}, {}
 -- process may still read its mailbox, which a close deletes), its liveness deadline
 -- goes, and its kind's own (a job queue releases its claims).
 local function end_session(keys, now, session, lapsed)
+  local left = {}  -- what its mailbox held (a close answers it: the caller may not know)
   local info = redis.call("HGETALL", keys[5])
   for i = 1, #info, 2 do
     if string.match(info[i + 1], "^([^|]*)|") == session then
@@ -136,7 +137,10 @@ local function end_session(keys, now, session, lapsed)
     end
   end
   if lapsed then redis.call("HSET", base(keys) .. ":lapsed", session, 1)
-  else redis.call("DEL", mailbox(keys, session)) end
+  else
+    left = redis.call("LRANGE", mailbox(keys, session), 0, -1)
+    redis.call("DEL", mailbox(keys, session))
+  end
   local live = base(keys) .. ":live"
   local timer = redis.call("HGET", live, session)
   if timer then
@@ -150,6 +154,7 @@ local function end_session(keys, now, session, lapsed)
   end
   local close = on_close[redis.call("HGET", keys[1], "kind")]
   if close then close(keys, now, session) end
+  return left
 end
 
 -- Apply the due timers one at a time, in (deadline, arming order), as each may disarm
@@ -330,9 +335,9 @@ function shared.withdraw(keys, now, argv)
   return 1
 end
 
+-- close_session: ARGV 3 session; what its mailbox held, unread.
 function shared.close_session(keys, now, argv)
-  end_session(keys, now, argv[3], false)
-  return 1
+  return end_session(keys, now, argv[3], false)
 end
 
 -- heartbeat: ARGV 3 session, 4 seconds: unless the session beats again within that
