@@ -52,7 +52,7 @@ from ._model import (
 from ._sorted import SortedIndex
 from ._waiters import Waiter, WaiterQueue
 
-__all__ = ["JobRecord", "JobsContainer"]
+__all__ = ["JobRecord", "JobsContainer", "claimed_token"]
 
 DEFAULT_LEASE = 30.0
 DEFAULT_RESULT_TTL = 300.0
@@ -70,6 +70,19 @@ def bounded_error(text: str | None) -> str | None:
         return text
     head, tail = MAX_ERROR // 4, MAX_ERROR - MAX_ERROR // 4 - 64
     return f"{text[:head]}\n[... {len(text) - head - tail} characters cut ...]\n{text[-tail:]}"
+
+
+def claimed_token(name: str, delivery: Event) -> Job:
+    """The claim token a ``claimed`` delivery of job queue ``name`` carries, for
+    ``give_back``; InvalidArgument for a malformed delivery."""
+    job = delivery.value
+    if not isinstance(job, Job):
+        raise InvalidArgument(f"give_back on {name!r}: a claimed delivery's value is the "
+                              f"Job token, not {job!r}")
+    if delivery.key is not None and delivery.key != job.id:
+        raise InvalidArgument(f"give_back on {name!r}: key {delivery.key!r} differs from "
+                              f"the token's job {job.id!r}")
+    return job
 
 
 def _check_seconds(where: str, what: str, value: Any, *, positive: bool) -> float:
@@ -359,13 +372,7 @@ class JobsContainer(Container):
     def give_back(self, session: int, delivery: Event, now: float) -> None:
         """Undo a claim: the job is ready again at its old place with its attempt
         restored, unseen by subscribers; the oldest parked claimer, if any, has it."""
-        job = delivery.value
-        if not isinstance(job, Job):
-            raise InvalidArgument(f"give_back on {self.name!r}: a claimed delivery's value "
-                                  f"is the Job token, not {job!r}")
-        if delivery.key is not None and delivery.key != job.id:
-            raise InvalidArgument(f"give_back on {self.name!r}: key {delivery.key!r} "
-                                  f"differs from the token's job {job.id!r}")
+        job = claimed_token(self.name, delivery)
         record = self._leased("give_back", job)
         if record.owner != session:
             raise LeaseLost(f"give_back on {self.name!r}: job {job.id} attempt "

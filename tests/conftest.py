@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import shutil
 import signal
 import socket
@@ -180,3 +182,18 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         client = server.client()
         yield client
         client.close()
+
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix of the test's own, so that tests can share one redis-server."""
+    return f"p{os.getpid()}x{next(_prefixes)}"
+
+
+@pytest.fixture
+def url(redis_server: Any, prefix: str) -> str:
+    """The tests' redis-server as a ``unix://`` URL, keys under the test's prefix."""
+    return f"unix://{redis_server.connection_pool.connection_kwargs['path']}?prefix={prefix}"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import os
 import random
 import signal
@@ -40,19 +39,6 @@ from corral.kernel import (
     WrongKind,
 )
 from corral.transports.redis_backend import RedisKernel
-
-_prefixes = itertools.count()
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"f{os.getpid()}x{next(_prefixes)}"
-
-
-@pytest.fixture
-def url(redis_server: Any, prefix: str) -> str:
-    """The test's redis-server as a ``unix://`` URL, keys under a prefix of the test's."""
-    return f"unix://{redis_server.connection_pool.connection_kwargs['path']}?prefix={prefix}"
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ process."""
 
 from __future__ import annotations
 
-import itertools
-import os
 import random
 import signal
 import threading
@@ -35,19 +33,6 @@ from corral.kernel import (
     NotFound,
     WrongKind,
 )
-
-_prefixes = itertools.count()
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"t{os.getpid()}x{next(_prefixes)}"
-
-
-@pytest.fixture
-def url(redis_server: Any, prefix: str) -> str:
-    """The test's redis-server as a ``unix://`` URL, keys under a prefix of the test's."""
-    return f"unix://{redis_server.connection_pool.connection_kwargs['path']}?prefix={prefix}"
 
 
 @pytest.fixture

@@ -61,7 +61,7 @@ from corral.kernel import (
     Waiting,
     WrongKind,
 )
-from corral.kernel._jobs import bounded_error
+from corral.kernel._jobs import bounded_error, claimed_token
 
 from . import _library
 
@@ -610,13 +610,7 @@ class RedisKernel:
                                       f"its order key (priority, seq), not {order!r}")
             self._call(name, "give_back", order[0], order[1], _pack(delivery.value, None))
         elif delivery.name == "claimed":
-            job = delivery.value
-            if not isinstance(job, Job):
-                raise InvalidArgument(f"give_back on {name!r}: a claimed delivery's value "
-                                      f"is the Job token, not {job!r}")
-            if delivery.key is not None and delivery.key != job.id:
-                raise InvalidArgument(f"give_back on {name!r}: key {delivery.key!r} "
-                                      f"differs from the token's job {job.id!r}")
+            job = claimed_token(name, delivery)
             self._call(name, "give_back", session, job.id, str(job.attempt), now=now)
         else:
             raise InvalidArgument(f"give_back on {name!r}: a {delivery.name} delivery "
