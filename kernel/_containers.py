@@ -18,12 +18,12 @@ from ._model import ContainerStatistics, Event, Kind, Popped, Record, Waiting
 from ._sorted import SortedIndex
 from ._waiters import Waiter, WaiterQueue
 
-__all__ = ["Container", "ListContainer", "MapContainer"]
+__all__ = ["Container", "ListContainer", "MapContainer", "check_int"]
 
 Item = tuple[Any, Any]  # (value, metadata)
 
 
-def _check_int(op: str, name: str, what: str, value: Any) -> int:
+def check_int(op: str, name: str, what: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgument(f"{op} on {name!r}: {what} must be an int, not {value!r}")
     return value
@@ -143,7 +143,7 @@ class ListContainer(Container):
     def _index(self, op: str, index: Any, *, end_ok: bool = False) -> int:
         """Normalise ``index`` (negative counts from the end) or raise NotFound."""
         n = len(self.values)
-        i = _check_int(op, self.name, "index", index)
+        i = check_int(op, self.name, "index", index)
         if i < 0:
             i += n
         if not 0 <= i < n + end_ok:
@@ -233,9 +233,9 @@ class ListContainer(Container):
         return len(self.values)
 
     def query(self, start: Any, end: Any) -> list[Record]:
-        _check_int("query", self.name, "start", start)
+        check_int("query", self.name, "start", start)
         if end is not None:
-            _check_int("query", self.name, "end", end)
+            check_int("query", self.name, "end", end)
         first, stop, _ = slice(start, end).indices(len(self.values))
         values, metadata = self.values, self.metadata
         return [Record(i, values[i], metadata[i]) for i in range(first, stop)]
@@ -368,9 +368,9 @@ class MapContainer(Container):
         return len(self.records)
 
     def query(self, start: Any, end: Any) -> list[Record]:
-        _check_int("query", self.name, "start", start)
+        check_int("query", self.name, "start", start)
         if end is not None:
-            _check_int("query", self.name, "end", end)
+            check_int("query", self.name, "end", end)
         return [Record(key=k, value=v, metadata=m) for k, (v, m) in self.records.items(start, end)]
 
     def clear(self) -> None:

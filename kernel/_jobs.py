@@ -34,7 +34,7 @@ from typing import Any
 
 import attrs
 
-from ._containers import Container, _check_int
+from ._containers import Container, check_int
 from ._core import check_timeout
 from ._errors import AlreadyExists, Empty, InvalidArgument, JobFailed, LeaseLost, NotFound
 from ._model import (
@@ -52,7 +52,7 @@ from ._model import (
 from ._sorted import SortedIndex
 from ._waiters import Waiter, WaiterQueue
 
-__all__ = ["JobRecord", "JobsContainer", "claimed_token"]
+__all__ = ["JobRecord", "JobsContainer", "check_seconds", "claimed_token"]
 
 DEFAULT_LEASE = 30.0
 DEFAULT_RESULT_TTL = 300.0
@@ -85,7 +85,7 @@ def claimed_token(name: str, delivery: Event) -> Job:
     return job
 
 
-def _check_seconds(where: str, what: str, value: Any, *, positive: bool) -> float:
+def check_seconds(where: str, what: str, value: Any, *, positive: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
             value > 0 if positive else value >= 0):
         raise InvalidArgument(f"{where}: {what} must be a number "
@@ -147,18 +147,18 @@ class JobsContainer(Container):
     def configure(self, options: dict[str, Any]) -> None:
         where = f"jobs {self.name!r}"
         if options.get("lease") is not None:
-            self.lease = _check_seconds(where, "lease", options["lease"], positive=True)
+            self.lease = check_seconds(where, "lease", options["lease"], positive=True)
         max_attempts = options.get("max_attempts")
         if max_attempts is not None:
-            if _check_int(where, self.name, "max_attempts", max_attempts) < 0:
+            if check_int(where, self.name, "max_attempts", max_attempts) < 0:
                 raise InvalidArgument(f"{where}: max_attempts must be >= 0 (0: no limit)")
             self.max_attempts = max_attempts
         for option in ("backoff", "backoff_max"):
             if options.get(option) is not None:
-                setattr(self, option, _check_seconds(where, option, options[option],
+                setattr(self, option, check_seconds(where, option, options[option],
                                                      positive=False))
         if options.get("backoff_factor") is not None:
-            factor = _check_seconds(where, "backoff_factor", options["backoff_factor"],
+            factor = check_seconds(where, "backoff_factor", options["backoff_factor"],
                                     positive=True)
             if factor < 1:
                 raise InvalidArgument(f"{where}: backoff_factor must be >= 1")
@@ -168,7 +168,7 @@ class JobsContainer(Container):
                 raise InvalidArgument(f"{where}: release_on_close must be a bool")
             self.release_on_close = options["release_on_close"]
         if options.get("result_ttl") is not None:
-            self.result_ttl = _check_seconds(where, "result_ttl", options["result_ttl"],
+            self.result_ttl = check_seconds(where, "result_ttl", options["result_ttl"],
                                              positive=False)
 
     # -- helpers ----------------------------------------------------------------------
@@ -302,8 +302,8 @@ class JobsContainer(Container):
     # -- commands ---------------------------------------------------------------------
 
     def put(self, item: Any, priority: Any, delay: Any, id: Any, now: float) -> str:
-        _check_int("put", self.name, "priority", priority)
-        delay = _check_seconds(f"put on {self.name!r}", "delay", delay, positive=False)
+        check_int("put", self.name, "priority", priority)
+        delay = check_seconds(f"put on {self.name!r}", "delay", delay, positive=False)
         if id is None:
             while True:
                 self.last_id += 1
@@ -329,7 +329,7 @@ class JobsContainer(Container):
     def claim(self, session: int, timeout: float | None, lease: float | None, now: float
               ) -> Job | Waiting:
         check_timeout("claim", self.name, timeout)
-        lease = self.lease if lease is None else _check_seconds(
+        lease = self.lease if lease is None else check_seconds(
             f"claim on {self.name!r}", "lease", lease, positive=True)
         self.core.session(session)
         now = self.core.tick(now)
@@ -343,7 +343,7 @@ class JobsContainer(Container):
 
     def finish(self, job: Any, result: Any, result_ttl: Any, now: float) -> None:
         record = self._leased("finish", job)
-        ttl = self.result_ttl if result_ttl is None else _check_seconds(
+        ttl = self.result_ttl if result_ttl is None else check_seconds(
             f"finish on {self.name!r}", "result_ttl", result_ttl, positive=False)
         self.core.tick(now)
         self._event("finished", record, result)
@@ -352,7 +352,7 @@ class JobsContainer(Container):
     def cancel(self, job: Any, delay: Any, reason: str | None, now: float) -> None:
         record = self._leased("cancel", job)
         if delay is not None:
-            delay = _check_seconds(f"cancel on {self.name!r}", "delay", delay,
+            delay = check_seconds(f"cancel on {self.name!r}", "delay", delay,
                                    positive=False)
         self.core.tick(now)
         self._fail(record, "cancelled", reason, delay)
@@ -365,7 +365,7 @@ class JobsContainer(Container):
 
     def touch(self, job: Any, lease: float | None, now: float) -> None:
         record = self._leased("touch", job)
-        lease = self.lease if lease is None else _check_seconds(
+        lease = self.lease if lease is None else check_seconds(
             f"touch on {self.name!r}", "lease", lease, positive=True)
         self._arm(record, self.core.tick(now) + lease)
 

@@ -52,7 +52,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-from ._containers import ListContainer, MapContainer, _check_int
+from ._containers import ListContainer, MapContainer, check_int
 from ._core import Core, Session, Subscription
 from ._errors import InvalidArgument, NotFound, WrongKind
 from ._feeds import FeedContainer, SortedFeedContainer
@@ -394,9 +394,9 @@ class Kernel:
         """A feed's or sorted feed's ids in order; a job queue's ids in the order they
         were put: of the jobs in ``state``, or (None) of those that have not ended.
         ``[start:end]`` of them (slice rules), for paging through a long queue."""
-        _check_int("ids", name, "start", start)
+        check_int("ids", name, "start", start)
         if end is not None:
-            _check_int("ids", name, "end", end)
+            check_int("ids", name, "end", end)
         container = self._get(name, "ids")
         if isinstance(container, JobsContainer):
             return container.ids_in(state, start, end)
@@ -610,7 +610,7 @@ class Kernel:
         core = self._core
         owner = core.session(session)
         if start is not None:
-            _check_int("subscribe", name, "start", start)
+            check_int("subscribe", name, "start", start)
         snapshot = container.snapshot(start) if start is not None else []
         sub = Subscription(core.next_id(), session, name)
         for event_name, record in snapshot:

@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from ._containers import Container, _check_int
+from ._containers import Container, check_int
 from ._core import check_timeout
 from ._errors import Empty, InvalidArgument, LimitExceeded
 from ._feeds import check_max_length
@@ -66,7 +66,7 @@ class QueueContainer(Container):
 
     def put(self, session: int, item: Any, priority: Any, timeout: float | None,
             now: float) -> Waiting | None:
-        _check_int("put", self.name, "priority", priority)
+        check_int("put", self.name, "priority", priority)
         check_timeout("put", self.name, timeout)
         self.core.session(session)
         if not self._full():

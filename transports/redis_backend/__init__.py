@@ -61,7 +61,9 @@ from corral.kernel import (
     Waiting,
     WrongKind,
 )
-from corral.kernel._jobs import bounded_error, claimed_token
+from corral.kernel._containers import check_int
+from corral.kernel._core import check_timeout
+from corral.kernel._jobs import bounded_error, check_seconds, claimed_token
 
 from . import _library
 
@@ -79,7 +81,7 @@ _ERRORS: dict[str, type[Exception]] = {cls.__name__: cls for cls in (
 
 # The commands that only read: they are not waited for (``acknowledge``).
 _READS = frozenset({"count", "get", "query", "keys", "ids", "items", "statistics", "state",
-                    "info", "kind", "subscribers", "get_property", "check", "tick"})
+                    "info", "kind", "get_property", "check", "tick"})
 
 
 class NotReplicated(CorralError):
@@ -134,21 +136,6 @@ def _option_text(value: Any) -> str:
 
 def _seconds(value: float) -> str:
     return "inf" if value == math.inf else repr(float(value))
-
-
-def _check_seconds(where: str, what: str, value: Any, *, positive: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            value > 0 if positive else value >= 0):
-        raise InvalidArgument(f"{where}: {what} must be a number "
-                              f"{'> 0' if positive else '>= 0'}, not {value!r}")
-    return float(value)
-
-
-def _check_timeout(op: str, name: str, timeout: Any) -> None:
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(
-            timeout, (int, float)) or not timeout >= 0):
-        raise InvalidArgument(f"{op} on {name!r}: timeout must be None or a number >= 0, "
-                              f"not {timeout!r}")
 
 
 def _reason(reason: str | None) -> str:
@@ -361,8 +348,7 @@ class RedisKernel:
         return kind
 
     def statistics(self, name: str) -> ContainerStatistics:
-        counts = self._call(name, "statistics")
-        subscribers = int(self._call(name, "subscribers"))
+        *counts, subscribers = self._call(name, "statistics")
         if self._kind(name) is Kind.JOBS:
             return JobStatistics(kind=Kind.JOBS, records=counts[0], waiters=counts[1],
                                  subscribers=subscribers, **dict(zip(
@@ -550,9 +536,7 @@ class RedisKernel:
 
     def queue_put(self, session: int, name: str, item: Any, *, priority: int = 0,
                   timeout: float | None = 0.0, now: float = 0.0) -> Waiting | None:
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise InvalidArgument(f"put on {name!r}: priority must be an int, not "
-                                  f"{priority!r}")
+        check_int("put", name, "priority", priority)
         answer = self._wait("queue_put", session, name, timeout, now, priority,
                             _pack(item, None))
         return answer if isinstance(answer, Waiting) else None
@@ -563,7 +547,7 @@ class RedisKernel:
 
     def _wait(self, op: str, session: int, name: str, timeout: float | None, now: float,
               *args: Any, receipt: bool = False) -> Popped | Waiting:
-        _check_timeout(op, name, timeout)
+        check_timeout(op, name, timeout)
         if session not in self._sessions:
             raise NotFound(f"no open session {session!r}")
         answer = self._call(name, op, session,
@@ -634,10 +618,8 @@ class RedisKernel:
 
     def put(self, name: str, item: Any, *, priority: int = 0, delay: float = 0.0,
             id: str | None = None, now: float = 0.0) -> str:
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise InvalidArgument(f"put on {name!r}: priority must be an int, not "
-                                  f"{priority!r}")
-        delay = _check_seconds(f"put on {name!r}", "delay", delay, positive=False)
+        check_int("put", name, "priority", priority)
+        delay = check_seconds(f"put on {name!r}", "delay", delay, positive=False)
         if id is not None and (not isinstance(id, str) or not id):
             raise InvalidArgument(f"put on {name!r}: a job id is a non-empty str, not "
                                   f"{id!r}")
@@ -651,8 +633,8 @@ class RedisKernel:
         this process, ``owner`` (a facade's one long-lived session, while each wait
         parks under a session of its own)."""
         if lease is not None:
-            _check_timeout("claim", name, timeout)
-            lease = _check_seconds(f"claim on {name!r}", "lease", lease, positive=True)
+            check_timeout("claim", name, timeout)
+            lease = check_seconds(f"claim on {name!r}", "lease", lease, positive=True)
         return self._wait("claim", session, name, timeout, now,  # type: ignore[return-value]
                           "" if lease is None else _seconds(lease),
                           "" if owner is None else owner)
@@ -664,7 +646,7 @@ class RedisKernel:
         fewer raises NotReplicated (the command was applied). 0 replicas: no wait."""
         if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
             raise InvalidArgument(f"replicas is an int >= 0, not {replicas!r}")
-        _check_seconds("require_replicas", "timeout", timeout, positive=True)
+        check_seconds("require_replicas", "timeout", timeout, positive=True)
         if not replicas:
             self.acknowledge = None
             return
@@ -683,7 +665,7 @@ class RedisKernel:
         ``release_on_close`` says), its waiters withdrawn and told ``Closed``, its
         subscriptions there dropped. False if that happened since its last beat
         (then it is alive again, with none of that back)."""
-        _check_seconds(f"heartbeat on {name!r}", "seconds", seconds, positive=True)
+        check_seconds(f"heartbeat on {name!r}", "seconds", seconds, positive=True)
         return bool(self._call(name, "heartbeat", session, repr(float(seconds))))
 
     @staticmethod
@@ -699,7 +681,7 @@ class RedisKernel:
         if value is None:
             return ""
         try:
-            return _seconds(_check_seconds(f"{op} on {name!r}", what, value,
+            return _seconds(check_seconds(f"{op} on {name!r}", what, value,
                                            positive=positive))
         except InvalidArgument as error:
             return f"!{error}"
@@ -735,7 +717,7 @@ class RedisKernel:
     def result(self, session: int, name: str, id: str, *, timeout: float | None = None,
                now: float = 0.0) -> Popped | Waiting:
         if not isinstance(id, str):
-            _check_timeout("result", name, timeout)
+            check_timeout("result", name, timeout)
             self._kind(name)
             raise NotFound(f"result on {name!r}: no job {id!r}")
         return self._wait("result", session, name, timeout, now, id)
@@ -879,6 +861,4 @@ class RedisKernel:
 
     @staticmethod
     def _index(op: str, name: str, index: Any) -> int:
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise InvalidArgument(f"{op} on {name!r}: index must be an int, not {index!r}")
-        return index
+        return check_int(op, name, "index", index)

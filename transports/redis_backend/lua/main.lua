@@ -41,12 +41,6 @@ function shared.unsubscribe(keys, now, argv)
   return 1
 end
 
-function shared.subscribers(keys, now, argv)
-  local n = 0
-  for _, count in ipairs(redis.call("HVALS", base(keys) .. ":subs")) do n = n + tonumber(count) end
-  return n
-end
-
 -- delete_container: its waiters are told NotFound (in their mailboxes, which stay
 -- for their readers), its subscribers read a last event that ends them, and every
 -- other key of it goes (its event stream a minute later, once they have read it).
@@ -101,7 +95,11 @@ local function call(declared, argv)
   stamp, liveness = string.match(argv[2], "^([^|]*)|?(.*)$")
   local now = clock(keys, stamp, read[2])
   advance(keys, now)
-  return op(keys, now, argv)
+  local answer = op(keys, now, argv)
+  if argv[1] == "statistics" then  -- every kind's counts, then its subscriptions
+    answer[#answer + 1] = tonumber(redis.call("HGET", keys[1], "subs") or "0")
+  end
+  return answer
 end
 
 redis.register_function("corral", call)
