@@ -39,6 +39,8 @@ def _serve(args: argparse.Namespace) -> int:
                         stream=sys.stderr)
     log = logging.getLogger("corral.server")
     check_bind(args.host, args.token)
+    if args.http:
+        check_bind(args.http[0], args.token)
     if args.zmq:
         from corral.transports.zeromq import check_endpoint, serve_zmq
 
@@ -64,6 +66,11 @@ def _serve(args: argparse.Namespace) -> int:
                 listeners = await nursery.start(serve_tcp, server, args.host, args.port)
                 host, port = listeners[0].socket.getsockname()[:2]
                 log.info("corral %s listening on %s:%d", _version(), host, port)
+                if args.http:
+                    from .web import serve_http
+
+                    page = await nursery.start(serve_http, server, *args.http)
+                    log.info("corral %s status page on %s", _version(), page)
                 if endpoint:
                     log.info("corral %s listening on %s (ZeroMQ)", _version(), endpoint)
                 async for signum in signals:
@@ -103,9 +110,45 @@ def _ping(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
+    from corral.kernel import JobState, NotFound
+
     with _connect(args) as client:
-        print(json.dumps(client.stats(), indent=2, sort_keys=True))
+        server = client.stats()
+        rows = []
+        for name, kind in server.pop("containers").items():
+            try:
+                statistics = client._run(client._kernel.statistics, name)
+            except NotFound:  # deleted since the listing
+                continue
+            rows.append({"name": name, **_statistics_json(statistics), "kind": kind})
+    if args.json:
+        _print_json({**server, "containers": rows})
+        return 0
+    print(f"{args.url}: protocol {server.get('version')}, up {server.get('uptime', 0):.1f} s, "
+          f"{server.get('connections')} connections, {server.get('commands')} commands")
+    if not rows:
+        print("no containers")
+        return 0
+    heads = ["NAME", "KIND", "DEPTH", "WAITERS", "SUBSCRIBERS"]
+    states = [s.value for s in JobState] if any(r["kind"] == "job" for r in rows) else []
+    table = [heads + [s.upper() for s in states]] + [
+        [row["name"], row["kind"], *(str(row[k]) for k in ("records", "waiters",
+                                                           "subscribers")),
+         *(str(row.get(s, "")) for s in states)] for row in rows]
+    widths = [max(len(line[k]) for line in table) for k in range(len(table[0]))]
+    for line in table:
+        print("  ".join(cell.ljust(width) if k < 2 else cell.rjust(width)
+                        for k, (cell, width) in enumerate(zip(line, widths, strict=True)))
+              .rstrip())
     return 0
+
+
+def _statistics_json(statistics: Any) -> dict[str, Any]:
+    import attrs
+
+    fields = attrs.asdict(statistics)
+    fields["kind"] = statistics.kind.value
+    return fields
 
 
 def _job_queue(client: Any, name: str) -> tuple[Any, Any]:
@@ -390,6 +433,17 @@ def _redis_check(args: argparse.Namespace) -> int:
     return max(LEVELS.index(finding.level) for finding in findings)
 
 
+def _http_bind(text: str) -> tuple[str, int]:
+    from corral.kernel import InvalidArgument
+
+    from .web import parse_bind
+
+    try:
+        return parse_bind(text)
+    except InvalidArgument as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _at_least(low: int) -> Callable[[str], int]:
     """An argparse type: an int that is at least ``low``."""
     def parse(text: str) -> int:
@@ -431,6 +485,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--zmq", metavar="ENDPOINT",
                        help="also serve ZeroMQ clients on ENDPOINT, such as "
                             "tcp://127.0.0.1:2606 (the same kernel)")
+    serve.add_argument("--http", metavar="HOST:PORT", type=_http_bind,
+                       help="also serve the live status page, /metrics (Prometheus) and "
+                            "/healthz on HOST:PORT, such as 127.0.0.1:2680 (needs "
+                            "corral[web]; beyond loopback, --token)")
     for name in ("max_payload", "max_line", "max_handles", "max_waiters", "max_outbound"):
         serve.add_argument(f"--{name.replace('_', '-')}", type=int,
                            default=getattr(limits, name),
@@ -450,7 +508,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return sub
 
     client_command("ping", _ping, "check that a server answers")
-    client_command("stats", _stats, "print a server's statistics")
+    stats = client_command(
+        "stats", _stats, "print a server's containers: depth, waiters, job states",
+        "Print the server's version, uptime, connections and commands, then a table of "
+        "its containers: depth (records held; for a job queue, jobs not ended), parked "
+        "waiters, subscribers and, for job queues, the jobs in each state.")
+    stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
     jobs = client_command(
         "jobs", _jobs, "list a job queue's jobs, or retry its stalled ones",
         "A table of job queue NAME's jobs, in the order they were put: id, state, "

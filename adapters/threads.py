@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -37,6 +37,9 @@ from ._handles import (
     QueueHandle,
     SortedFeedHandle,
 )
+
+if TYPE_CHECKING:
+    from .web import StatusThread
 
 __all__ = [
     "Corral",
@@ -279,6 +282,21 @@ class Corral(Facade, EffectRouter[_Parked, Subscription]):
             alarm.join()
         if isinstance(self._kernel, JournaledKernel):
             self._kernel.journal.close()
+
+    def serve_status(self, host: str = "127.0.0.1", port: int = 0, *,
+                     token: str | None = None, max_clients: int = 16,
+                     interval: float = 1.0) -> StatusThread:
+        """Serve this corral's live status page, ``/metrics`` and ``/healthz`` over
+        HTTP from a background thread; returns it running (``.url``; ``.close()`` or a
+        ``with`` block stops it).
+
+        Loopback only unless ``token`` is given; with it, the page's actions (retry,
+        retract, purge) are offered to requests that carry it. Needs ``corral[web]``.
+        """
+        from .web import StatusThread
+
+        return StatusThread(self, host, port, token=token, max_clients=max_clients,
+                            interval=interval)
 
     # -- plumbing ---------------------------------------------------------------------
 

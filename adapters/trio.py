@@ -243,6 +243,22 @@ class Corral(Facade, EffectRouter[trio.lowlevel.Task, Subscription]):
             self._shut()
             self._alarm.stop()
 
+    async def serve_status(self, host: str = "127.0.0.1", port: int = 0, *,
+                           token: str | None = None, max_clients: int = 16,
+                           interval: float = 1.0,
+                           task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+                           ) -> None:
+        """Serve this corral's live status page, ``/metrics`` and ``/healthz`` over
+        HTTP until cancelled: ``url = await nursery.start(corral.serve_status)``.
+
+        Loopback only unless ``token`` is given; with it, the page's actions (retry,
+        retract, purge) are offered to requests that carry it. Needs ``corral[web]``.
+        """
+        from .web import serve_status
+
+        await serve_status(self, host, port, token=token, max_clients=max_clients,
+                           interval=interval, task_status=task_status)
+
     # -- plumbing ---------------------------------------------------------------------
 
     async def _run(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

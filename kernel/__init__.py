@@ -21,8 +21,10 @@ from ._kernel import GIVEN_BACK, Kernel
 from ._model import (
     TERMINAL_STATES,
     Cancelled,
+    ContainerMetrics,
     ContainerStatistics,
     Delivered,
+    Distribution,
     Effect,
     Event,
     Job,
@@ -33,7 +35,9 @@ from ._model import (
     Notified,
     Popped,
     Record,
+    SessionInfo,
     Unsubscribed,
+    WaiterInfo,
     Waiting,
 )
 
@@ -42,9 +46,11 @@ __all__ = [
     "AlreadyExists",
     "Cancelled",
     "Closed",
+    "ContainerMetrics",
     "ContainerStatistics",
     "CorralError",
     "Delivered",
+    "Distribution",
     "Effect",
     "Empty",
     "Event",
@@ -62,8 +68,10 @@ __all__ = [
     "Notified",
     "Popped",
     "Record",
+    "SessionInfo",
     "TERMINAL_STATES",
     "Unsubscribed",
+    "WaiterInfo",
     "Waiting",
     "WrongKind",
 ]

@@ -14,7 +14,7 @@ import attrs
 
 from ._core import Core, Subscription, check_timeout
 from ._errors import AlreadyExists, Empty, InvalidArgument, NotFound, WrongKind
-from ._model import ContainerStatistics, Event, Kind, Popped, Record, Waiting
+from ._model import ContainerMetrics, ContainerStatistics, Event, Kind, Popped, Record, Waiting
 from ._sorted import SortedIndex
 from ._waiters import Waiter, WaiterQueue
 
@@ -37,6 +37,8 @@ class Container:
     core: Core
     properties: dict[str, str] = attrs.Factory(dict)
     subscribers: dict[int, Subscription] = attrs.Factory(dict)
+    added: int = 0  # records or items that came in (ContainerMetrics)
+    taken: int = 0  # records or items handed out to a caller, less those given back
 
     kind: Kind = attrs.field(init=False)
 
@@ -65,6 +67,9 @@ class Container:
             kind=self.kind, records=self.count(),
             waiters=sum(len(queue) for queue in self.waiter_queues()),
             subscribers=len(self.subscribers))
+
+    def metrics(self) -> ContainerMetrics:
+        return ContainerMetrics(kind=self.kind, added=self.added, taken=self.taken)
 
     def configure(self, options: dict[str, Any]) -> None:
         """Set the configuration of a new container (``options`` are validated)."""
@@ -118,8 +123,9 @@ class Container:
         """Assert that a timer this container armed is still meant."""
         assert payload.id in self.core.waiters, f"{self.name}: timer of a gone waiter"
 
-    def snapshot(self, start: int) -> list[tuple[str, Record]]:
-        """The events a subscription starting at position ``start`` is sent first."""
+    def snapshot(self, start: int, end: int | None = None) -> list[tuple[str, Record]]:
+        """The events a subscription starting at position ``start`` is sent first (up
+        to ``end``, for ``Kernel.peek``)."""
         raise NotImplementedError
 
     def check(self) -> None:
@@ -153,6 +159,7 @@ class ListContainer(Container):
 
     def _take(self) -> Event:
         """Pop the front record for a waiter (subscribers see pop_front)."""
+        self.taken += 1
         value = self.values.popleft()
         metadata = self.metadata.popleft()
         if self.subscribers:
@@ -166,6 +173,7 @@ class ListContainer(Container):
             self.core.serve(waiters.popleft(), self._take())
 
     def push_back(self, value: Any, metadata: Any) -> None:
+        self.added += 1
         values = self.values
         values.append(value)
         self.metadata.append(metadata)
@@ -175,6 +183,7 @@ class ListContainer(Container):
             self._feed()
 
     def push_front(self, value: Any, metadata: Any) -> None:
+        self.added += 1
         self.values.appendleft(value)
         self.metadata.appendleft(metadata)
         if self.subscribers:
@@ -192,6 +201,7 @@ class ListContainer(Container):
         else:
             value, metadata = values.pop(), self.metadata.pop()
             key = len(values)
+        self.taken += 1
         if self.subscribers:
             self.core.notify(self, op, key, value, metadata)
         return Record(key, value, metadata)
@@ -215,6 +225,7 @@ class ListContainer(Container):
 
     def insert(self, index: Any, value: Any, metadata: Any) -> None:
         i = self._index("insert", index, end_ok=True)
+        self.added += 1
         self.values.insert(i, value)
         self.metadata.insert(i, metadata)
         if self.subscribers:
@@ -226,6 +237,7 @@ class ListContainer(Container):
         i = self._index("delete", index)
         value, metadata = self.values[i], self.metadata[i]
         del self.values[i], self.metadata[i]
+        self.taken += 1
         if self.subscribers:
             self.core.notify(self, "delete", i, value, metadata)
 
@@ -241,6 +253,7 @@ class ListContainer(Container):
         return [Record(i, values[i], metadata[i]) for i in range(first, stop)]
 
     def clear(self) -> None:
+        self.taken += len(self.values)
         self.values.clear()
         self.metadata.clear()
         if self.subscribers:
@@ -254,6 +267,7 @@ class ListContainer(Container):
             self.core.session(session)  # raises NotFound
         values = self.values
         if values:  # a list with records has no waiters: nobody is ahead of us
+            self.taken += 1
             value = values.popleft()
             metadata = self.metadata.popleft()
             if self.subscribers:
@@ -276,6 +290,7 @@ class ListContainer(Container):
             self.core.serve(self.waiters.popleft(),
                             Event(self.name, "wnp_next", 0, value, metadata))
             return
+        self.taken -= 1
         self.values.appendleft(value)
         self.metadata.appendleft(metadata)
 
@@ -285,8 +300,8 @@ class ListContainer(Container):
     def waiter_queues(self) -> Iterator[WaiterQueue]:
         yield self.waiters
 
-    def snapshot(self, start: int) -> list[tuple[str, Record]]:
-        return [("push_back", record) for record in self.query(start, None)]
+    def snapshot(self, start: int, end: int | None = None) -> list[tuple[str, Record]]:
+        return [("push_back", record) for record in self.query(start, end)]
 
     def check(self) -> None:
         assert len(self.values) == len(self.metadata), f"{self.name}: deques differ"
@@ -310,7 +325,10 @@ class MapContainer(Container):
     kind: Kind = attrs.field(init=False, default=Kind.MAP)
 
     def _store(self, op: str, key: str, value: Any, metadata: Any) -> None:
-        self.records[key] = (value, metadata)
+        records = self.records
+        if key not in records:
+            self.added += 1
+        records[key] = (value, metadata)
         if self.subscribers:
             self.core.notify(self, op, key, value, metadata)
         queue = self.waiters.get(key)
@@ -322,6 +340,7 @@ class MapContainer(Container):
 
     def _take(self, key: str) -> Event:
         """Pop ``key`` for a waiter (subscribers see delete)."""
+        self.taken += 1
         value, metadata = self.records.pop(key)
         if self.subscribers:
             self.core.notify(self, "delete", key, value, metadata)
@@ -358,6 +377,7 @@ class MapContainer(Container):
             value, metadata = self.records.pop(key)
         except KeyError:
             raise NotFound(f"delete on {self.name!r}: no key {key!r}") from None
+        self.taken += 1
         if self.subscribers:
             self.core.notify(self, "delete", key, value, metadata)
 
@@ -374,6 +394,7 @@ class MapContainer(Container):
         return [Record(key=k, value=v, metadata=m) for k, (v, m) in self.records.items(start, end)]
 
     def clear(self) -> None:
+        self.taken += len(self.records)
         self.records.clear()
         if self.subscribers:
             self.core.notify(self, "clear")
@@ -384,6 +405,7 @@ class MapContainer(Container):
         check_timeout("wait_pop_key", self.name, timeout)
         self.core.session(session)
         if key in self.records:  # a present key has no waiters: nobody is ahead of us
+            self.taken += 1
             value, metadata = self.records.pop(key)
             if self.subscribers:
                 self.core.notify(self, "delete", key, value, metadata)
@@ -414,6 +436,7 @@ class MapContainer(Container):
                 del self.waiters[key]
             self.core.serve(waiter, Event(self.name, "wnp_key", key, value, metadata))
             return
+        self.taken -= 1
         self.records[key] = (value, metadata)
 
     def remove_waiter(self, waiter: Waiter) -> None:
@@ -425,8 +448,8 @@ class MapContainer(Container):
     def waiter_queues(self) -> Iterator[WaiterQueue]:
         return iter(list(self.waiters.values()))
 
-    def snapshot(self, start: int) -> list[tuple[str, Record]]:
-        return [("set", record) for record in self.query(start, None)]
+    def snapshot(self, start: int, end: int | None = None) -> list[tuple[str, Record]]:
+        return [("set", record) for record in self.query(start, end)]
 
     def check(self) -> None:
         for key, queue in self.waiters.items():

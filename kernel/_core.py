@@ -102,9 +102,10 @@ class Core:
     ) -> Waiting:
         """Queue a waiter; a finite timeout arms its timer. The session must be open."""
         owner = self.session(session)
-        waiter = Waiter(self.next_id(), session, op, container, key, payload)
+        waiter = Waiter(self.next_id(), session, op, container, key, payload,
+                        since=self.tick(now))
         if timeout is not None:
-            waiter.timer = self.timers.add(self.tick(now) + timeout, waiter)
+            waiter.timer = self.timers.add(waiter.since + timeout, waiter)
         queue.append(waiter)
         owner.waiters[waiter.id] = waiter
         self.waiters[waiter.id] = waiter

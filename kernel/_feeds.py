@@ -68,6 +68,8 @@ class FeedContainer(Container):
             for old in [i for i in islice(entries, max(excess, 0)) if i != id]:
                 self._remove(old)
         edit = id in entries
+        if not edit:
+            self.added += 1
         entries[id] = item
         if edit:
             entries.move_to_end(id)
@@ -76,6 +78,7 @@ class FeedContainer(Container):
         return id
 
     def _remove(self, id: str) -> None:
+        self.taken += 1
         item = self.entries.pop(id)
         if self.subscribers:
             self.core.notify(self, "retract", id, item)
@@ -96,8 +99,8 @@ class FeedContainer(Container):
     def count(self) -> int:
         return len(self.entries)
 
-    def snapshot(self, start: int) -> list[tuple[str, Record]]:
-        return [("publish", Record(i, item)) for i, item in self.items()[start:]]
+    def snapshot(self, start: int, end: int | None = None) -> list[tuple[str, Record]]:
+        return [("publish", Record(i, item)) for i, item in self.items()[start:end]]
 
     def check(self) -> None:
         if self.max_length is not None:
@@ -175,6 +178,7 @@ class SortedFeedContainer(Container):
 
     def _publish(self, item: Any, place: str, rel: int | None) -> int:
         self.last_id += 1
+        self.added += 1
         id = self.last_id
         self.entries[id] = item
         if place == "append":
@@ -241,6 +245,7 @@ class SortedFeedContainer(Container):
 
     def retract(self, id: Any) -> None:
         id = self._check_id("retract", id)
+        self.taken += 1
         self.order.remove(id)
         item = self.entries.pop(id)
         if self.subscribers:
@@ -258,8 +263,8 @@ class SortedFeedContainer(Container):
     def count(self) -> int:
         return len(self.entries)
 
-    def snapshot(self, start: int) -> list[tuple[str, Record]]:
-        return [("publish", Record(i, item)) for i, item in self.items()[start:]]
+    def snapshot(self, start: int, end: int | None = None) -> list[tuple[str, Record]]:
+        return [("publish", Record(i, item)) for i, item in self.items()[start:end]]
 
     def check(self) -> None:
         self.order.check()

@@ -39,6 +39,7 @@ from ._core import check_timeout
 from ._errors import AlreadyExists, Empty, InvalidArgument, JobFailed, LeaseLost, NotFound
 from ._model import (
     TERMINAL_STATES,
+    ContainerMetrics,
     Event,
     Job,
     JobInfo,
@@ -47,6 +48,7 @@ from ._model import (
     Kind,
     Popped,
     Record,
+    Tally,
     Waiting,
 )
 from ._sorted import SortedIndex
@@ -109,6 +111,7 @@ class JobRecord:
     result: Any = None
     created: float = 0.0
     claimed: float | None = None  # when the last claim began
+    ready_since: float = 0.0  # when it last became ready
     ended: float | None = None  # when it finished or was retracted
     timer: tuple[float, int] | None = None  # delay, lease or result-TTL deadline
     result_waiters: WaiterQueue | None = None  # made by the first result() that waits
@@ -134,6 +137,12 @@ class JobsContainer(Container):
     backoff_max: float = DEFAULT_BACKOFF_MAX
     last_id: int = 0
     arrivals: int = 0
+    finished: int = 0  # claims that ended each way (ContainerMetrics)
+    failed: int = 0
+    expired: int = 0
+    stalled: int = 0
+    waited: Tally = attrs.Factory(Tally)  # ready until claimed
+    ran: Tally = attrs.Factory(Tally)  # claimed until finished, failed or stalled
     kind: Kind = attrs.field(init=False, default=Kind.JOBS)
 
     # -- configuration ----------------------------------------------------------------
@@ -212,6 +221,7 @@ class JobsContainer(Container):
         """Put a job at the back of its priority; the oldest claimer, if any, gets it."""
         self._disarm(record)
         record.state = JobState.READY
+        record.ready_since = self.core.now
         self.arrivals += 1
         record.order = (-record.priority, self.arrivals)
         self.ready[record.order] = record
@@ -226,12 +236,18 @@ class JobsContainer(Container):
         record.state = JobState.CLAIMED
         record.attempt += 1
         record.claimed = now
+        self.taken += 1
+        self.waited.observe(now - record.ready_since)
         record.owner = session
         self.core.sessions[session].leases[(self.name, record.id)] = None
         self._arm(record, now + lease)
         if not quiet:
             self._event("claimed", record, record.item)
         return Job(record.id, record.item, record.attempt)
+
+    def _claim_ended(self, record: JobRecord) -> None:
+        assert record.claimed is not None
+        self.ran.observe(self.core.now - record.claimed)
 
     def _unlease(self, record: JobRecord) -> None:
         if record.owner is not None:
@@ -250,6 +266,11 @@ class JobsContainer(Container):
               delay: float | None) -> None:
         """A claim ended without finishing: back to ready, after ``delay`` (None: the
         policy's backoff), or stalled once max_attempts claims have failed."""
+        if event == "expired":
+            self.expired += 1
+        else:
+            self.failed += 1
+        self._claim_ended(record)
         self._unlease(record)
         self._disarm(record)
         reason = record.reason = bounded_error(reason)
@@ -267,6 +288,7 @@ class JobsContainer(Container):
 
     def _stall(self, record: JobRecord, reason: str | None) -> None:
         """Park a job in the dead-letter state; whoever waits for its result hears."""
+        self.stalled += 1
         record.state = JobState.STALLED
         record.reason = bounded_error(reason)
         self._event("stalled", record, record.reason)
@@ -317,6 +339,7 @@ class JobsContainer(Container):
             raise AlreadyExists(f"put on {self.name!r}: job {id} exists "
                                 f"({self.jobs[id].state.value})")
         now = self.core.tick(now)
+        self.added += 1
         record = self.jobs[id] = JobRecord(id, self.name, item, priority, JobState.DELAYED,
                                            created=now)
         self._event("put", record, item)
@@ -346,6 +369,8 @@ class JobsContainer(Container):
         ttl = self.result_ttl if result_ttl is None else check_seconds(
             f"finish on {self.name!r}", "result_ttl", result_ttl, positive=False)
         self.core.tick(now)
+        self.finished += 1
+        self._claim_ended(record)
         self._event("finished", record, result)
         self._end(record, JobState.FINISHED, result, ttl)
 
@@ -359,6 +384,7 @@ class JobsContainer(Container):
 
     def stall(self, job: Any, reason: str | None) -> None:
         record = self._leased("stall", job)
+        self._claim_ended(record)
         self._unlease(record)
         self._disarm(record)
         self._stall(record, reason)
@@ -380,6 +406,9 @@ class JobsContainer(Container):
         now = self.core.tick(now)
         self._unlease(record)
         self._disarm(record)
+        self.taken -= 1  # as if the claim had never been made: nor its wait
+        assert record.claimed is not None
+        self.waited.forget(record.claimed - record.ready_since)
         record.attempt -= 1
         record.state = JobState.READY
         if self.claimers:  # so nothing else is ready: this is the one to hand over
@@ -469,6 +498,14 @@ class JobsContainer(Container):
             result_waiters=sum(len(r.result_waiters or ()) for r in self.jobs.values()),
         )
 
+    def metrics(self) -> ContainerMetrics:
+        ready = [r.ready_since for _, r in self.ready.items()]
+        return ContainerMetrics(
+            kind=self.kind, added=self.added, taken=self.taken, finished=self.finished,
+            failed=self.failed, expired=self.expired, stalled=self.stalled,
+            waited=self.waited.distribution(), ran=self.ran.distribution(),
+            oldest_ready=min(ready) if ready else None)
+
     # -- timers, sessions and the generic surface -------------------------------------
 
     def fire(self, payload: Any) -> None:
@@ -522,8 +559,8 @@ class JobsContainer(Container):
     def count(self) -> int:
         return sum(1 for r in self.jobs.values() if r.state not in TERMINAL_STATES)
 
-    def snapshot(self, start: int) -> list[tuple[str, Record]]:
-        return [("put", Record(id, self.jobs[id].item)) for id in self.ids()[start:]]
+    def snapshot(self, start: int, end: int | None = None) -> list[tuple[str, Record]]:
+        return [("put", Record(id, self.jobs[id].item)) for id in self.ids()[start:end]]
 
     def check_timer(self, payload: Any) -> None:
         if isinstance(payload, Waiter):

@@ -58,6 +58,7 @@ from ._errors import InvalidArgument, NotFound, WrongKind
 from ._feeds import FeedContainer, SortedFeedContainer
 from ._jobs import JobsContainer
 from ._model import (
+    ContainerMetrics,
     ContainerStatistics,
     Effect,
     Event,
@@ -68,7 +69,9 @@ from ._model import (
     Notified,
     Popped,
     Record,
+    SessionInfo,
     Unsubscribed,
+    WaiterInfo,
     Waiting,
 )
 from ._queues import QueueContainer
@@ -238,6 +241,41 @@ class Kernel:
         """A snapshot of container ``name``: records, waiters and subscribers; for a job
         queue, a JobStatistics with the jobs in each state too. Raises NotFound."""
         return self._get(name, "statistics").statistics()
+
+    def metrics(self, name: str) -> ContainerMetrics:
+        """What container ``name`` has seen since it was made: records in and out and,
+        for a job queue, how claims ended and how long jobs waited and ran (for
+        monitoring; see ContainerMetrics). Raises NotFound."""
+        return self._get(name, "metrics").metrics()
+
+    def peek(self, name: str, start: int = 0, end: int | None = None) -> list[Record]:
+        """Container ``name``'s records at positions ``[start:end]`` (slice rules), of
+        any kind, in the order a subscription's snapshot sends them: a list's or map's
+        records, a feed's items by id, a queue's items (key: the priority) in the
+        order they will be taken, a job queue's jobs that have not ended (key: the id).
+        For inspection; it changes nothing. Raises NotFound."""
+        container = self._get(name, "peek")
+        check_int("peek", name, "start", start)
+        if end is not None:
+            check_int("peek", name, "end", end)
+        return [record for _, record in container.snapshot(start, end)]
+
+    def waiters(self, name: str) -> list[WaiterInfo]:
+        """The calls parked on container ``name``, each waiter queue in the order it is
+        served (claimers before a job queue's result readers; a map's keys in the
+        order they were first waited for). Raises NotFound."""
+        container = self._get(name, "waiters")
+        return [waiter.info() for queue in container.waiter_queues()
+                for waiter in queue.values()]
+
+    def session_info(self, session: int) -> SessionInfo:
+        """What session ``session`` holds: parked calls, subscriptions and claims.
+        Raises NotFound if it is not open."""
+        owner = self._core.session(session)
+        return SessionInfo(
+            id=session, waiters=tuple(w.info() for w in owner.waiters.values()),
+            subscriptions=tuple((s.id, s.container) for s in owner.subscriptions.values()),
+            claims=tuple(owner.leases))
 
     def _get(self, name: str, op: str) -> AnyContainer:
         try:

@@ -9,14 +9,17 @@ cost 260 ns where keyword-only slotted ones cost 730 ns: a third of a hand-off.
 from __future__ import annotations
 
 import enum
+from bisect import bisect_left
 from typing import Any
 
 import attrs
 
 __all__ = [
     "Cancelled",
+    "ContainerMetrics",
     "ContainerStatistics",
     "Delivered",
+    "Distribution",
     "Effect",
     "Event",
     "Job",
@@ -28,7 +31,10 @@ __all__ = [
     "Notified",
     "Popped",
     "Record",
+    "SessionInfo",
+    "Tally",
     "Unsubscribed",
+    "WaiterInfo",
     "Waiting",
 ]
 
@@ -116,6 +122,104 @@ class JobStatistics(ContainerStatistics):
     finished: int
     retracted: int
     result_waiters: int
+
+
+# Upper bounds (seconds) of the buckets a Tally counts in: a millisecond to an hour.
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+           30.0, 60.0, 300.0, 900.0, 3600.0)
+
+
+@attrs.frozen(kw_only=True)
+class Distribution:
+    """How many durations fell in each bucket: ``counts[i]`` those at most
+    ``bounds[i]`` and above the bound before; the last count, those above every bound.
+    ``total`` is their sum in seconds, ``count`` how many."""
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]
+    total: float
+    count: int
+
+
+class Tally:
+    """A running histogram of durations (the kernel's: fixed buckets, O(log n) each)."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(BUCKETS, seconds)] += 1
+        self.total += seconds
+
+    def forget(self, seconds: float) -> None:
+        """Undo ``observe(seconds)``."""
+        self.counts[bisect_left(BUCKETS, seconds)] -= 1
+        self.total -= seconds
+
+    def __getstate__(self) -> tuple[list[int], float]:
+        return self.counts, self.total
+
+    def __setstate__(self, state: tuple[list[int], float]) -> None:
+        self.counts, self.total = state
+
+    def distribution(self) -> Distribution:
+        return Distribution(bounds=BUCKETS, counts=tuple(self.counts), total=self.total,
+                            count=sum(self.counts))
+
+
+@attrs.frozen(kw_only=True)
+class ContainerMetrics:
+    """What a container has seen since it was made, for monitoring: ``added`` records
+    or items came in (pushed, inserted, set at a new key, published under a new id,
+    put), ``taken`` went out (popped, got, deleted, retracted, trimmed, cleared), so
+    that ``added - taken`` is the count; a give-back undoes its delivery's count.
+
+    For a job queue, ``added`` counts the jobs put and ``taken`` the claims; then the
+    claims that ended each way (``failed``: cancelled, or released by a closing
+    session; ``expired``: the lease ran out; ``stalled``: the job was dead-lettered,
+    by a stall or a failure with no attempts left), how long jobs waited ready before
+    a claim (``waited``) and how long claims ran until they ended (``ran``), and when
+    the oldest ready job became ready (``oldest_ready``, on the kernel's clock)."""
+
+    kind: Kind
+    added: int
+    taken: int
+    finished: int = 0
+    failed: int = 0
+    expired: int = 0
+    stalled: int = 0
+    waited: Distribution | None = None
+    ran: Distribution | None = None
+    oldest_ready: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class WaiterInfo:
+    """One parked call, for inspection: session ``session`` waits in ``op`` on
+    ``container`` (for ``key``: a map's key, a job's id for ``result``) since
+    ``since`` until ``deadline`` (None: no timeout), on the kernel's clock."""
+
+    id: int
+    session: int
+    op: str
+    container: str
+    key: Any
+    since: float
+    deadline: float | None
+
+
+@attrs.frozen(kw_only=True)
+class SessionInfo:
+    """What one session holds: its parked calls, its subscriptions as ``(id,
+    container)`` and its claims as ``(job queue, job id)``."""
+
+    id: int
+    waiters: tuple[WaiterInfo, ...]
+    subscriptions: tuple[tuple[int, str], ...]
+    claims: tuple[tuple[str, str], ...]
 
 
 @attrs.frozen(slots=False)

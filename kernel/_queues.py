@@ -53,12 +53,14 @@ class QueueContainer(Container):
         return self.max_length is not None and len(self.entries) >= self.max_length
 
     def _add(self, item: Any, priority: int) -> None:
+        self.added += 1
         if self.subscribers:
             self.core.notify(self, "put", priority, item)
         self.arrivals += 1
         if self.getters:  # so the queue is empty: hand the item straight over
             if self.subscribers:
                 self.core.notify(self, "get", priority, item)
+            self.taken += 1
             self.core.serve(self.getters.popleft(), Event(
                 self.name, "get", priority, item, (priority, self.arrivals)))
             return
@@ -86,6 +88,7 @@ class QueueContainer(Container):
         self.core.session(session)
         if self.entries:
             (negative, seq), item = self.entries.pop_first()
+            self.taken += 1
             if self.subscribers:
                 self.core.notify(self, "get", -negative, item)
             if self.putters and not self._full():  # a slot opened: the oldest putter's
@@ -121,6 +124,7 @@ class QueueContainer(Container):
             self.core.serve(self.getters.popleft(),
                             Event(self.name, "get", priority, item, (priority, seq)))
             return
+        self.taken -= 1
         self.entries[(-priority, seq)] = item
 
     def fire(self, payload: Any) -> None:
@@ -141,9 +145,9 @@ class QueueContainer(Container):
     def count(self) -> int:
         return len(self.entries)
 
-    def snapshot(self, start: int) -> list[tuple[str, Record]]:
+    def snapshot(self, start: int, end: int | None = None) -> list[tuple[str, Record]]:
         return [("put", Record(-negative, item))
-                for (negative, _), item in self.entries.items(start, None)]
+                for (negative, _), item in self.entries.items(start, end)]
 
     def check(self) -> None:
         assert not (self.getters and self.entries), f"{self.name}: getters beside items"

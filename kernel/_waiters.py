@@ -7,6 +7,8 @@ from typing import Any
 
 import attrs
 
+from ._model import WaiterInfo
+
 __all__ = ["Waiter", "WaiterQueue"]
 
 
@@ -21,6 +23,12 @@ class Waiter:
     key: Any = None
     payload: Any = None  # what a waiting writer brings (a queue put's item and priority)
     timer: tuple[float, int] | None = None
+    since: float = 0.0  # when it parked, on the kernel's clock
+
+    def info(self) -> WaiterInfo:
+        return WaiterInfo(id=self.id, session=self.session, op=self.op,
+                          container=self.container, key=self.key, since=self.since,
+                          deadline=None if self.timer is None else self.timer[0])
 
 
 class WaiterQueue(OrderedDict[int, Waiter]):

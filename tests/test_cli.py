@@ -57,7 +57,7 @@ def test_serve_logs_one_line_and_stops_on_sigterm(served: tuple[subprocess.Popen
     proc, url = served
     assert 0 == main(["ping", "--url", url])
     assert f"pong from {url}" in capsys.readouterr().out
-    assert 0 == main(["stats", "--url", url])
+    assert 0 == main(["stats", "--url", url, "--json"])
     assert '"version": "0.1"' in capsys.readouterr().out
     proc.send_signal(signal.SIGTERM)
     assert 0 == proc.wait(10)

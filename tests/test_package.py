@@ -14,8 +14,8 @@ import corral.kernel
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 # What corral.kernel may import: pure standard-library modules and its two dependencies.
-KERNEL_IMPORTS = {"__future__", "attrs", "collections", "enum", "itertools", "math", "queue",
-                  "sortedcontainers", "typing"}
+KERNEL_IMPORTS = {"__future__", "attrs", "bisect", "collections", "enum", "itertools",
+                  "math", "queue", "sortedcontainers", "typing"}
 
 
 def test_installed_under_the_corral_namespace(tmp_path: pathlib.Path) -> None:
@@ -35,8 +35,8 @@ def test_installed_under_the_corral_namespace(tmp_path: pathlib.Path) -> None:
 def test_kernel_public_surface() -> None:
     """corral.kernel exports exactly what the docs list."""
     assert {
-        "AlreadyExists", "Cancelled", "Closed", "ContainerStatistics", "CorralError",
-        "GIVEN_BACK",
+        "AlreadyExists", "Cancelled", "Closed", "ContainerMetrics", "ContainerStatistics",
+        "CorralError", "GIVEN_BACK", "Distribution", "SessionInfo", "WaiterInfo",
         "Delivered", "Effect", "Empty", "Event", "InvalidArgument", "Job", "JobState",
         "JobFailed", "JobInfo", "JobStatistics", "Kernel", "Kind",
         "LeaseLost", "LimitExceeded", "NotFound", "Notified", "Popped", "Record",

@@ -25,14 +25,16 @@ class Urls:
     tcp: str  # corral://127.0.0.1:PORT
     zmq: str  # zmq+tcp://127.0.0.1:PORT, or "" when not served
     port: int  # the TCP port
+    http: str = ""  # the status page's http://127.0.0.1:PORT, or "" when not served
 
 
 @contextmanager
 def background_server(*, zmq: bool = True, zmq_options: dict[str, Any] | None = None,
-                      **server: Any) -> Iterator[Urls]:
-    """Serve one kernel on 127.0.0.1, on ports the system picks: TCP, and ZeroMQ too
-    unless ``zmq`` is false. The server runs on a thread with its own trio loop and
-    stops when the block exits. ``zmq_options`` go to ``serve_zmq``, the rest to
+                      http: dict[str, Any] | None = None, **server: Any) -> Iterator[Urls]:
+    """Serve one kernel on 127.0.0.1, on ports the system picks: TCP, ZeroMQ too
+    unless ``zmq`` is false, and with ``http`` (``serve_http``'s options, such as
+    ``{}``) the status page (``corral[web]``). The server runs on a thread with its
+    own trio loop and stops when the block exits. ``zmq_options`` go to ``serve_zmq``, the rest to
     ``Server`` (``token``, ``limits``, ``kernel``)."""
     started = threading.Event()
     box: dict[str, Any] = {}
@@ -50,8 +52,14 @@ def background_server(*, zmq: bool = True, zmq_options: dict[str, Any] | None = 
 
                         endpoint = await nursery.start(partial(
                             serve_zmq, shared, "tcp://127.0.0.1:0", **(zmq_options or {})))
+                    page = ""
+                    if http is not None:
+                        from corral.adapters.web import serve_http
+
+                        page = await nursery.start(partial(serve_http, shared,
+                                                           "127.0.0.1", 0, **http))
                     box["urls"] = Urls(f"corral://127.0.0.1:{port}",
-                                       f"zmq+{endpoint}" if endpoint else "", port)
+                                       f"zmq+{endpoint}" if endpoint else "", port, page)
                     box["stop"] = nursery.cancel_scope.cancel
                     box["token"] = trio.lowlevel.current_trio_token()
                     started.set()

@@ -247,6 +247,8 @@ KERNEL_ONLY: dict[str, bool] = {
     "open_session": True, "close_session": True, "advance": True,
     "sessions": False, "options": False, "next_deadline": False,
     "take_effects": False,
+    # for inspection (the status page): no command of their own
+    "metrics": False, "peek": False, "waiters": False, "session_info": False,
 }
 
 
