@@ -1,10 +1,12 @@
 """Producer/consumer hand-off: corral's facades against the peers a user would pick.
 
-Threads: one producer thread pushes N items, one consumer thread takes them;
-``ListHandle.push_back`` / ``wait_pop_next`` against ``queue.Queue.put`` / ``get``.
+Threads: one producer thread hands N items to one consumer thread, against
+``queue.Queue``: a list (``push_back`` / ``wait_pop_next``) and a queue (``put`` /
+``get``) against its ``put`` / ``get``; a job queue (``put``, then ``claim`` and
+``finish`` by the worker thread) against its ``put`` / ``get`` / ``task_done``.
 
-trio: one producer task, one consumer task; ``await push_back`` / ``await wait_pop_next``
-against an unbounded trio memory channel's ``send`` / ``receive``.
+trio: one producer task, one consumer task, the same three kinds against an unbounded
+trio memory channel's ``send`` / ``receive``.
 
 Each pair runs interleaved for several rounds (the machine is shared and noisy); the best
 round of each counts. Prints items/s and the ratio corral / peer (> 1 means corral is
@@ -76,6 +78,35 @@ def threads_corral(n: int) -> float:
         return thread_handoff(lst.push_back, lst.wait_pop_next, n)
 
 
+def threads_queue_tasks(n: int) -> float:
+    q: queue.Queue[Any] = queue.Queue()
+
+    def get() -> Any:
+        item = q.get()
+        q.task_done()
+        return item
+
+    return thread_handoff(q.put, get, n)
+
+
+def threads_corral_queue(n: int) -> float:
+    with corral_threads.Corral() as corral:
+        q = corral.queue("handoff")
+        return thread_handoff(q.put, q.get, n)
+
+
+def threads_corral_jobs(n: int) -> float:
+    with corral_threads.Corral() as corral:
+        jobs = corral.jobs("handoff", result_ttl=0)
+
+        def take() -> Any:
+            job = jobs.claim()
+            job.finish()
+            return job.item
+
+        return thread_handoff(jobs.put, take, n)
+
+
 def trio_channel(n: int) -> float:
     async def main() -> float:
         send, receive = trio.open_memory_channel[Any](math.inf)
@@ -93,6 +124,30 @@ def trio_corral(n: int) -> float:
     return trio.run(main)
 
 
+def trio_corral_queue(n: int) -> float:
+    async def main() -> float:
+        async with corral_trio.open_corral() as corral:
+            q = await corral.queue("handoff")
+            return await task_handoff(q.put, q.get, n)
+
+    return trio.run(main)
+
+
+def trio_corral_jobs(n: int) -> float:
+    async def main() -> float:
+        async with corral_trio.open_corral() as corral:
+            jobs = await corral.jobs("handoff", result_ttl=0)
+
+            async def take() -> Any:
+                job = await jobs.claim()
+                await job.finish()
+                return job.item
+
+            return await task_handoff(jobs.put, take, n)
+
+    return trio.run(main)
+
+
 def compare(title: str, ours: Callable[[int], float], peer: Callable[[int], float],
             peer_name: str, n: int, rounds: int) -> float:
     ours_rate = peer_rate = 0.0
@@ -100,7 +155,7 @@ def compare(title: str, ours: Callable[[int], float], peer: Callable[[int], floa
         peer_rate = max(peer_rate, n / peer(n))
         ours_rate = max(ours_rate, n / ours(n))
     ratio = ours_rate / peer_rate
-    print(f"{title:<8} corral {ours_rate:>11,.0f} items/s   {peer_name:<20}"
+    print(f"{title:<14} corral {ours_rate:>10,.0f} items/s   {peer_name:<22}"
           f"{peer_rate:>11,.0f} items/s   ratio {ratio:.2f}x")
     return ratio
 
@@ -111,9 +166,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     print(f"hand-off of {args.items:,} items, best of {args.rounds} interleaved rounds")
-    compare("threads", threads_corral, threads_queue, "queue.Queue", args.items, args.rounds)
-    compare("trio", trio_corral, trio_channel, "trio memory channel", args.items,
-            args.rounds)
+    n, rounds = args.items, args.rounds
+    compare("threads list", threads_corral, threads_queue, "queue.Queue", n, rounds)
+    compare("threads queue", threads_corral_queue, threads_queue, "queue.Queue", n, rounds)
+    compare("threads jobs", threads_corral_jobs, threads_queue_tasks,
+            "queue.Queue+task_done", n, rounds)
+    compare("trio list", trio_corral, trio_channel, "trio memory channel", n, rounds)
+    compare("trio queue", trio_corral_queue, trio_channel, "trio memory channel", n, rounds)
+    compare("trio jobs", trio_corral_jobs, trio_channel, "trio memory channel", n, rounds)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ from ._model import (
     Tally,
     Waiting,
 )
-from ._sorted import SortedIndex
+from ._sorted import PriorityFifo
 from ._waiters import Waiter, WaiterQueue
 
 __all__ = ["JobRecord", "JobsContainer", "check_seconds", "claimed_token"]
@@ -126,7 +126,7 @@ class JobsContainer(Container):
     """
 
     jobs: dict[str, JobRecord] = attrs.Factory(dict)
-    ready: SortedIndex[tuple[int, int], JobRecord] = attrs.Factory(SortedIndex)
+    ready: PriorityFifo[JobRecord] = attrs.Factory(PriorityFifo)
     claimers: WaiterQueue = attrs.Factory(WaiterQueue)
     lease: float = DEFAULT_LEASE
     max_attempts: int = DEFAULT_MAX_ATTEMPTS

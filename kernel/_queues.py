@@ -19,7 +19,7 @@ from ._core import check_timeout
 from ._errors import Empty, InvalidArgument, LimitExceeded
 from ._feeds import check_max_length
 from ._model import Event, Kind, Popped, Record, Waiting
-from ._sorted import SortedIndex
+from ._sorted import PriorityFifo
 from ._waiters import Waiter, WaiterQueue
 
 __all__ = ["QueueContainer"]
@@ -36,7 +36,7 @@ class QueueContainer(Container):
     admit no putter until it is below max_length again.
     """
 
-    entries: SortedIndex[tuple[int, int], Any] = attrs.Factory(SortedIndex)
+    entries: PriorityFifo[Any] = attrs.Factory(PriorityFifo)
     max_length: int | None = None
     arrivals: int = 0
     getters: WaiterQueue = attrs.Factory(WaiterQueue)

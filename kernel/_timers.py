@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from heapq import heapify, heappop, heappush
 from typing import Generic, TypeVar
-
-from ._sorted import SortedIndex
 
 __all__ = ["TimerKey", "Timers"]
 
@@ -14,38 +13,56 @@ TimerKey = tuple[float, int]
 
 
 class Timers(Generic[T]):
-    """Deadlines with payloads; O(log n) arm, cancel and fire.
+    """Deadlines with payloads; O(log n) arm and fire, O(1) cancel.
 
     Ties on the deadline are broken by a sequence number counted here, so timers fire in
     the order they were armed and never in an order that depends on object identity.
+
+    A binary heap of keys beside the armed payloads by sequence number: cancelling
+    forgets the payload and leaves its key in the heap, skipped when it comes to the
+    top (and swept out when the dead keys outnumber the armed ones). A job's lease is
+    armed and cancelled on every claim, so cancel is the common case.
     """
 
-    __slots__ = ("_index", "_seq", "first")
+    __slots__ = ("_heap", "_armed", "_seq", "first")
 
     def __init__(self) -> None:
-        self._index: SortedIndex[TimerKey, T] = SortedIndex()
+        self._heap: list[TimerKey] = []  # its top is always armed
+        self._armed: dict[int, T] = {}  # by seq
         self._seq = 0
         #: The earliest armed deadline, or None: kept as timers come and go, because
         #: adapters ask for it after every command.
         self.first: float | None = None
 
     def __len__(self) -> int:
-        return len(self._index)
+        return len(self._armed)
 
     def add(self, deadline: float, payload: T) -> TimerKey:
         """Arm a timer; returns the key that cancels it."""
         self._seq += 1
         key = (deadline, self._seq)
-        self._index[key] = payload
+        heappush(self._heap, key)
+        self._armed[self._seq] = payload
         if self.first is None or deadline < self.first:
             self.first = deadline
         return key
 
     def cancel(self, key: TimerKey) -> None:
         """Disarm the timer ``key`` (which must be armed)."""
-        self._index.pop(key)
-        if key[0] == self.first:
-            self._find_first()
+        del self._armed[key[1]]
+        heap = self._heap
+        if heap[0] == key:
+            self._settle()
+        elif len(heap) > 2 * len(self._armed) + 64:  # mostly dead: sweep
+            self._heap = [k for k in heap if k[1] in self._armed]
+            heapify(self._heap)
+
+    def _settle(self) -> None:
+        """Drop dead keys from the top; keep ``first``."""
+        heap, armed = self._heap, self._armed
+        while heap and heap[0][1] not in armed:
+            heappop(heap)
+        self.first = heap[0][0] if heap else None
 
     def next_deadline(self) -> float | None:
         """The earliest armed deadline, or None when nothing is armed."""
@@ -54,14 +71,12 @@ class Timers(Generic[T]):
     def pop_due(self, now: float) -> T | None:
         """Disarm and return the first payload whose deadline is <= now, if any."""
         if self.first is not None and self.first <= now:
-            payload = self._index.pop_first()[1]
-            self._find_first()
+            payload = self._armed.pop(heappop(self._heap)[1])
+            self._settle()
             return payload
         return None
 
-    def _find_first(self) -> None:
-        self.first = self._index.first()[0][0] if self._index else None
-
     def items(self) -> list[tuple[TimerKey, T]]:
         """Every armed timer in firing order (for invariant checks)."""
-        return self._index.items()
+        return sorted((key, self._armed[key[1]]) for key in self._heap
+                      if key[1] in self._armed)

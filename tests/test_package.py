@@ -14,7 +14,7 @@ import corral.kernel
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 # What corral.kernel may import: pure standard-library modules and its two dependencies.
-KERNEL_IMPORTS = {"__future__", "attrs", "bisect", "collections", "enum", "itertools",
+KERNEL_IMPORTS = {"__future__", "attrs", "bisect", "collections", "enum", "heapq", "itertools",
                   "math", "queue", "sortedcontainers", "typing"}
 
 
