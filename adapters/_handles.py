@@ -11,12 +11,21 @@ The trio facade's handles (``_trio_handles.py``) are generated from this module 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from corral import kernel
-from corral.kernel import ContainerStatistics, Event, JobInfo, JobState, JobStatistics, Record
+from corral.kernel import (
+    ContainerStatistics,
+    Empty,
+    Event,
+    JobInfo,
+    JobState,
+    JobStatistics,
+    Record,
+)
 
 from ._facade import wait_value
 
@@ -301,6 +310,15 @@ class Job(kernel.Job):
         """Extend the claim by ``lease`` seconds from now. Raises LeaseLost if stale."""
         self._jobs.touch(self, lease)
 
+    def finish_and_claim(self, result: Any = None, timeout: float | None = None,
+                         lease: float | None = None, result_ttl: float | None = None
+                         ) -> Job | None:
+        """Finish with ``result`` and claim the next job, in one command: a worker's
+        loop without a second round trip. Returns the next job, or None if none came
+        within ``timeout`` seconds (None: wait as long as it takes); the finish stands
+        either way. Raises LeaseLost (nothing done) if this claim is stale."""
+        return self._jobs.finish_and_claim(self, result, timeout, lease, result_ttl)
+
 
 class JobsHandle(_Handle):
     """A job queue: jobs claimed under a lease until finished, exactly once."""
@@ -322,6 +340,40 @@ class JobsHandle(_Handle):
         Cancelling the call (trio) withdraws the claim."""
         got = self._corral._wait(self._kernel.claim, self.name, timeout=timeout,
                                  lease=lease)
+        return self._bind(got.value if type(got) is Event else got)
+
+    def put_many(self, items: Iterable[Any], priority: int = 0, delay: float = 0.0
+                 ) -> list[str]:
+        """Add a job for each of ``items``, in order, in one command; returns their ids.
+        All or none."""
+        result: list[str] = self._corral._run(self._kernel.put_many, self.name,
+                                              list(items), priority=priority, delay=delay,
+                                              now=self._corral._clock())
+        return result
+
+    def claim_many(self, n: int, timeout: float | None = None, lease: float | None = None
+                   ) -> list[Job]:
+        """Claim up to ``n`` ready jobs in one command, each under its own lease; with
+        none ready, wait up to ``timeout`` seconds (None: forever) for one. Raises
+        Empty. Jobs claimed ahead wait in the claimer's hands, not for idle workers,
+        and come back if their leases run out first."""
+        got = self._corral._wait(self._kernel.claim_many, self.name, n, timeout=timeout,
+                                 lease=lease)
+        if type(got) is Event:  # it parked, and one job served it
+            got = got.value
+        return [self._bind(job) for job in (got if isinstance(got, list) else [got])]
+
+    def finish_and_claim(self, job: kernel.Job, result: Any = None,
+                         timeout: float | None = None, lease: float | None = None,
+                         result_ttl: float | None = None) -> Job | None:
+        """Finish a claimed job and claim the next (see ``Job.finish_and_claim``)."""
+        try:
+            got = self._corral._wait(self._kernel.finish_claim, self.name, job, result,
+                                     timeout=timeout, lease=lease, result_ttl=result_ttl)
+        except Empty:
+            if timeout == 0:  # no job was ready, so nothing was done: finish alone
+                self.finish(job, result, result_ttl)
+            return None
         return self._bind(got.value if type(got) is Event else got)
 
     def finish(self, job: kernel.Job, result: Any = None, result_ttl: float | None = None

@@ -81,8 +81,13 @@ _SLICE = 1.0  # the longest a parked thread blocks in one BLMOVE
 _GRACE = 1.0  # after its deadline, how long a wait leaves its timeout to Redis
 _HEARTBEAT = 5.0  # seconds between a process's heartbeats; three missed end a session
 _EVENTS = {"wait_pop_next": "wnp_next", "wait_pop_key": "wnp_key", "queue_get": "get",
-           "queue_put": "put", "claim": "claimed", "result": "finished"}
-_OPTIONS = {"queue_put": {"priority"}, "claim": {"lease"}}  # what each wait takes beside
+           "queue_put": "put", "claim": "claimed", "claim_many": "claimed",
+           "finish_claim": "claimed", "result": "finished"}
+_OPTIONS = {"queue_put": {"priority"}, "claim": {"lease"}, "claim_many": {"lease"},
+            "finish_claim": {"lease", "result_ttl"}}  # what each wait takes beside
+# The waits that claim: their leases are held by the facade's long-lived session, and a
+# parked one is served with one job, as a parked claim is (what times it out is a claim).
+_CLAIMS = frozenset({"claim", "claim_many", "finish_claim"})
 _ERRORS: dict[str, type[CorralError]] = {cls.__name__: cls for cls in (
     AlreadyExists, Closed, Empty, InvalidArgument, JobFailed, LeaseLost, LimitExceeded,
     NotFound, WrongKind)}
@@ -207,7 +212,7 @@ class RedisCorral(threads.Facade):
         op = getattr(command, "__name__", "")
         if op not in _EVENTS or set(kwargs) - _OPTIONS.get(op, set()):
             raise InvalidArgument(f"{op or command!r} is not on Redis yet")
-        if op == "claim":
+        if op in _CLAIMS:
             kwargs["owner"] = self._owner(args[0])
         if self._closed:
             raise Closed("this corral is closed")
@@ -512,9 +517,10 @@ class RedisCorral(threads.Facade):
             if not parked.done and parked.ended is None:
                 parked.waits.kernel.advance(0.0)  # clock="server": now is Redis's
         if by > _GRACE:
+            op = "claim" if parked.op in _CLAIMS else parked.op
             error = (LimitExceeded(f"put on {parked.args[0]!r} timed out: the queue stayed "
-                                   "full") if parked.op == "queue_put" else
-                     Empty(f"{parked.op} on {parked.args[0]!r} timed out"))
+                                   "full") if op == "queue_put" else
+                     Empty(f"{op} on {parked.args[0]!r} timed out"))
             self._withdraw(parked, error)
 
     def _outcome(self, parked: _Parked, message: str) -> Event | BaseException:

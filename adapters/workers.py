@@ -111,7 +111,13 @@ class Stall(Exception):
 class Worker:
     """Claims jobs from the job queue ``jobs`` and finishes each with ``target(item)``.
 
-    ``concurrency`` threads claim and run jobs side by side. ``lease`` is the claim's
+    ``concurrency`` threads claim and run jobs side by side. Each finishes a job and
+    claims the next in one command (``finish_and_claim``), and with ``prefetch`` above
+    1 claims up to that many ready jobs at once (``claim_many``), running them in
+    order: fewer round trips per job, at a cost in fairness, since prefetched jobs
+    wait in this worker's hands while another worker may be idle (and come back only
+    by their leases if this one dies). The default, 1, keeps every waiting job
+    available to every worker. ``lease`` is the claim's
     length; while a job runs its lease is touched every third of it, so a job may run
     longer than its lease, and a worker that dies loses its claims at the latest one
     lease later. ``target``'s exceptions cancel the job with the error as the reason
@@ -129,17 +135,20 @@ class Worker:
 
     def __init__(self, jobs: str, target: Callable[[Any], Any], *,
                  corral: Facade | str = DEFAULT_URL, token: str | None = None,
-                 lease: float = 30.0, concurrency: int = 1,
+                 lease: float = 30.0, concurrency: int = 1, prefetch: int = 1,
                  max_attempts: int | None = None, name: str | None = None,
                  reconnect: Reconnect | None = DEFAULT_RECONNECT) -> None:
         if concurrency < 1:
             raise InvalidArgument(f"concurrency must be at least 1, not {concurrency}")
+        if prefetch < 1:
+            raise InvalidArgument(f"prefetch must be at least 1, not {prefetch}")
         if not lease > 0:
             raise InvalidArgument(f"lease must be positive, not {lease}")
         self.jobs_name = jobs
         self.target = target
         self.lease = lease
         self.concurrency = concurrency
+        self.prefetch = prefetch
         self.name = name or f"worker-{os.getpid()}"
         self.finished = 0  # jobs finished
         self.failed = 0  # jobs given back after an exception
@@ -211,9 +220,11 @@ class Worker:
     def _claim_loop(self) -> None:
         handle = self._handle
         assert handle is not None
+        following: Job | None = None  # claimed by the last finish
         while not self._stopping.is_set():
             try:
-                job = handle.claim(timeout=None, lease=self.lease)
+                jobs = [following] if following is not None else handle.claim_many(
+                    self.prefetch, timeout=None, lease=self.lease)
             except Empty:
                 continue  # interrupted by stop()
             except Closed as error:
@@ -222,7 +233,20 @@ class Worker:
                 self.lost = str(error)
                 self._stopping.set()  # the others stop too; run() raises
                 return
-            self._run(job)
+            self._hold(jobs)
+            for job in jobs[:-1]:  # prefetched: run in order, every one (stop() waits)
+                self._run(job, claim_next=False)
+            following = self._run(jobs[-1], claim_next=not self._stopping.is_set())
+        if following is not None:  # claimed as stop() came: it is in hand, so it runs
+            self._hold([following])
+            self._run(following, claim_next=False)
+
+    def _hold(self, jobs: list[Job]) -> None:
+        """Jobs in this worker's hands, their leases touched until they end."""
+        with self._lock:
+            for job in jobs:
+                self._in_hand[job.id] = (time.monotonic() + self.lease / 3, job)
+            self._toucher.notify()
 
     def _back(self, error: Closed) -> bool:
         """After a lost connection: wait until the client is connected again (it
@@ -237,11 +261,11 @@ class Worker:
                 return False
         return False
 
-    def _run(self, job: Job) -> None:
-        with self._lock:
-            self._in_hand[job.id] = (time.monotonic() + self.lease / 3, job)
-            self._toucher.notify()
+    def _run(self, job: Job, *, claim_next: bool) -> Job | None:
+        """Run ``job`` and end it; after a success with ``claim_next``, claim the next
+        job in the same command and return it."""
         failure = None
+        end: Callable[[], Job | None]
         try:
             result = self.target(job.item)
         except Stall as error:
@@ -250,24 +274,26 @@ class Worker:
             failure = f"failed on attempt {job.attempt}: {_summary(error)}"
             end = partial(job.cancel, reason=_reason(error))  # retried after a backoff
         else:
-            end = partial(job.finish, result)
+            end = (partial(job.finish_and_claim, result, timeout=None, lease=self.lease)
+                   if claim_next else partial(job.finish, result))
         finally:
             with self._lock:
                 self._in_hand.pop(job.id, None)
         if failure is not None:
             log.warning("%s: job %s %s", self.name, job.id, failure)
         try:
-            end()
+            following = end()
         except Closed:
-            return  # the connection went: the server releases the claim
+            return None  # the connection went: the server releases the claim
         except CorralError as error:  # taken back (LeaseLost) or withdrawn meanwhile
             log.warning("%s: job %s could not be ended: %s", self.name, job.id, error)
-            return
+            return None
         with self._lock:
             if failure is None:
                 self.finished += 1
             else:
                 self.failed += 1
+        return following
 
     def _touch_loop(self) -> None:
         """Touch the leases of jobs that run long, each every third of a lease."""

@@ -364,6 +364,52 @@ class JobsContainer(Container):
         return self.core.park(self.claimers, session, "claim", self.name, None, timeout,
                               now, payload=lease)
 
+    def put_many(self, items: Any, priority: Any, delay: Any, now: float) -> list[str]:
+        """Put each of ``items`` as ``put`` would, all or none (every argument is
+        checked before the first goes in)."""
+        if not isinstance(items, (list, tuple)):
+            raise InvalidArgument(f"put_many on {self.name!r}: items must be a list, not "
+                                  f"{type(items).__name__}")
+        check_int("put_many", self.name, "priority", priority)
+        check_seconds(f"put_many on {self.name!r}", "delay", delay, positive=False)
+        return [self.put(item, priority, delay, None, now) for item in items]
+
+    def claim_many(self, session: int, n: Any, timeout: float | None, lease: float | None,
+                   now: float) -> list[Job] | Waiting:
+        """Up to ``n`` ready jobs at once, each under its own lease; with none ready,
+        park as ``claim`` does (served with one)."""
+        if check_int("claim_many", self.name, "n", n) < 1:
+            raise InvalidArgument(f"claim_many on {self.name!r}: n must be >= 1, not {n}")
+        first = self.claim(session, timeout, lease, now)
+        if type(first) is not Job:
+            return first  # type: ignore[return-value]
+        claimed = [first]
+        lease = self.lease if lease is None else lease
+        while self.ready and len(claimed) < n:
+            _, record = self.ready.pop_first()
+            claimed.append(self._grant(record, session, lease, self.core.now))
+        return claimed
+
+    def finish_claim(self, session: int, job: Any, result: Any, result_ttl: Any,
+                     timeout: float | None, lease: float | None, now: float
+                     ) -> Job | Waiting:
+        """Finish ``job`` and claim the next one, as ``finish`` then ``claim``. With
+        ``timeout`` 0 and no job ready it raises Empty having done nothing (not even
+        the finish), so that a call that raises has changed nothing."""
+        self._leased("finish", job)
+        check_timeout("finish_claim", self.name, timeout)
+        if result_ttl is not None:
+            check_seconds(f"finish on {self.name!r}", "result_ttl", result_ttl,
+                          positive=False)
+        if lease is not None:
+            check_seconds(f"claim on {self.name!r}", "lease", lease, positive=True)
+        self.core.session(session)
+        if timeout == 0 and not self.ready:
+            raise Empty(f"finish_claim on {self.name!r}: no job is ready (the job is "
+                        "not finished)")
+        self.finish(job, result, result_ttl, now)
+        return self.claim(session, timeout, lease, now)
+
     def finish(self, job: Any, result: Any, result_ttl: Any, now: float) -> None:
         record = self._leased("finish", job)
         ttl = self.result_ttl if result_ttl is None else check_seconds(

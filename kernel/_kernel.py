@@ -530,6 +530,33 @@ class Kernel:
         """
         return self._of(JobsContainer, name, "claim").claim(session, timeout, lease, now)
 
+    def put_many(self, name: str, items: Sequence[Any], *, priority: int = 0,
+                 delay: float = 0.0, now: float = 0.0) -> list[str]:
+        """Add a job for each of ``items`` (a list), in order, with fresh ids; returns
+        the ids. All or none: every argument is checked before the first goes in."""
+        return self._of(JobsContainer, name, "put_many").put_many(items, priority, delay,
+                                                                  now)
+
+    def claim_many(self, session: int, name: str, n: int = 1, *,
+                   timeout: float | None = None,
+                   lease: float | None = None, now: float = 0.0) -> list[Job] | Waiting:
+        """Claim up to ``n`` ready jobs for ``session`` at once, each under its own lease
+        (a list of ``Job`` tokens, in the order ``claim`` would hand them out); with
+        none ready, park as :meth:`claim` does, to be served with one."""
+        return self._of(JobsContainer, name, "claim_many").claim_many(session, n, timeout,
+                                                                      lease, now)
+
+    def finish_claim(self, session: int, name: str, job: Job, result: Any = None, *,
+                     result_ttl: float | None = None, timeout: float | None = None,
+                     lease: float | None = None, now: float = 0.0) -> Job | Waiting:
+        """Finish ``job`` with ``result`` and claim the next job for ``session``: a
+        worker's loop in one command. Returns the next ``Job`` or ``Waiting`` (the
+        finish stands). Raises LeaseLost (nothing done) if the claim is stale, and
+        Empty (nothing done, not even the finish) if ``timeout`` is 0 and no job is
+        ready."""
+        return self._of(JobsContainer, name, "finish_claim").finish_claim(
+            session, job, result, result_ttl, timeout, lease, now)
+
     def finish(self, name: str, job: Job, result: Any = None, *,
                result_ttl: float | None = None, now: float = 0.0) -> None:
         """Finish a claimed job with ``result``, kept for ``result_ttl`` seconds (the

@@ -200,11 +200,12 @@ def _calls(ids: dict[str, Any]) -> list[tuple[str, tuple[Any, ...], dict[str, An
 
 def _jobs(kernel: Kernel, session: int) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
     """Calls on claims: they need the tokens claims returned."""
-    for item in ("c1", "c2", "c3"):
+    for item in ("c1", "c2", "c3", "c4", "c5"):
         kernel.put("job", item, now=0.0)
-    first, second, third, fourth = (kernel.claim(session, "job", timeout=0, now=0.0)
-                                    for _ in range(4))
-    assert not any(isinstance(t, Waiting) for t in (first, second, third, fourth))
+    first, second, third, fourth, fifth, sixth = (
+        kernel.claim(session, "job", timeout=0, now=0.0) for _ in range(6))
+    assert not any(isinstance(t, Waiting) for t in (first, second, third, fourth, fifth,
+                                                     sixth))
     return [("touch", ("job", first), {"lease": 4.0}),
             ("finish", ("job", first, {"r": 1}), {"result_ttl": 60.0}),
             ("finish", ("job", first), {}), ("cancel", ("job", first), {"reason": "x"}),
@@ -217,7 +218,18 @@ def _jobs(kernel: Kernel, session: int) -> list[tuple[str, tuple[Any, ...], dict
                                       "line 1\nZeroDivisionError: division by zero\n"), {}),
             ("ids", ("job",), {"state": "stalled"}), ("info", ("job", third.id), {}),
             ("result", ("job", fourth.id), {"timeout": 0}), ("retry_all", ("job",), {}),
-            ("retry_all", ("job",), {})]
+            ("retry_all", ("job",), {}),
+            ("finish_claim", ("job", fifth, "done"), {"timeout": 0, "lease": 5.0}),
+            ("finish_claim", ("job", fifth), {"timeout": 0}),
+            ("put_many", ("job", ["m1", {"m": 2}, "m3"]), {"priority": 5}),
+            ("put_many", ("job", "m1"), {}), ("put_many", ("job", []), {"delay": 1.0}),
+            ("claim_many", ("job", 2), {"timeout": 0, "lease": 7.0}),
+            ("claim_many", ("job",), {"n": 50, "timeout": 0}),
+            ("claim_many", ("job", 0), {"timeout": 0}),
+            ("claim_many", ("job",), {"timeout": 0}),
+            ("finish_claim", ("job", sixth, {"r": 2}), {"timeout": 0}),
+            ("put", ("job", "last"), {}),
+            ("finish_claim", ("job", sixth, {"r": 2}), {"timeout": 0})]
 
 
 def _outcome(call: Any, *args: Any, **kwargs: Any) -> Any:

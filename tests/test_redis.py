@@ -109,7 +109,8 @@ class KernelAndRedis(RuleBasedStateMachine):
 
 
     def wait(self, who: int, op: str, name: str, timeout: float | None, *key: Any,
-             **options: Any) -> None:
+             **options: Any) -> tuple[str, Any]:
+        """A wait on both, from session ``who``; the kernel's outcome."""
         outcomes = []
         for target, session in zip((self.kernel, self.redis), self.sessions[who],
                                    strict=True):
@@ -122,12 +123,15 @@ class KernelAndRedis(RuleBasedStateMachine):
         here, there = outcomes
         if here[0] == "ok" and isinstance(here[1], Job):
             self.tokens.append((name, here[1]))
+        if here[0] == "ok" and isinstance(here[1], list):  # claim_many's jobs
+            self.tokens += [(name, job) for job in here[1]]
         if here[0] == "ok" and isinstance(here[1], Waiting):
             assert there[0] == "ok" and isinstance(there[1], Waiting)
             self.waits.append((who, here[1].waiter, there[1].waiter))
             self.reached["parked"] = self.reached.get("parked", 0) + 1
         else:
             assert here == there
+        return here
 
 
     @rule(who=st.integers(0, 2), name=st.sampled_from(EVERY), start=st.none() | INDEXES)
@@ -536,7 +540,8 @@ class Jobs(KernelAndRedis):
     @rule(name=st.sampled_from(JOBS), steps=st.lists(st.tuples(
               st.sampled_from(["put", "put", "claim", "claim", "finish", "finish",
                                "cancel", "stall", "touch", "retry", "retract", "retry_all",
-                               "result", "advance", "give_back"]),
+                               "result", "advance", "give_back", "put_many", "claim_many",
+                               "finish_claim"]),
               st.integers(0, 2), st.integers(0, 7), VALUES), min_size=3, max_size=12))
     def job_life(self, name: str, steps: list[tuple[str, int, int, Any]]) -> None:
         """Jobs through their lives: put, claimed, and each claim token (the latest or
@@ -552,6 +557,12 @@ class Jobs(KernelAndRedis):
             elif op == "claim":
                 self.wait(who, "claim", name, (0, None, 1.0)[n % 3],
                           lease=(None, 1.0)[n % 2])
+            elif op == "put_many":
+                self.same("put_many", name, [value] * (n % 4), priority=n % 3 - 1,
+                          delay=(0, 0, 0.5)[n % 3], now=self.now)
+            elif op == "claim_many":
+                self.wait(who, "claim_many", name, (0, 0, None, 1.0)[n % 4], n % 5,
+                          lease=(None, 1.0)[n % 2])
             elif op == "result":
                 self.wait(who, "result", name, (0, None, 1.0)[n % 3], id)
             elif op == "advance":
@@ -566,6 +577,9 @@ class Jobs(KernelAndRedis):
                 job = tokens[-1 - max(0, n - 4) % len(tokens)]  # mostly the latest
                 if op == "finish":
                     self.same("finish", name, job, value, result_ttl=seconds, now=self.now)
+                elif op == "finish_claim":
+                    self.wait(who, "finish_claim", name, (0, 0, None, 1.0)[n % 4], job,
+                              value, result_ttl=seconds, lease=(None, 1.0)[n % 2])
                 elif op == "cancel":
                     self.same("cancel", name, job, delay=seconds,
                               reason=(None, "", "boom")[n % 3], now=self.now)
@@ -635,6 +649,112 @@ class Jobs(KernelAndRedis):
         if dt:
             self.advance(dt)
 
+
+class JobBatches(Jobs):
+    """The job machine with the batch commands beside the rest: put_many, claim_many
+    and finish_claim, each one call on Redis, held to the kernel."""
+
+    reached: dict[str, int] = {}
+
+    def count(self, what: str) -> None:
+        self.reached[what] = self.reached.get(what, 0) + 1
+
+    @rule(name=st.sampled_from(JOBS), items=st.lists(VALUES, max_size=4) | st.lists(
+              VALUES, max_size=2).map(tuple), priority=PRIORITIES,
+          delay=st.sampled_from([0, 0, 0.5, 2.0]),
+          bad=st.sampled_from(["items", "priority", "delay"]), order=st.permutations(range(3)))
+    def put_many(self, name: str, items: Any, priority: Any, delay: float, bad: str,
+                 order: list[int]) -> None:
+        """Jobs put in one command: in order; an empty list puts nothing and says so;
+        all or none (a non-list, a bad priority or delay puts nothing)."""
+        for case in order:
+            given = {"items": [] if case == 1 else items, "priority": priority,
+                     "delay": delay}
+            if case == 2:
+                given[bad] = {"items": "ab", "priority": 1.5, "delay": -1}[bad]
+            here = self.same("put_many", name, given.pop("items"), now=self.now, **given)
+            self.count("put_many " + (here[0] if here[0] == "error" or here[1] else "empty"))
+
+    @rule(name=st.sampled_from(JOBS),
+          waits=st.lists(st.tuples(st.integers(0, 2), st.sampled_from([None, 0.5]),
+                                   st.integers(1, 3)), min_size=1, max_size=4),
+          items=st.integers(0, 5), priority=PRIORITIES, dt=st.sampled_from([0, 0.5, 2.5]))
+    def contend_for_many(self, name: str, waits: list[tuple[int, float | None, int]],
+                         items: int, priority: int, dt: float) -> None:
+        """Claimers parked (by claim and claim_many) from several sessions, then one
+        put_many: the oldest claimers get the first jobs, one each, the rest is ready."""
+        self.wait(0, "claim_many", name, 0, 100)  # none ready, so the claimers park
+        for who, timeout, n in waits:
+            if n == 1:
+                self.wait(who, "claim", name, timeout)
+            else:
+                self.wait(who, "claim_many", name, timeout, n)
+        parked = self.kernel.statistics(name).waiters
+        self.same("put_many", name, [f"many {i}" for i in range(items)],
+                  priority=priority, now=self.now)
+        if parked and items:
+            self.count("put_many served" if items <= parked else "put_many served, rest ready")
+        if dt:
+            self.advance(dt)
+
+    @rule(who=st.integers(0, 2), name=st.sampled_from(JOBS), puts=st.integers(0, 3),
+          n=st.integers(1, 4), timeout=st.sampled_from([0, 0, 0, None, 0.5]),
+          lease=st.sampled_from([None, 1.0]))
+    def claim_many(self, who: int, name: str, puts: int, n: int, timeout: float | None,
+                   lease: float | None) -> None:
+        """Up to n ready jobs in one command (after ``puts`` more were put), each its
+        own lease and "claimed" event; none ready: Empty, or parked as a claim is
+        (served with one job)."""
+        if puts:
+            self.same("put_many", name, [f"put {i}" for i in range(puts)], now=self.now)
+        here = self.wait(who, "claim_many", name, timeout, n, lease=lease)
+        if here[0] == "ok" and isinstance(here[1], list):
+            self.count("claimed many" if len(here[1]) > 1 else "claimed one")
+
+    @rule(who=st.integers(0, 2), name=st.sampled_from(JOBS), n=st.integers(0, 7),
+          result=VALUES, cases=st.permutations(["next", "parks", "none", "stale", "bad"]),
+          timeout=st.sampled_from([0, None, 0.5]),
+          result_ttl=st.sampled_from([None, None, 0, 1.0]), lease=st.sampled_from([None, 1.0]),
+          bad=st.sampled_from(["timeout", "result_ttl", "lease"]))
+    def finish_claim(self, who: int, name: str, n: int, result: Any, cases: list[str],
+                     timeout: Any, result_ttl: Any, lease: Any, bad: str) -> None:
+        """Finish a claim and claim the next in one command, set up for each way it
+        goes, in turn: a job put first (the next comes at once, unless a parked
+        claimer had it); every ready job claimed first, so that it parks (the finish
+        done) or, with a timeout of 0, raises Empty with not even the finish done; a
+        stale token (LeaseLost, nothing done); a bad option, said after the lease
+        check as the kernel says it."""
+        def held() -> list[Job]:  # the claims that are current
+            claimed = set(self.kernel.ids(name, state=JobState.CLAIMED))
+            return [job for where, job in self.tokens if where == name
+                    and job.id in claimed
+                    and self.kernel.info(name, job.id).attempt == job.attempt]
+
+        for i, case in enumerate(cases):
+            if not held():  # one to finish (a parked claimer may have it first)
+                self.same("put", name, "to finish", now=self.now)
+                self.wait(who, "claim", name, 0)
+            current = held()
+            stale = [job for where, job in self.tokens
+                     if where == name and job not in current]
+            tokens = stale if case == "stale" else current
+            if not tokens:
+                continue
+            job = tokens[(n + i) % len(tokens)]
+            options = {"timeout": timeout, "result_ttl": result_ttl, "lease": lease}
+            if case == "next":
+                self.same("put", name, "next", now=self.now)
+            elif case in ("parks", "none"):
+                self.wait((who + 1) % 3, "claim_many", name, 0, 100)
+                options["timeout"] = 0 if case == "none" else timeout or None
+            elif case == "bad":
+                options[bad] = {"timeout": -1, "result_ttl": -1, "lease": 0}[bad]
+            here = self.wait(who, "finish_claim", name, options.pop("timeout"), job,
+                             result, **options)
+            self.count("finish_claim " + (type(here[1]).__name__ if here[0] == "ok"
+                                          else here[1]))
+
+
 def run(machine: type[KernelAndRedis], client: Any, examples: int) -> dict[str, int]:
     machine.client = client
     test = machine.TestCase
@@ -659,4 +779,21 @@ def test_job_queues_on_redis_behave_as_the_kernel(redis_server: Any) -> None:
     rare = [what for what in ("parked", "result served", "Cancelled", "withdrawn", "notified",
                               "claim served", "given back", *(s.value for s in JobState))
             if reached.get(what, 0) < 20]
+
+    assert not rare, reached
+
+
+def test_job_batches_on_redis_behave_as_the_kernel(redis_server: Any) -> None:
+    reached = run(JobBatches, redis_server, 60)
+    # each batch command's every way: jobs put (or none, or refused), several claimed
+    # at once, a finish with the next claim at once or parked, and one that did
+    # nothing: stale (LeaseLost), none ready with a timeout of 0 (Empty), bad options
+    rare = [what for what in ("put_many ok", "put_many empty", "put_many error",
+                              "put_many served", "put_many served, rest ready",
+                              "claimed many", "finish_claim Job",
+                              "finish_claim Waiting", "finish_claim LeaseLost",
+                              "finish_claim Empty", "finish_claim InvalidArgument")
+            if reached.get(what, 0) < 5]
+    rare += [what for what in ("parked", "claim served", "Cancelled")
+             if reached.get(what, 0) < 20]
     assert not rare, reached

@@ -590,6 +590,145 @@ def test_ctrl_c_after_a_claim_was_served_gives_the_job_back(
     assert (job.item, job.attempt) == ("first", 1)
 
 
+def test_put_many_and_claim_many_are_one_call_each(a: RedisCorral, b: RedisCorral,
+                                                  redis_server: Any) -> None:
+    """put_many: fresh ids in order, all or none; claim_many: up to n ready jobs in
+    claim order (priority, then arrival), each under its own lease, held by the
+    facade's session (closing it gives them back); each one FCALL."""
+    def fcalls() -> int:
+        return int(redis_server.info("commandstats").get("cmdstat_fcall", {}).get(
+            "calls", 0))
+
+    jobs, other = a.jobs("j"), b.jobs("j")
+    assert [] == other.put_many([])
+    with pytest.raises(Empty):  # (and the facade's first claim here: its first heartbeat)
+        jobs.claim_many(2, timeout=0)
+    before = fcalls()
+    ids = other.put_many(f"job {n}" for n in range(5))
+    assert fcalls() - before == 1
+    assert ids == sorted(ids, key=int) and len(set(ids)) == 5
+    urgent = other.put_many(["urgent"], priority=1)
+    with pytest.raises(InvalidArgument):
+        other.put_many(["refused"], delay=-1)
+    assert 6 == other.statistics().ready
+    before = fcalls()
+    got = jobs.claim_many(3, timeout=0, lease=10.0)
+    assert fcalls() - before == 1
+    assert [job.id for job in got] == [*urgent, *ids[:2]]
+    assert [job.item for job in got] == ["urgent", "job 0", "job 1"]
+    assert {other.info(job.id).deadline is not None for job in got} == {True}
+    assert len(jobs.claim_many(10, timeout=0)) == 3  # the rest
+    with pytest.raises(InvalidArgument):
+        jobs.claim_many(0, timeout=0)
+    got[0].finish("done")
+    assert "done" == other.result(urgent[0], timeout=0)
+    a.close()  # its claims go back, the attempt counted
+    assert 5 == other.statistics().ready
+    assert 2 == other.claim(timeout=0).attempt
+
+
+def test_a_parked_claim_many_is_served_with_one_job_by_a_put(
+        a: RedisCorral, b: RedisCorral, redis_server: Any, prefix: str) -> None:
+    """With no job ready claim_many parks as a claim does, and the next put serves it
+    with that one job; a later claim_many takes the rest. Interrupted, it raises
+    Empty and leaves no claimer."""
+    got: list[Any] = []
+    start(lambda: got.append(a.jobs("j").claim_many(3, timeout=10)))
+    wait_until(lambda: waiters(redis_server, prefix, "j") == 1)
+    b.jobs("j").put_many(["first", "second"])
+    wait_until(lambda: bool(got))
+    assert [["first"]] == [[job.item for job in jobs] for jobs in got]
+    got[0][0].finish("ok")
+    assert "ok" == b.jobs("j").result(got[0][0].id, timeout=0)
+    assert ["second"] == [job.item for job in a.jobs("j").claim_many(3, timeout=0)]
+    outcome: list[Any] = []
+
+    def interrupted() -> None:
+        try:
+            outcome.append(a.jobs("j").claim_many(2, timeout=30))
+        except Empty as error:
+            outcome.append(error)
+
+    thread = start(interrupted)
+    wait_until(lambda: waiters(redis_server, prefix, "j") == 1)
+    a.interrupt(thread)
+    thread.join(10)
+    assert 1 == len(outcome) and isinstance(outcome[0], Empty)
+    assert 0 == waiters(redis_server, prefix, "j")
+
+
+def test_finish_and_claim_returns_the_next_job_or_none(a: RedisCorral, b: RedisCorral,
+                                                       redis_server: Any,
+                                                       prefix: str) -> None:
+    """finish_and_claim: the finish and the next claim in one FCALL; with none ready,
+    None after the timeout (0 or more), the finish standing; parked, the next put
+    serves it; a stale claim raises LeaseLost with nothing done."""
+    jobs, other = a.jobs("j"), b.jobs("j")
+    first, second = other.put_many(["one", "two"])
+    job = jobs.claim(timeout=0)
+    before = redis_server.info("commandstats")["cmdstat_fcall"]["calls"]
+    following = job.finish_and_claim("ONE", timeout=0)
+    assert 1 == redis_server.info("commandstats")["cmdstat_fcall"]["calls"] - before
+    assert following is not None and (following.id, following.item) == (second, "two")
+    assert "ONE" == other.result(first, timeout=0)
+    with pytest.raises(LeaseLost):  # finished already: nothing done
+        job.finish_and_claim("again", timeout=0)
+    assert None is following.finish_and_claim("TWO", timeout=0)  # none ready: finish alone
+    assert "TWO" == other.result(second, timeout=0)
+    third = jobs.claim(timeout=0) if other.put("three") else None
+    assert third is not None
+    assert None is third.finish_and_claim("THREE", timeout=0.2)  # parked, timed out
+    assert JobState.FINISHED == other.state(third.id)
+    assert 0 == waiters(redis_server, prefix, "j")
+    fourth = jobs.claim(timeout=0) if other.put("four") else None
+    assert fourth is not None
+    got: list[Any] = []
+    start(lambda: got.append(jobs.finish_and_claim(fourth, "FOUR", timeout=10, lease=5.0)))
+    wait_until(lambda: waiters(redis_server, prefix, "j") == 1)
+    assert "FOUR" == other.result(fourth.id, timeout=0)  # finished as it parked
+    fifth = other.put("five")
+    wait_until(lambda: bool(got))
+    assert (got[0].id, got[0].item) == (fifth, "five")
+    got[0].finish("FIVE")
+    stats = other.statistics()
+    assert (stats.finished, stats.claimed, stats.ready, stats.waiters) == (5, 0, 0, 0)
+
+
+@pytest.mark.parametrize("op", ["claim", "claim_many", "finish_and_claim"])
+def test_ctrl_c_after_any_parked_claim_was_served_gives_the_job_back(
+        a: RedisCorral, b: RedisCorral, redis_server: Any, prefix: str,
+        monkeypatch: pytest.MonkeyPatch, op: str) -> None:
+    """A Ctrl-C that lands once a parked claim, claim_many or finish_and_claim was
+    served: the job is ready again at its place, its attempt restored (the finish
+    stands)."""
+    held = a.jobs("j").claim(timeout=0) if b.jobs("j").put("held") else None
+    assert held is not None
+    receive = a._receive
+
+    def served_then_interrupted(parked: Any, deadline: Any) -> str:
+        wait_until(lambda: redis_server.llen(parked.mailbox) == 1)
+        receive(parked, deadline)
+        raise KeyboardInterrupt
+
+    def put_once_parked() -> None:
+        wait_until(lambda: waiters(redis_server, prefix, "j") == 1)
+        b.jobs("j").put_many(["first", "second"])
+
+    monkeypatch.setattr(a, "_receive", served_then_interrupted)
+    start(put_once_parked)
+    with pytest.raises(KeyboardInterrupt):
+        if op == "finish_and_claim":
+            held.finish_and_claim("done", timeout=10)
+        else:
+            getattr(a.jobs("j"), op)(*([2] if op == "claim_many" else []), timeout=10)
+    monkeypatch.undo()
+    wait_until(lambda: b.jobs("j").statistics().ready == 2)
+    job = b.jobs("j").claim(timeout=0)
+    assert (job.item, job.attempt) == ("first", 1)
+    assert b.jobs("j").state(held.id) is (JobState.FINISHED if op == "finish_and_claim"
+                                          else JobState.CLAIMED)
+
+
 def test_workers_and_calls_run_on_redis(url: str, b: RedisCorral) -> None:
     """A Worker, an Executor and the failure policy, unchanged on Redis."""
     b.jobs("w").put(0)  # the queue exists before the options below differ

@@ -77,7 +77,9 @@ def test_each_change_waits_for_the_replica(pair: Any) -> None:
 
 def test_a_change_no_replica_took_raises_not_replicated(pair: Any) -> None:
     port, to_replica, replica = pair
-    url = f"redis://127.0.0.1:{port}/0?prefix=ack&replicas=1&replicas_timeout=0.2"
+    # Long enough for the replica to acknowledge the create on a loaded machine; the
+    # put after the replica is gone waits it out once.
+    url = f"redis://127.0.0.1:{port}/0?prefix=ack&replicas=1&replicas_timeout=2"
     with connect(url) as corral:
         jobs = corral.jobs("j")
         replica.terminate()

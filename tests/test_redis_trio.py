@@ -217,6 +217,43 @@ def test_queue_commands(url: str, other: RedisCorral) -> None:
     run(url, test)
 
 
+def test_batch_job_commands(url: str, other: RedisCorral, redis_server: Any,
+                            prefix: str) -> None:
+    """put_many, claim_many and finish_and_claim through the trio facade: at once,
+    parked and served by another process, cancelled (withdrawn), and None when no
+    job comes (the finish standing)."""
+
+    async def test(corral: TrioRedisCorral) -> None:
+        jobs = await corral.jobs("j")
+        ids = await jobs.put_many(["a", "b", "c"])
+        assert 3 == len(set(ids)) and (await jobs.statistics()).ready == 3
+        got = await jobs.claim_many(2, timeout=0)
+        assert ["a", "b"] == [job.item for job in got]
+        following = await got[0].finish_and_claim("A", timeout=0)
+        assert following is not None and following.item == "c"
+        assert "A" == other.jobs("j").result(ids[0], timeout=0)
+        assert None is await following.finish_and_claim("C", timeout=0)
+        assert None is await got[1].finish_and_claim("B", timeout=0.1)
+        assert ["A", "B", "C"] == [other.jobs("j").result(id, timeout=0) for id in ids]
+        with trio.move_on_after(0.2) as scope:  # cancelled while parked: withdrawn
+            await jobs.claim_many(2)
+        assert scope.cancelled_caught and 0 == waiters(redis_server, prefix, "j")
+        served: list[Any] = []
+
+        async def claim_many() -> None:
+            served.extend(await jobs.claim_many(3, timeout=10))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(claim_many)
+            await parked(redis_server, prefix, "j", 1)
+            await trio.to_thread.run_sync(other.jobs("j").put_many, ["d", "e"])
+        assert ["d"] == [job.item for job in served]
+        await served[0].finish("D")
+        assert ["e"] == [job.item for job in await jobs.claim_many(3, timeout=0)]
+
+    run(url, test)
+
+
 def test_deleting_answers_as_the_thread_facade(url: str, other: RedisCorral) -> None:
     """delete_container: NotFound for a container that is not there, as the thread
     facade on Redis says; a container that is there goes, for every process."""

@@ -226,6 +226,19 @@ COMMANDS: tuple[Command, ...] = (
          Arg("delay", "option", 0.0, number, True), Arg("id", "key", None, keyword=True),
          answer="key", mutates=True, clock=True),
     _wait("claim", "claim", "claimed", Arg("lease", "option", None, number, True)),
+    _cmd("put_many", Arg("items", "value"), Arg("priority", "option", 0, int, True),
+         Arg("delay", "option", 0.0, number, True), answer="value", mutates=True,
+         clock=True, summary="`put_many H` with the items as a list in value: data value "
+                             "(their ids)"),
+    _wait("claim_many", "claim_many", "claimed", Arg("n", "option", 1, int),
+          Arg("lease", "option", None, number, True),
+          summary="`claim_many H n=N`: up to N ready jobs at once, as data value [[id, "
+                  "item, attempt], ...]; with none ready it parks as claim does, and one "
+                  "job serves it"),
+    _wait("finish_claim", "finish_claim", "claimed", _job, Arg("result", "value", None),
+          Arg("result_ttl", "option", None, number, True),
+          Arg("lease", "option", None, number, True),
+          summary="finish the job and claim the next: answers (or is served) as claim"),
     _cmd("finish", _job, Arg("result", "value", None),
          Arg("result_ttl", "option", None, number, True), mutates=True, clock=True),
     _cmd("cancel", _job, Arg("delay", "option", None, number, True),

@@ -351,10 +351,16 @@ class ClientConnection:
         of the delivery. Over a lost connection there is no one to return it to."""
         fields, wait.receipt = wait.receipt, None
         wait.value = None
-        if fields is not None and self.lost is None:
+        if fields is None or self.lost is not None:
+            return
+        deliveries = [fields] if "key" in fields or wait.of != "claimed" else [
+            {"key": id, "value": item, "metadata": attempt}  # claim_many's, each
+            for id, item, attempt in fields["value"]]
+        for delivery in deliveries:
             self._send(("give_back", str(wait.handle), f"of={wait.of}"),
-                       {**present(key=fields.get("key"), metadata=fields.get("metadata")),
-                        "value": fields.get("value")}, Request(then=_log_refused))
+                       {**present(key=delivery.get("key"),
+                                  metadata=delivery.get("metadata")),
+                        "value": delivery.get("value")}, Request(then=_log_refused))
 
     def _event(self, message: Message) -> None:
         words, fields = message.words, message.fields

@@ -217,6 +217,9 @@ def _waiting(command: Command) -> Handler:
         elif isinstance(result, Job):
             conn.answer("data", fields={"key": result.id, "value": result.item,
                                         "metadata": result.attempt})
+        elif served_by == "claimed":  # claim_many's jobs
+            conn.answer("data", fields={"value": [[j.id, j.item, j.attempt]
+                                                  for j in result]})
         elif command.classic:  # wnp: the record's key, (Tio, untagged) as an event
             value, metadata = result
             popped = {**present(key=args[0] if args else 0, metadata=metadata),

@@ -112,6 +112,8 @@ class Wait(Request):
 # What a served wait's message decodes to, by the event that serves it.
 def served_value(of: str, fields: dict[str, Any]) -> Any:
     if of == "claimed":
+        if "key" not in fields:  # claim_many's jobs
+            return [Job(id, item, attempt) for id, item, attempt in fields["value"]]
         return Job(fields["key"], fields.get("value"), fields["metadata"])
     if of == "put":
         return None

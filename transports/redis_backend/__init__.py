@@ -89,6 +89,8 @@ class NotReplicated(CorralError):
     asks for confirmed it in time: a failover now could lose it."""
 
 
+_MOST = 1 << 31  # claim_many's n on the wire: more than any queue holds ready
+
 _JOB_COUNTS = ("ready", "delayed", "claimed", "stalled", "finished", "retracted",
                "result_waiters")  # a job queue's statistics after records and waiters
 
@@ -149,8 +151,7 @@ def _unpack(packed: bytes | str) -> tuple[Any, Any]:
 
 
 class RedisKernel:
-    """The kernel's commands on Redis, for every kind but job queues so far (see the
-    module docstring).
+    """The kernel's commands on Redis, for every kind (see the module docstring).
 
     ``client`` is a ``redis.Redis``; ``prefix`` starts every key (one per application,
     or per test); ``clock``: "caller" takes the ``now`` each command is given (the
@@ -550,6 +551,25 @@ class RedisKernel:
         check_timeout(op, name, timeout)
         if session not in self._sessions:
             raise NotFound(f"no open session {session!r}")
+        answer = self._parking(op, session, name, timeout, now, *args)
+        if isinstance(answer, Waiting):
+            return answer
+        if op == "claim":
+            return self._jobs(answer)[0]  # type: ignore[return-value]
+        if op == "result":
+            return _unpack(answer[1])[0], None
+        if op == "queue_put":
+            return None  # type: ignore[return-value]  # in at once: queue_put says None
+        if op == "queue_get":
+            priority, seq, packed = answer
+            item, _ = _unpack(packed)
+            return item, (int(priority), int(seq)) if receipt else None
+        return _unpack(answer[1])
+
+    def _parking(self, op: str, session: int, name: str, timeout: float | None,
+                 now: float, *args: Any) -> Any:
+        """A command that may park a waiter for ``session`` (timeout checked): its
+        answer, or the waiter's ``Waiting``, now known to this object."""
         answer = self._call(name, op, session,
                             "" if timeout is None else repr(float(timeout)), *args, now=now,
                             parks=True)
@@ -561,18 +581,13 @@ class RedisKernel:
             self._served_keys[self._last_waiter] = args[0] if op in ("wait_pop_key",
                                                                      "result") else None
             return Waiting(waiter=self._last_waiter)
-        if op == "claim":
-            _, id, attempt, packed = answer
-            return Job(id.decode(), _unpack(packed)[0], int(attempt))  # type: ignore
-        if op == "result":
-            return _unpack(answer[1])[0], None
-        if op == "queue_put":
-            return None  # type: ignore[return-value]  # in at once: queue_put says None
-        if op == "queue_get":
-            priority, seq, packed = answer
-            item, _ = _unpack(packed)
-            return item, (int(priority), int(seq)) if receipt else None
-        return _unpack(answer[1])
+        return answer
+
+    @staticmethod
+    def _jobs(answer: Sequence[Any]) -> list[Job]:
+        """Claimed jobs, from ``["job", id, attempt, packed item, id, ...]``."""
+        return [Job(answer[i].decode(), _unpack(answer[i + 2])[0], int(answer[i + 1]))
+                for i in range(1, len(answer), 3)]
 
     def give_back(self, session: int, name: str, delivery: Event, *, now: float = 0.0
                   ) -> None:
@@ -638,6 +653,59 @@ class RedisKernel:
         return self._wait("claim", session, name, timeout, now,  # type: ignore[return-value]
                           "" if lease is None else _seconds(lease),
                           "" if owner is None else owner)
+
+    def put_many(self, name: str, items: Sequence[Any], *, priority: int = 0,
+                 delay: float = 0.0, now: float = 0.0) -> list[str]:
+        """As ``Kernel.put_many``, in one call: all or none."""
+        if not isinstance(items, (list, tuple)):
+            raise InvalidArgument(f"put_many on {name!r}: items must be a list, not "
+                                  f"{type(items).__name__}")
+        check_int("put_many", name, "priority", priority)
+        delay = check_seconds(f"put_many on {name!r}", "delay", delay, positive=False)
+        packed = [_pack(item, None) for item in items]
+        return [id.decode() for id in self._call(name, "put_many", priority, _seconds(delay),
+                                                  *packed, now=now)]
+
+    def claim_many(self, session: int, name: str, n: int = 1, *,
+                   timeout: float | None = None, lease: float | None = None,
+                   now: float = 0.0, owner: int | None = None) -> list[Job] | Waiting:
+        """As ``Kernel.claim_many``, in one call; ``owner`` as ``claim`` takes it."""
+        if check_int("claim_many", name, "n", n) < 1:
+            raise InvalidArgument(f"claim_many on {name!r}: n must be >= 1, not {n}")
+        check_timeout("claim", name, timeout)
+        if lease is not None:
+            lease = check_seconds(f"claim on {name!r}", "lease", lease, positive=True)
+        if session not in self._sessions:
+            raise NotFound(f"no open session {session!r}")
+        answer = self._parking("claim_many", session, name, timeout, now,
+                               "" if lease is None else _seconds(lease),
+                               "" if owner is None else owner, min(n, _MOST))
+        return answer if isinstance(answer, Waiting) else self._jobs(answer)
+
+    def finish_claim(self, session: int, name: str, job: Job, result: Any = None, *,
+                     result_ttl: float | None = None, timeout: float | None = None,
+                     lease: float | None = None, now: float = 0.0, owner: int | None = None
+                     ) -> Job | Waiting:
+        """As ``Kernel.finish_claim``, in one call; ``owner`` as ``claim`` takes it."""
+        id, attempt = self._token("finish", name, job)
+        packed = _pack(result, None)
+        ttl = length = problem = ""
+        try:  # what is wrong is said after the lease check, in the kernel's order
+            check_timeout("finish_claim", name, timeout)
+            if result_ttl is not None:
+                ttl = _seconds(check_seconds(f"finish on {name!r}", "result_ttl",
+                                             result_ttl, positive=False))
+            if lease is not None:
+                length = _seconds(check_seconds(f"claim on {name!r}", "lease", lease,
+                                                positive=True))
+            if session not in self._sessions:
+                raise NotFound(f"no open session {session!r}")
+        except (InvalidArgument, NotFound) as error:
+            problem, timeout = f"{type(error).__name__} {error}", None
+        answer = self._parking("finish_claim", session, name, timeout, now, length,
+                               "" if owner is None else owner, id, attempt, packed, ttl,
+                               problem)
+        return answer if isinstance(answer, Waiting) else self._jobs(answer)[0]
 
     def require_replicas(self, replicas: int, timeout: float = 1.0) -> None:
         """Make every command that may change a container wait until ``replicas``

@@ -160,12 +160,12 @@ local function serve_claimer(keys, jk, id, now)
 end
 
 -- A job with no timer, leaving state ``old``, at the back of its priority; the oldest
--- claimer, if any, gets it.
-local function enter_ready(keys, jk, id, now, old, priority)
+-- claimer, if any, gets it (``idle``: the caller knows that none waits).
+local function enter_ready(keys, jk, id, now, old, priority, idle)
   count_state(keys, old, "ready")
   local arrival = redis.call("HINCRBY", keys[1], "arrivals", 1)
   redis.call("HSET", jk, "state", "ready", "arrival", arrival)
-  if not serve_claimer(keys, jk, id, now) then
+  if idle or not serve_claimer(keys, jk, id, now) then
     redis.call("ZADD", ready_key(keys), -tonumber(priority), ready_member(arrival, id))
   end
 end
@@ -339,46 +339,72 @@ end
 
 -- -- commands --------------------------------------------------------------------------
 
--- put: ARGV 3 packed item, 4 priority, 5 delay, 6 id ("": a fresh one).
-function jobs.put(keys, now, argv)
-  local id = argv[6]
+-- A job with a fresh id ("": take the next) or an error (it exists), its item packed,
+-- ready at once or after ``delay`` seconds (a number); its id. ``idle``: no claimer
+-- waits (enter_ready).
+local function put_job(keys, now, packed, priority, delay, id, idle)
   if id == "" then
     repeat
       id = tostring(redis.call("HINCRBY", keys[1], "last_id", 1))
     until redis.call("EXISTS", job_key(keys, id)) == 0
   elseif redis.call("EXISTS", job_key(keys, id)) == 1 then
-    return fail("AlreadyExists", "put on '" .. name(keys) .. "': job " .. id .. " exists (" ..
-                redis.call("HGET", job_key(keys, id), "state") .. ")")
+    return nil, fail("AlreadyExists", "put on '" .. name(keys) .. "': job " .. id ..
+                     " exists (" .. redis.call("HGET", job_key(keys, id), "state") .. ")")
   end
   local jk = job_key(keys, id)
-  redis.call("HSET", jk, "item", argv[3], "priority", argv[4], "attempt", 0,
+  redis.call("HSET", jk, "item", packed, "priority", priority, "attempt", 0,
              "created", num(now))
   redis.call("ZADD", keys[2], next_seq(keys), id)
-  emit(keys, "put", jstr(id), argv[3])
-  local delay = seconds(argv[5])
+  emit(keys, "put", jstr(id), packed)
   if delay > 0 then
     set_state(keys, jk, nil, "delayed")
     arm(keys, jk, id, now + delay)
   else
-    enter_ready(keys, jk, id, now, nil, argv[4])
+    enter_ready(keys, jk, id, now, nil, priority, idle)
   end
   return id
 end
 
--- claim: ARGV 3 session, 4 timeout, 5 lease ("": the queue's), 6 the session to hold
--- the lease ("": the claiming one); the job as {"job", id, attempt, packed item}, or a
--- parked waiter (its outcome to the claiming session's mailbox).
-function jobs.claim(keys, now, argv)
+-- put: ARGV 3 packed item, 4 priority, 5 delay, 6 id ("": a fresh one).
+function jobs.put(keys, now, argv)
+  local id, err = put_job(keys, now, argv[3], argv[4], seconds(argv[5]), argv[6])
+  return err or id
+end
+
+-- put_many: ARGV 3 priority, 4 delay (both checked by the caller), 5... the packed
+-- items; their fresh ids, in order. Each put as put does, but the claimers are looked
+-- for only while some wait (none parks during the call).
+function jobs.put_many(keys, now, argv)
+  local ids, delay = {}, seconds(argv[4])
+  local waiting = delay <= 0 and redis.call("LLEN", keys[4]) > 0
+  for i = 5, #argv do
+    ids[#ids + 1] = put_job(keys, now, argv[i], argv[3], delay, "", not waiting)
+    if waiting then waiting = redis.call("LLEN", keys[4]) > 0 end
+  end
+  return ids
+end
+
+-- Claim for a session (ARGV 3 session, 4 timeout, 5 lease ("": the queue's), 6 the
+-- session to hold the leases ("": the claiming one)) up to ``n`` ready jobs, each
+-- granted in claim order: {"job", id, attempt, packed item, id, attempt, ...}; with
+-- none ready, Empty for a timeout of 0, else a parked claimer (served with one job,
+-- to the claiming session's mailbox).
+local function claim_jobs(keys, now, argv, n)
   local session, timeout = argv[3], argv[4]
   local lease, owner = argv[5], argv[6]
   if owner == nil or owner == "" then owner = session end
   if lease == "" then lease = meta.lease end
-  local first = redis.call("ZPOPMIN", ready_key(keys))[1]
-  if first then
-    local id = string.sub(first, 18)
-    local jk = job_key(keys, id)
-    local attempt = grant(keys, jk, id, owner, seconds(lease), now, "ready")
-    return {"job", id, attempt, redis.call("HGET", jk, "item")}
+  local popped = redis.call("ZPOPMIN", ready_key(keys), n)
+  if popped[1] then
+    local out, length = {"job"}, seconds(lease)
+    for i = 1, #popped, 2 do
+      local id = string.sub(popped[i], 18)
+      local jk = job_key(keys, id)
+      out[#out + 1] = id
+      out[#out + 1] = grant(keys, jk, id, owner, length, now, "ready")
+      out[#out + 1] = redis.call("HGET", jk, "item")
+    end
+    return out
   end
   if timeout ~= "" and tonumber(timeout) == 0 then
     return fail("Empty", "claim on '" .. name(keys) .. "': no job is ready")
@@ -388,16 +414,51 @@ function jobs.claim(keys, now, argv)
   return waiting
 end
 
+-- claim: ARGV 3 session, 4 timeout, 5 lease, 6 owner (see claim_jobs); the job as
+-- {"job", id, attempt, packed item}, or a parked waiter.
+function jobs.claim(keys, now, argv) return claim_jobs(keys, now, argv, 1) end
+
+-- claim_many: as claim, ARGV 7 n (>= 1, checked by the caller): up to n jobs.
+function jobs.claim_many(keys, now, argv)
+  return claim_jobs(keys, now, argv, tonumber(argv[7]))
+end
+
+-- Finish a job its token holds (``jk``) with ``result`` (packed), kept ``ttl`` seconds
+-- ("": the queue's result TTL).
+local function finish_job(keys, now, jk, id, result, ttl)
+  if ttl == "" then ttl = meta.result_ttl end
+  emit(keys, "finished", jstr(id), result)
+  end_job(keys, jk, id, "finished", result, seconds(ttl), now)
+end
+
 -- finish: ARGV 3 id, 4 attempt, 5 packed result, 6 result TTL ("": the queue's).
 function jobs.finish(keys, now, argv)
   local jk, err = leased(keys, "finish", argv[3], argv[4])
   if err then return err end
   local ttl, bad = checked(argv[6])
   if bad then return bad end
-  if ttl == "" then ttl = meta.result_ttl end
-  emit(keys, "finished", jstr(argv[3]), argv[5])
-  end_job(keys, jk, argv[3], "finished", argv[5], seconds(ttl), now)
+  finish_job(keys, now, jk, argv[3], argv[5], ttl)
   return 1
+end
+
+-- finish_claim: ARGV 3 to 6 as claim's, 7 id, 8 attempt, 9 packed result, 10 result
+-- TTL ("": the queue's), 11 what is wrong with the others ("": nothing; else "<Class>
+-- <message>"), reported after the lease check as the kernel does. Finish, then claim
+-- as claim does; with a timeout of 0 and no job ready, Empty having done nothing.
+function jobs.finish_claim(keys, now, argv)
+  local jk, err = leased(keys, "finish", argv[7], argv[8])
+  if err then return err end
+  if argv[11] ~= "" then
+    local class, message = string.match(argv[11], "^(%S+) (.*)$")
+    return fail(class, message)
+  end
+  if argv[4] ~= "" and tonumber(argv[4]) == 0 and
+      redis.call("ZCARD", ready_key(keys)) == 0 then
+    return fail("Empty", "finish_claim on '" .. name(keys) ..
+                "': no job is ready (the job is not finished)")
+  end
+  finish_job(keys, now, jk, argv[7], argv[9], argv[10])
+  return claim_jobs(keys, now, argv, 1)
 end
 
 -- cancel: ARGV 3 id, 4 attempt, 5 delay ("": the backoff), 6 reason.
