@@ -3,7 +3,8 @@
 Threads: one producer thread hands N items to one consumer thread, against
 ``queue.Queue``: a list (``push_back`` / ``wait_pop_next``) and a queue (``put`` /
 ``get``) against its ``put`` / ``get``; a job queue (``put``, then ``claim`` and
-``finish`` by the worker thread) against its ``put`` / ``get`` / ``task_done``.
+``finish`` by the worker thread; "jobs 1": ``finish_and_claim``, one call per job)
+against its ``put`` / ``get`` / ``task_done``.
 
 trio: one producer task, one consumer task, the same three kinds against an unbounded
 trio memory channel's ``send`` / ``receive``.
@@ -12,12 +13,15 @@ Each pair runs interleaved for several rounds (the machine is shared and noisy);
 round of each counts. Prints items/s and the ratio corral / peer (> 1 means corral is
 faster). Bounded: a fixed item count per round and a fixed number of rounds.
 
-    python benchmarks/handoff.py [--items N] [--rounds R]
+``--json PATH`` also writes each pair's rates and ratio (for ``report.py``).
+
+    python benchmarks/handoff.py [--items N] [--rounds R] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import queue
 import threading
@@ -107,6 +111,20 @@ def threads_corral_jobs(n: int) -> float:
         return thread_handoff(jobs.put, take, n)
 
 
+def threads_corral_worker_loop(n: int) -> float:
+    """The worker finishes each job and claims the next in one call."""
+    with corral_threads.Corral() as corral:
+        jobs = corral.jobs("handoff", result_ttl=0)
+        job: Any = None
+
+        def take() -> Any:
+            nonlocal job
+            job = jobs.claim() if job is None else job.finish_and_claim()
+            return job.item
+
+        return thread_handoff(jobs.put, take, n)
+
+
 def trio_channel(n: int) -> float:
     async def main() -> float:
         send, receive = trio.open_memory_channel[Any](math.inf)
@@ -148,8 +166,25 @@ def trio_corral_jobs(n: int) -> float:
     return trio.run(main)
 
 
+def trio_corral_worker_loop(n: int) -> float:
+    async def main() -> float:
+        async with corral_trio.open_corral() as corral:
+            jobs = await corral.jobs("handoff", result_ttl=0)
+            job: Any = None
+
+            async def take() -> Any:
+                nonlocal job
+                job = await jobs.claim() if job is None else await job.finish_and_claim()
+                return job.item
+
+            return await task_handoff(jobs.put, take, n)
+
+    return trio.run(main)
+
+
 def compare(title: str, ours: Callable[[int], float], peer: Callable[[int], float],
-            peer_name: str, n: int, rounds: int) -> float:
+            peer_name: str, n: int, rounds: int,
+            results: dict[str, dict[str, Any]] | None = None) -> float:
     ours_rate = peer_rate = 0.0
     for _ in range(rounds):  # interleaved, so both see the same machine weather
         peer_rate = max(peer_rate, n / peer(n))
@@ -157,6 +192,9 @@ def compare(title: str, ours: Callable[[int], float], peer: Callable[[int], floa
     ratio = ours_rate / peer_rate
     print(f"{title:<14} corral {ours_rate:>10,.0f} items/s   {peer_name:<22}"
           f"{peer_rate:>11,.0f} items/s   ratio {ratio:.2f}x")
+    if results is not None:
+        results[title] = {"corral items/s": ours_rate, "peer": peer_name,
+                          "peer items/s": peer_rate, "ratio": ratio}
     return ratio
 
 
@@ -164,16 +202,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", metavar="PATH", help="also write the results here")
     args = parser.parse_args()
     print(f"hand-off of {args.items:,} items, best of {args.rounds} interleaved rounds")
     n, rounds = args.items, args.rounds
-    compare("threads list", threads_corral, threads_queue, "queue.Queue", n, rounds)
-    compare("threads queue", threads_corral_queue, threads_queue, "queue.Queue", n, rounds)
+    results: dict[str, dict[str, Any]] = {}
+    compare("threads list", threads_corral, threads_queue, "queue.Queue", n, rounds, results)
+    compare("threads queue", threads_corral_queue, threads_queue, "queue.Queue", n, rounds,
+            results)
     compare("threads jobs", threads_corral_jobs, threads_queue_tasks,
-            "queue.Queue+task_done", n, rounds)
-    compare("trio list", trio_corral, trio_channel, "trio memory channel", n, rounds)
-    compare("trio queue", trio_corral_queue, trio_channel, "trio memory channel", n, rounds)
-    compare("trio jobs", trio_corral_jobs, trio_channel, "trio memory channel", n, rounds)
+            "queue.Queue+task_done", n, rounds, results)
+    compare("threads jobs 1", threads_corral_worker_loop, threads_queue_tasks,
+            "queue.Queue+task_done", n, rounds, results)
+    compare("trio list", trio_corral, trio_channel, "trio memory channel", n, rounds, results)
+    compare("trio queue", trio_corral_queue, trio_channel, "trio memory channel", n, rounds,
+            results)
+    compare("trio jobs", trio_corral_jobs, trio_channel, "trio memory channel", n, rounds,
+            results)
+    compare("trio jobs 1", trio_corral_worker_loop, trio_channel, "trio memory channel", n,
+            rounds, results)
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump({"items": n, "rounds": rounds, "pairs": results}, out, indent=2)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,15 @@
 
 Bounded: fixed counts; the largest case builds 1M jobs (about 40 s and 2 GB here).
 
-    python benchmarks/jobs.py [--quick]
+``--json PATH`` also writes the figures (for ``report.py``).
+
+    python benchmarks/jobs.py [--quick] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import threading
 import time
@@ -103,11 +106,13 @@ def expiry_cost(leased: int, batch: int = 1000, lease: float = 100.0) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts, 1M skipped")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures here")
     args = parser.parse_args()
     n = 20_000 if args.quick else 100_000
     print(f"job cycles (put, claim, finish) through the thread facade, {n:,} jobs")
-    print(f"  one thread:                  {cycles_one_thread(n):>9,.0f} cycles/s")
-    print(f"  producer + 4 worker threads: {cycles_workers(n, 4):>9,.0f} jobs/s")
+    one, four = cycles_one_thread(n), cycles_workers(n, 4)
+    print(f"  one thread:                  {one:>9,.0f} cycles/s")
+    print(f"  producer + 4 worker threads: {four:>9,.0f} jobs/s")
     latencies = sorted(claim_latency(500 if args.quick else 2000))
     p50 = statistics.median(latencies)
     p99 = latencies[int(len(latencies) * 0.99) - 1]
@@ -121,6 +126,15 @@ def main() -> None:
         print(f"  {size:>9,} leased: {costs[size] * 1e6:6.2f} µs per lease")
     print(f"  largest / smallest: {costs[sizes[-1]] / costs[sizes[0]]:.2f}x "
           "(flat is ~1; a linear scan would be ~size ratio)")
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump({"jobs": n, "cycles/s, one thread": one,
+                       "jobs/s, producer + 4 worker threads": four,
+                       "claim latency samples": len(latencies),
+                       "claim latency p50 us": p50 * 1e6, "claim latency p99 us": p99 * 1e6,
+                       "advance us per expired lease": {str(size): cost * 1e6
+                                                        for size, cost in costs.items()}},
+                      out, indent=2)
 
 
 if __name__ == "__main__":
