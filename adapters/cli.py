@@ -35,7 +35,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from corral.transports.tcp import Limits, Server, check_bind, serve_tcp
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s",
                         stream=sys.stderr)
     log = logging.getLogger("corral.server")
     check_bind(args.host, args.token)
@@ -315,16 +315,46 @@ def _typed(text: str, kind: str | None) -> Any:
 def parse_cli_line(line: str) -> tuple[list[str], dict[str, Any]]:
     """A human's line as words and fields: ``push_back 1 value=hello`` or
     ``set 1 key=k value:int=3``; a field value is a string unless typed
-    (``:int``, ``:double``, ``:json``, ``:raw``)."""
+    (``:int``, ``:double``, ``:json``, ``:raw``). Words are split as a shell splits
+    them, so ``value="two words"`` is one field. Raises ValueError, saying which word,
+    for unbalanced quotes or a typed value that is not of its type."""
+    import shlex
+
     words, fields = [], {}
-    for word in line.split():
+    for word in shlex.split(line):
         name, sep, text = word.partition("=")
         field, _, kind = name.partition(":")
         if sep and field in ("key", "value", "metadata"):
-            fields[field] = _typed(text, kind or None)
+            try:
+                fields[field] = _typed(text, kind or None)
+            except ValueError as error:
+                raise ValueError(f"{word}: not {kind}: {error}") from None
         else:
             words.append(word)
     return words, fields
+
+
+def cli_help(topic: str | None = None) -> str:
+    """``help`` (every command, a line each) or ``help CMD`` (one, with its options)."""
+    from corral.transports.commands import COMMANDS, by_wire
+
+    if topic is None:
+        lines = ["commands (help CMD for one; quit to leave):"]
+        lines += [f"  {c.wire:<18}{c.summary or (c.kernel or '').replace('_', ' ')}"
+                  for c in COMMANDS]
+        lines.append("fields: key=... value=... metadata=..., typed as value:int=3, "
+                     "value:double=1.5, value:json='[1, 2]', value:raw=bytes")
+        return "\n".join(lines)
+    command = by_wire().get(topic)
+    if command is None:
+        return f"no command {topic!r} (help lists them)"
+    places = [f"{a.name}=..." if a.wire == "option" else
+              "attempt=N (with the job id in key)" if a.wire == "job" else
+              f"{a.wire}={a.name}" for a in command.args]
+    if command.waits:
+        places.append("tag=T")
+    text = f"{command.wire} HANDLE {' '.join(places)}".rstrip()
+    return text + (f"\n  {command.summary}" if command.summary else "")
 
 
 def run_cli(url: str, token: str | None, lines: TextIO, out: TextIO, *,
@@ -367,16 +397,27 @@ def run_cli(url: str, token: str | None, lines: TextIO, out: TextIO, *,
         sock.sendall(encode(("auth", token)))
         show_until_answer()
     while True:
-        if prompt:
-            print(f"{host}:{port}> ", end="", file=out, flush=True)
-        line = lines.readline()
-        if not line:
-            break
-        words, fields = parse_cli_line(line)
+        if prompt:  # input() edits the line and keeps a history, with readline
+            try:
+                line = input(f"{host}:{port}> ") + "\n"
+            except EOFError:
+                break
+        else:
+            line = lines.readline()
+            if not line:
+                break
+        try:
+            words, fields = parse_cli_line(line)
+        except ValueError as error:
+            print(f"error: {error}", file=out)
+            continue
         if not words:
             continue
         if words[0] in ("quit", "exit"):
             break
+        if words[0] == "help":
+            print(cli_help(words[1] if len(words) > 1 else None), file=out)
+            continue
         sock.sendall(encode(words, fields))
         show_until_answer()
     sock.close()
@@ -384,7 +425,10 @@ def run_cli(url: str, token: str | None, lines: TextIO, out: TextIO, *,
 
 
 def _cli(args: argparse.Namespace) -> int:
-    return run_cli(args.url, args.token, sys.stdin, sys.stdout, prompt=sys.stdin.isatty())
+    interactive = sys.stdin.isatty()
+    if interactive:
+        import readline  # noqa: F401  (line editing and history for input())
+    return run_cli(args.url, args.token, sys.stdin, sys.stdout, prompt=interactive)
 
 
 def _redis_check(args: argparse.Namespace) -> int:
@@ -444,6 +488,17 @@ def _http_bind(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _port(text: str) -> int:
+    """An argparse type: a TCP port, or 0 for any free one."""
+    value = int(text)  # a ValueError: argparse says "invalid _port value"
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1-65535 (0: any free one), not {value}")
+    return value
+
+
+_port.__name__ = "port"
+
+
 def _at_least(low: int) -> Callable[[str], int]:
     """An argparse type: an int that is at least ``low``."""
     def parse(text: str) -> int:
@@ -462,14 +517,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     from corral.transports.tcp import DEFAULT_PORT, Limits
 
     limits = Limits()
-    parser = argparse.ArgumentParser(prog="corral", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="corral", description="corral: serve a coordination kernel, inspect one, "
+        "talk to one, audit a Redis for one, or run the demo. COMMAND --help says more.")
+    parser.add_argument("--version", action="version", version=f"corral {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="serve one kernel over TCP (and ZeroMQ)")
+    serve = commands.add_parser(
+        "serve", help="serve one kernel over TCP (and ZeroMQ)",
+        description="Serve one corral kernel to clients over TCP (the Tio-compatible line "
+        "protocol), and with --zmq over ZeroMQ too; with --journal it is durable, with "
+        "--http it serves a live status page and Prometheus metrics. Stops on SIGINT or "
+        "SIGTERM.")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to bind (default 127.0.0.1; others need --token)")
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT,
+    serve.add_argument("--port", type=_port, default=DEFAULT_PORT,
                        help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
+    serve.add_argument("--log-level", type=str.upper, default="INFO",
+                       choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                       help="what the server logs to stderr (default INFO)")
     serve.add_argument("--token", help="clients must send 'auth TOKEN' first")
     serve.add_argument("--journal", metavar="DIR",
                        help="keep every container durable in a journal in DIR, replayed "
@@ -571,9 +637,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.set_defaults(run=_redis_check)
 
     demo = commands.add_parser(
-        "demo", help="run Tio's factorial cluster: a producer and consumer threads")
-    demo.add_argument("--items", type=int, default=1000, help="work items (default 1000)")
-    demo.add_argument("--consumers", type=int, default=4, help="consumer threads (default 4)")
+        "demo", help="run Tio's factorial cluster: a producer and consumer threads",
+        description="Run Tio's factorial cluster in this process: a producer pushes "
+        "numbers to a list, consumer threads take them and push back their factorials, "
+        "and the producer checks that every item was processed exactly once.")
+    demo.add_argument("--items", type=_at_least(1), default=1000,
+                      help="work items (default 1000)")
+    demo.add_argument("--consumers", type=_at_least(1), default=4,
+                      help="consumer threads (default 4)")
     demo.set_defaults(run=_demo)
     args = parser.parse_args(argv)
     try:
@@ -586,7 +657,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             error = error.exceptions[0]  # type: ignore[assignment]
         if not isinstance(error, (OSError, CorralError)):
             raise
-        print(f"corral {args.command}: {error}", file=sys.stderr)
+        where = getattr(args, "url", None)
+        if isinstance(error, OSError) and where:  # say which address failed
+            print(f"corral {args.command}: cannot reach {where}: {error}", file=sys.stderr)
+        else:
+            print(f"corral {args.command}: {error}", file=sys.stderr)
         return 1
     return code
 

@@ -75,7 +75,9 @@ def test_sigint_stops_it_too(served: tuple[subprocess.Popen[str], str]) -> None:
 def test_cli_speaks_the_protocol_for_humans() -> None:
     """Lines with field=value words become commands; replies print readably."""
     script = io.StringIO("create todo volatile_list\npush_back 1 value=milk\n"
-                         "push_back 1 value:int=3\nquery 1\nget 1 key:int=-1\nbogus\n")
+                         "push_back 1 value:int=3\nquery 1\nget 1 key:int=-1\nbogus\n"
+                         "push_back 1 value:int=abc\nhelp\nhelp claim\n"
+                         "push_back 1 'value=two words'\nget 1 key:int=-1\n")
     out = io.StringIO()
     with server_thread() as port:
         assert 0 == run_cli(f"corral://127.0.0.1:{port}", None, script, out, prompt=False)
@@ -84,11 +86,21 @@ def test_cli_speaks_the_protocol_for_humans() -> None:
     assert "query 1 item  key=0  value='milk'" in text
     assert "answer ok data  key=1  value=3" in text
     assert "answer error invalid_command" in text
+    assert "error: value:int=abc: not int" in text  # one line, and the cli goes on
+    assert "  finish_claim" in text and "claim HANDLE lease=... timeout=... tag=T" in text
+    assert "answer ok data  key=2  value='two words'" in text
 
 
 def test_cli_line_parsing() -> None:
     """Typed fields: :int, :double, :json, :raw; other words stay words."""
     assert (["set", "1"], {"key": "k", "value": 3}) == parse_cli_line("set 1 key=k value:int=3")
+    assert (["push_back", "1"], {"value": "two words"}) == parse_cli_line(
+        'push_back 1 value="two words"')
+    for bad, said in (("push_back 1 value:int=abc", "value:int=abc: not int"),
+                      ("push_back 1 value:json={bad", "value:json={bad: not json"),
+                      ('push_back 1 value="open', "quotation")):
+        with pytest.raises(ValueError, match=said):
+            parse_cli_line(bad)
     assert (["put", "1", "priority=2"], {"value": [1, 2]}) == parse_cli_line(
         "put 1 priority=2 value:json=[1,2]")
 
@@ -99,6 +111,30 @@ def test_unreachable_server_is_a_clear_error(capsys: pytest.CaptureFixture[str])
         pass
     assert 1 == main(["ping", "--url", f"corral://127.0.0.1:{port}"])
     assert "corral ping:" in capsys.readouterr().err
+
+
+def test_an_unreachable_server_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    with server_thread() as port:
+        pass
+    assert 1 == main(["stats", "--url", f"corral://127.0.0.1:{port}"])
+    assert f"cannot reach corral://127.0.0.1:{port}:" in capsys.readouterr().err
+
+
+def test_version_and_bad_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    """--version says the installed version; a port out of range, or a demo with no
+    consumers, is refused by the parser (exit 2) with the reason."""
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert 0 == exited.value.code
+    assert capsys.readouterr().out.startswith("corral ")
+    for argv, reason in ((["serve", "--port", "99999"], "a port is 1-65535"),
+                         (["serve", "--port", "-5"], "a port is 1-65535"),
+                         (["demo", "--consumers", "0"], "must be at least 1"),
+                         (["serve", "--log-level", "LOUD"], "invalid choice")):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert 2 == exited.value.code
+        assert reason in capsys.readouterr().err
 
 
 def test_serve_refuses_a_public_address_without_a_token(

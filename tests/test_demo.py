@@ -50,13 +50,14 @@ def test_readme_example_runs(capsys: object) -> None:
     assert "9801\n" == capsys.readouterr().out  # type: ignore[attr-defined]
 
 
-def test_readme_client_example_runs() -> None:
-    """The README's client example runs against a server (on a test port)."""
+def test_readme_client_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's client example runs as written against a server (on a test port):
+    it puts the job it claims, and prints the result."""
     _, example, _ = python_blocks(ROOT / "README.md")
     with server_thread() as port, connect(f"corral://127.0.0.1:{port}") as corral:
-        corral.jobs("render", lease=60).put("frame 1")
         exec(compile(example.replace(":2605", f":{port}"), "README.md", "exec"), {})
         assert "done" == corral.jobs("render").result("1", timeout=5)
+    assert "done\n" == capsys.readouterr().out
 
 
 def test_readme_workers_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
