@@ -20,6 +20,8 @@ import attrs
 from corral.kernel import Empty, JobState, Kernel, Kind, WrongKind
 from corral.transports.journal import Journal, JournaledKernel
 
+from .cli import _version  # the installed version, as `corral --version` says it
+
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
@@ -32,15 +34,6 @@ __all__ = ["ServerSource", "Source", "ThreadsSource", "TrioSource", "Views", "sh
 
 T = TypeVar("T")
 SHOWN = 200  # characters of a value shown
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("corral")
-    except PackageNotFoundError:
-        return "(not installed)"
 
 
 def show(value: Any) -> str:
@@ -139,23 +132,12 @@ class ServerSource(Source):
                 "limits": attrs.asdict(server.limits), "journal": _journal(server.journal)}
 
 
-class ThreadsSource(Source):
-    """An embedded thread corral: every read and action holds its lock."""
+class _Embedded(Source):
+    """An embedded corral (its kernel, clock and session); subclasses read and act."""
 
-    def __init__(self, corral: ThreadCorral) -> None:
+    def __init__(self, corral: ThreadCorral | TrioCorral) -> None:
         super().__init__()
         self._corral = corral
-
-    def read(self, fn: Callable[[Kernel], T]) -> T:
-        corral = self._corral
-        with corral._lock:
-            corral._check_open()
-            return fn(corral._kernel)
-
-    async def act(self, fn: Callable[[Kernel, float, int], T]) -> T:
-        corral = self._corral
-        result: T = corral._run(lambda: fn(corral._kernel, corral._clock(), corral._session))
-        return result
 
     def now(self) -> float:
         return self._corral._clock()
@@ -172,12 +154,27 @@ class ThreadsSource(Source):
         return not self._corral.closed
 
 
-class TrioSource(ThreadsSource):
+class ThreadsSource(_Embedded):
+    """An embedded thread corral: every read and action holds its lock."""
+
+    _corral: ThreadCorral
+
+    def read(self, fn: Callable[[Kernel], T]) -> T:
+        corral = self._corral
+        with corral._lock:
+            corral._check_open()
+            return fn(corral._kernel)
+
+    async def act(self, fn: Callable[[Kernel, float, int], T]) -> T:
+        corral = self._corral
+        result: T = corral._run(lambda: fn(corral._kernel, corral._clock(), corral._session))
+        return result
+
+
+class TrioSource(_Embedded):
     """An embedded trio corral, read on its own trio loop (no lock needed)."""
 
-    def __init__(self, corral: TrioCorral) -> None:
-        Source.__init__(self)
-        self._corral = corral  # type: ignore[assignment]
+    _corral: TrioCorral
 
     def read(self, fn: Callable[[Kernel], T]) -> T:
         corral = self._corral
@@ -185,7 +182,7 @@ class TrioSource(ThreadsSource):
         return fn(corral._kernel)
 
     async def act(self, fn: Callable[[Kernel, float, int], T]) -> T:
-        corral: Any = self._corral
+        corral = self._corral
         result: T = await corral._run(
             lambda: fn(corral._kernel, corral._clock(), corral._session))
         return result

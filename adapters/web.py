@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import ipaddress
 import json
 import logging
 import threading
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from corral.kernel import CorralError, InvalidArgument, NotFound
+from corral.transports.tcp import is_loopback
 
 from ._status import ServerSource, Source, ThreadsSource, TrioSource, Views
 
@@ -52,13 +52,6 @@ MAX_CLIENTS = 16  # live streams at once
 INTERVAL = 1.0  # seconds between checks for a change, per stream
 KEEPALIVE = 15.0  # seconds of silence before a comment keeps a stream open
 MAX_LIMIT = 1000  # rows per page
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_bind(text: str) -> tuple[str, int]:

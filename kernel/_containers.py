@@ -38,7 +38,7 @@ class Container:
     properties: dict[str, str] = attrs.Factory(dict)
     subscribers: dict[int, Subscription] = attrs.Factory(dict)
     added: int = 0  # records or items that came in (ContainerMetrics)
-    taken: int = 0  # records or items handed out to a caller, less those given back
+    taken: int = 0  # records or items that went out (popped, deleted...), less give-backs
 
     kind: Kind = attrs.field(init=False)
 

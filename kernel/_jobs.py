@@ -396,24 +396,28 @@ class JobsContainer(Container):
         """Finish ``job`` and claim the next one, as ``finish`` then ``claim``. With
         ``timeout`` 0 and no job ready it raises Empty having done nothing (not even
         the finish), so that a call that raises has changed nothing."""
-        self._leased("finish", job)
+        record = self._leased("finish", job)
         check_timeout("finish_claim", self.name, timeout)
-        if result_ttl is not None:
-            check_seconds(f"finish on {self.name!r}", "result_ttl", result_ttl,
-                          positive=False)
+        ttl = self._result_ttl(result_ttl)
         if lease is not None:
             check_seconds(f"claim on {self.name!r}", "lease", lease, positive=True)
         self.core.session(session)
         if timeout == 0 and not self.ready:
             raise Empty(f"finish_claim on {self.name!r}: no job is ready (the job is "
                         "not finished)")
-        self.finish(job, result, result_ttl, now)
+        self._finish(record, result, ttl, now)
         return self.claim(session, timeout, lease, now)
 
     def finish(self, job: Any, result: Any, result_ttl: Any, now: float) -> None:
         record = self._leased("finish", job)
-        ttl = self.result_ttl if result_ttl is None else check_seconds(
+        self._finish(record, result, self._result_ttl(result_ttl), now)
+
+    def _result_ttl(self, result_ttl: Any) -> float:
+        return self.result_ttl if result_ttl is None else check_seconds(
             f"finish on {self.name!r}", "result_ttl", result_ttl, positive=False)
+
+    def _finish(self, record: JobRecord, result: Any, ttl: float, now: float) -> None:
+        """Finish a claim ``_leased`` has checked, its result kept ``ttl`` seconds."""
         self.core.tick(now)
         self.finished += 1
         self._claim_ended(record)

@@ -543,19 +543,21 @@ def test_a_duration_on_a_bound_falls_in_that_bounds_bucket(k: Kernel) -> None:
     """counts[i] holds durations in (bounds[i-1], bounds[i]]; the last count, those
     above every bound. total and count add up every observation."""
     s = k.open_session()
-    durations = [0.0, *BUCKETS, 1.5, BUCKETS[-1] + 1]
-    for i in range(len(durations)):
+    # Claim lengths on the kernel's clock, given as each finish's ``now``: nothing here
+    # measures time; the kernel files what it is told.
+    lengths = [0.0, *BUCKETS, 1.5, BUCKETS[-1] + 1]
+    for i in range(len(lengths)):
         k.put("j", i, now=0.0)
-    jobs = [claim(k, s, now=0.0) for _ in durations]
-    for job, seconds in sorted(zip(jobs, durations, strict=True), key=lambda p: p[1]):
+    jobs = [claim(k, s, now=0.0) for _ in lengths]
+    for job, seconds in sorted(zip(jobs, lengths, strict=True), key=lambda p: p[1]):
         k.finish("j", job, now=seconds)
     distribution = ran(k)
     expected = [2, *[1] * (len(BUCKETS) - 1), 1]  # 0 and 0.001 share the first bucket
     expected[BUCKETS.index(2.5)] += 1  # 1.5
     assert tuple(expected) == distribution.counts
     assert len(BUCKETS) + 1 == len(distribution.counts)
-    assert (len(durations), pytest.approx(sum(durations))) == (distribution.count,
-                                                               distribution.total)
+    assert (len(lengths), pytest.approx(sum(lengths))) == (distribution.count,
+                                                           distribution.total)
     assert BUCKETS == distribution.bounds
     just_above = Kernel()
     just_above.create("j", Kind.JOBS)

@@ -27,7 +27,7 @@ from corral.kernel import InvalidArgument
 
 from .server import Connection, Drop, Limits, Server
 
-__all__ = ["DEFAULT_PORT", "Limits", "Server", "check_bind", "serve_tcp"]
+__all__ = ["DEFAULT_PORT", "Limits", "Server", "check_bind", "is_loopback", "serve_tcp"]
 
 log = logging.getLogger("corral.server")
 
@@ -210,13 +210,17 @@ def _peer_name(stream: trio.abc.Stream) -> str:
         return "?"
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names the loopback interface."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def check_bind(host: str, token: str | None) -> None:
     """Refuse to listen beyond loopback without a token."""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback and not token:
+    if not is_loopback(host) and not token:
         raise InvalidArgument(f"binding to {host} needs --token: only loopback is "
                               "served without one")
 
