@@ -38,7 +38,6 @@ LeaseLost) and its parked waiters are withdrawn, so no item is handed to the dea
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import threading
@@ -68,7 +67,7 @@ from corral.kernel import (
     Waiting,
     WrongKind,
 )
-from corral.transports.redis_backend import RedisKernel, mailbox_key
+from corral.transports.redis_backend import RedisKernel, mailbox_key, unpack
 from corral.transports.redis_backend.audit import DURABILITIES, audit, warn_on
 
 from . import threads
@@ -528,7 +527,7 @@ class RedisCorral(threads.Facade):
         kind, _, rest = message.partition("|")
         if kind in ("G", "P"):  # a queue's item to a getter, or a parked put let in
             fields = rest.split("|", 3 if kind == "G" else 2)
-            item, _ = json.loads(fields[-1])
+            item, _ = unpack(fields[-1])
             priority = int(fields[1])
             order = (priority, int(fields[2])) if kind == "G" else None
             return Event(parked.args[0], "get" if kind == "G" else "put", priority, item,
@@ -536,13 +535,13 @@ class RedisCorral(threads.Facade):
         if kind == "J":  # a job claimed: its attempt, its item, then its id
             attempt, _, served = rest.partition("|")[2].partition("|")
             packed, _, id = served.partition("\n")
-            job = Job(id, json.loads(packed)[0], int(attempt))
+            job = Job(id, unpack(packed)[0], int(attempt))
             return Event(parked.args[0], "claimed", id, job, None)
         if kind == "R":  # a job's result
-            result, _ = json.loads(rest.partition("|")[2])
+            result, _ = unpack(rest.partition("|")[2])
             return Event(parked.args[0], "finished", parked.args[1], result, None)
         if kind == "D":
-            value, metadata = json.loads(rest.partition("|")[2])
+            value, metadata = unpack(rest.partition("|")[2])
             key = parked.args[1] if len(parked.args) > 1 else 0
             return Event(parked.args[0], _EVENTS[parked.op], key, value, metadata)
         if kind == "C":

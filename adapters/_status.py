@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
+from corral import __version__
 from corral.kernel import Empty, JobState, Kernel, Kind, WrongKind
 from corral.transports.journal import Journal, JournaledKernel
-
-from .cli import _version  # the installed version, as `corral --version` says it
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -256,7 +255,7 @@ class Views:
                 rows.append(row)
             return rows
 
-        return {"title": "corral", "version": _version(), "mode": source.mode,
+        return {"title": "corral", "version": __version__, "mode": source.mode,
                 "uptime": round(source.uptime(), 1), "containers": source.read(build)}
 
     def container(self, name: str, start: int = 0, limit: int = 50) -> dict[str, Any]:
@@ -342,7 +341,7 @@ class Views:
 
     def server(self) -> dict[str, Any]:
         source = self.source
-        return {"mode": source.mode, "version": _version(),
+        return {"mode": source.mode, "version": __version__,
                 "uptime": round(source.uptime(), 1), **source.read(lambda _: source.server())}
 
     # -- actions ----------------------------------------------------------------------

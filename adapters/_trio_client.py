@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
@@ -35,6 +36,7 @@ from corral.transports.connection import (
     Wait,
     Withdrawn,
 )
+from corral.transports.remote import client_tls
 
 from . import trio as trio_facade
 from ._facade import route_events
@@ -57,9 +59,11 @@ class TrioClient(trio_facade.Facade):
     ``open_client()``."""
 
     def __init__(self, url: str, pipe: Pipe, *, token: str | None,
-                 connect_timeout: float, reconnect: Reconnect | None) -> None:
+                 connect_timeout: float, reconnect: Reconnect | None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.url = url
         self._pipe = pipe
+        self._tls = tls
         self._connect_timeout = connect_timeout
         self._policy = reconnect
         self._core = ClientConnection(token=token)
@@ -354,7 +358,7 @@ class TrioClient(trio_facade.Facade):
                 return False
             try:
                 with trio.fail_after(self._connect_timeout):
-                    pipe = await open_pipe(self.url)
+                    pipe = await open_pipe(self.url, self._tls)
             except (OSError, trio.TooSlowError, Closed):
                 continue
             if self._closed:
@@ -376,13 +380,16 @@ class TrioClient(trio_facade.Facade):
 @contextlib.asynccontextmanager
 async def open_trio_client(url: str, *, token: str | None = None,
                            connect_timeout: float = 10.0,
-                           reconnect: Reconnect | None = DEFAULT_RECONNECT
+                           reconnect: Reconnect | None = DEFAULT_RECONNECT,
+                           tls: ssl.SSLContext | None = None
                            ) -> AsyncIterator[TrioClient]:
-    """A ``TrioClient`` connected to ``url``, closed when the block exits."""
+    """A ``TrioClient`` connected to ``url`` (``tls``: for ``corrals://``, as
+    ``corral.transports.remote.client_tls`` makes it), closed when the block exits."""
+    tls = client_tls(url, context=tls)
     with trio.fail_after(connect_timeout):
-        pipe = await open_pipe(url)
+        pipe = await open_pipe(url, tls)
     client = TrioClient(url, pipe, token=token, connect_timeout=connect_timeout,
-                        reconnect=reconnect)
+                        reconnect=reconnect, tls=tls)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(client._read)
         try:

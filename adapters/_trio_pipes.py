@@ -1,7 +1,7 @@
-"""The trio client's pipes: bytes to and from a server, over TCP or ZeroMQ, with no
-thread. ``send`` never blocks: it writes what the socket takes and leaves the rest to
-the pipe's ``run`` task. ``receive`` waits for bytes, yielding to trio now and then even
-when they keep coming.
+"""The trio client's pipes: bytes to and from a server, over TCP (with TLS or not) or
+ZeroMQ, with no thread. ``send`` never blocks: it writes what the socket takes and
+leaves the rest to the pipe's ``run`` task. ``receive`` waits for bytes, yielding to
+trio now and then even when they keep coming.
 """
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import ssl
 from typing import Any, Protocol, cast
 
 import trio
 import zmq
 
-from corral.transports.remote import parse_url, zmq_endpoint
+from corral.transports.remote import Tls, client_tls, parse_url, zmq_endpoint
 
 __all__ = ["Pipe", "TcpPipe", "ZmqPipe", "open_pipe"]
 
@@ -45,24 +46,47 @@ class Pipe(Protocol):
 
 
 class TcpPipe:
-    """A TCP connection, as a non-blocking socket the reader waits on."""
+    """A TCP connection, as a non-blocking socket the reader waits on; with ``tls``, TLS
+    in memory over it."""
 
     heartbeat: float | None = None  # a closed TCP connection says so itself
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, tls: Tls | None = None) -> None:
         sock.setblocking(False)
         self._socket = sock
+        self._tls = tls
         self._backlog = bytearray()  # what the socket did not take yet
         self._writable = trio.Event()
         self._broken = False
         self.blocked = self.streak = 0
 
     @classmethod
-    async def open(cls, host: str, port: int) -> TcpPipe:
+    async def open(cls, host: str, port: int, context: ssl.SSLContext | None) -> TcpPipe:
         stream = await trio.open_tcp_stream(host, port)
-        return cls(socket.socket(fileno=stream.socket.detach()))
+        tls = None
+        if context is not None:
+            tls = Tls(context, host, port)
+            try:
+                data, done = tls.handshake()
+                while True:
+                    await stream.send_all(data)
+                    if done:
+                        break
+                    data, done = tls.handshake(await stream.receive_some(65536))
+            except BaseException as error:
+                await trio.aclose_forcefully(stream)
+                if isinstance(error, trio.BrokenResourceError):
+                    raise ConnectionError(f"TLS handshake with {tls.address}: "
+                                          f"{error.__cause__ or error}") from error
+                raise
+        return cls(socket.socket(fileno=stream.socket.detach()), tls)
 
     def send(self, data: bytes) -> None:
+        if self._tls is not None and not self._broken:
+            try:
+                data = self._tls.encrypt(data)
+            except ssl.SSLError:  # after a TLS error: the reader ends the pipe
+                self._broken = True
         if self._backlog or self._broken:
             self._backlog += data
             return
@@ -78,7 +102,17 @@ class TcpPipe:
             self._writable.set()
 
     async def receive(self) -> bytes:
+        tls = self._tls
         while not self._broken:
+            if tls is not None:
+                try:
+                    plain = tls.read(65536)
+                except ssl.SSLError:  # not TLS, or not from this server: gone
+                    self._broken = True
+                    break
+                if plain is not None:
+                    await _fair(self)
+                    return plain
             try:
                 data = self._socket.recv(65536)
             except BlockingIOError:
@@ -91,8 +125,10 @@ class TcpPipe:
             except OSError:
                 break
             else:
-                await _fair(self)
-                return data
+                if tls is None or not data:
+                    await _fair(self)
+                    return data
+                tls.feed(data)
         return b""
 
     async def run(self) -> None:
@@ -216,9 +252,10 @@ class ZmqPipe:
         self._socket.close(linger=100)  # a moment for the bye to leave
 
 
-async def open_pipe(url: str) -> Pipe:
+async def open_pipe(url: str, tls: ssl.SSLContext | None = None) -> Pipe:
     """A pipe to the server at ``url`` (as ``corral.transports.remote.open_wire``)."""
+    tls = client_tls(url, context=tls)
     endpoint = zmq_endpoint(url)
     if endpoint is not None:
         return await ZmqPipe.open(endpoint)
-    return await TcpPipe.open(*parse_url(url))
+    return await TcpPipe.open(*parse_url(url), tls)

@@ -1,4 +1,5 @@
-"""The ``corral`` command: serve, ping, stats, jobs, job, cli, redis-check, demo."""
+"""The ``corral`` command: serve, ping, stats, jobs, job, cli, export, import, redis-check,
+demo."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
+from corral import __version__
+
 __all__ = ["main"]
 
 DEFAULT_URL = "corral://127.0.0.1:2605"
@@ -31,20 +34,24 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from functools import partial
+
     import trio
 
-    from corral.transports.tcp import Limits, Server, check_bind, serve_tcp
+    from corral.transports.tcp import Limits, Server, check_bind, serve_tcp, server_tls
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s",
                         stream=sys.stderr)
     log = logging.getLogger("corral.server")
-    check_bind(args.host, args.token)
+    token = _token(args)
+    tls = server_tls(args.tls_cert, args.tls_key)
+    check_bind(args.host, token)
     if args.http:
-        check_bind(args.http[0], args.token)
+        check_bind(args.http[0], token)
     if args.zmq:
         from corral.transports.zeromq import check_endpoint, serve_zmq
 
-        check_endpoint(args.zmq, args.token)
+        check_endpoint(args.zmq, token)
     journal = None
     if args.journal:
         from corral.transports.journal import Journal
@@ -52,7 +59,7 @@ def _serve(args: argparse.Namespace) -> int:
         journal = Journal(args.journal, fsync=args.fsync, repair=args.repair,
                           snapshot_size=args.snapshot_size)
         log.info("journal %s (fsync %s): replaying", journal.path, args.fsync)
-    server = Server(journal=journal, token=args.token, limits=Limits(
+    server = Server(journal=journal, token=token, limits=Limits(
         max_payload=args.max_payload, max_line=args.max_line,
         max_handles=args.max_handles, max_waiters=args.max_waiters,
         max_outbound=args.max_outbound, stall_timeout=args.stall_timeout))
@@ -63,16 +70,18 @@ def _serve(args: argparse.Namespace) -> int:
                 # ZeroMQ first: once TCP says it listens, both transports serve.
                 endpoint = await nursery.start(serve_zmq, server, args.zmq) if (
                     args.zmq) else None
-                listeners = await nursery.start(serve_tcp, server, args.host, args.port)
+                listeners = await nursery.start(partial(serve_tcp, server, args.host,
+                                                        args.port, tls=tls))
                 host, port = listeners[0].socket.getsockname()[:2]
-                log.info("corral %s listening on %s:%d", _version(), host, port)
+                log.info("corral %s listening on %s:%d%s", __version__, host, port,
+                         " (TLS)" if tls else "")
                 if args.http:
                     from .web import serve_http
 
                     page = await nursery.start(serve_http, server, *args.http)
-                    log.info("corral %s status page on %s", _version(), page)
+                    log.info("corral %s status page on %s", __version__, page)
                 if endpoint:
-                    log.info("corral %s listening on %s (ZeroMQ)", _version(), endpoint)
+                    log.info("corral %s listening on %s (ZeroMQ)", __version__, endpoint)
                 async for signum in signals:
                     log.info("stopping on %s", signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
@@ -86,19 +95,66 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+def _export(args: argparse.Namespace) -> int:
+    from corral.transports.journal import export_state
 
+    state = export_state(args.journal) + b"\n"
+    if args.output is None:
+        sys.stdout.write(state.decode())  # JSON's ASCII
+    else:
+        with open(args.output, "wb") as file:
+            file.write(state)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from corral.transports.journal import import_state
+
+    if args.file == "-":
+        state = sys.stdin.buffer.read()
+    else:
+        with open(args.file, "rb") as file:
+            state = file.read()
+    kernel = import_state(args.journal, state)
+    print(f"{args.journal}: a new journal holding {len(kernel.containers())} containers; "
+          f"serve it with: corral serve --journal {args.journal}")
+    return 0
+
+
+def _token_options(parser: argparse.ArgumentParser, file_help: str) -> None:
+    """--token-file and --token, one or the other; ``_token`` reads them."""
+    secret = parser.add_mutually_exclusive_group()
+    secret.add_argument("--token-file", metavar="PATH",
+                        help=f"{file_help}; without this or --token, $CORRAL_TOKEN if set")
+    secret.add_argument("--token", help="the token itself; other users can see it (ps): "
+                                        "prefer --token-file or $CORRAL_TOKEN")
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """The token: ``--token``, the first line of ``--token-file`` (surrounding blanks
+    stripped), or ``$CORRAL_TOKEN``; None if none is set. Raises InvalidArgument for a
+    token file that cannot be read or whose first line is empty."""
+    from corral.kernel import InvalidArgument
+    from corral.transports.remote import client_token
+
+    if args.token_file is None:
+        return client_token(args.token)
     try:
-        return version("corral")
-    except PackageNotFoundError:
-        return "(not installed)"
+        with open(args.token_file, encoding="utf-8") as file:
+            token = file.readline().strip()
+    except (OSError, UnicodeError) as error:
+        raise InvalidArgument(f"cannot read the token file {args.token_file}: "
+                              f"{error}") from None
+    if not token:
+        raise InvalidArgument(f"the token file {args.token_file} has no token on its "
+                              "first line")
+    return client_token(token)  # checked as any token is
 
 
 def _connect(args: argparse.Namespace) -> Any:
     from .client import connect
 
-    return connect(args.url, token=args.token, reconnect=None)
+    return connect(args.url, token=_token(args), tls_ca=args.tls_ca, reconnect=None)
 
 
 def _ping(args: argparse.Namespace) -> int:
@@ -358,69 +414,107 @@ def cli_help(topic: str | None = None) -> str:
 
 
 def run_cli(url: str, token: str | None, lines: TextIO, out: TextIO, *,
-            prompt: bool) -> int:
-    """Send each line as a command; print what comes back, events included."""
-    import socket
+            prompt: bool, tls_ca: str | None = None) -> int:
+    """Send each line as a command; print what comes back as it comes, events included
+    (an event that arrives while the prompt waits for a line is printed above it).
+    ``url`` is ``corral://`` or ``corrals://`` (``tls_ca`` as for ``connect``)."""
+    import queue
+    import threading
 
     from corral.transports.codec import Message, Parser, encode
-    from corral.transports.remote import parse_url
+    from corral.transports.remote import client_tls, open_wire, parse_url
     from corral.transports.requests import client_data_offset
 
     host, port = parse_url(url)
-    sock = socket.create_connection((host, port), timeout=10)
+    sock = open_wire(url, 10, client_tls(url, tls_ca))
     parser = Parser(client_data_offset, max_payload=1 << 30)
+    answered: queue.Queue[bool] = queue.Queue()  # an answer is whole; False: gone
+    prompt_text = f"{host}:{port}> "
+    at_prompt = threading.Event()  # input() is waiting for a line
+    quitting = threading.Event()
 
-    def show_until_answer() -> None:
-        pending_query = False
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                print("(the server closed the connection)", file=out)
-                raise SystemExit(1)
-            for item in parser.feed(data):
-                if not isinstance(item, Message):
-                    print(f"(unreadable: {item})", file=out)
-                    continue
-                text = " ".join(item.words)
-                if item.fields:
-                    text += "  " + "  ".join(f"{k}={v!r}" for k, v in item.fields.items())
-                print(text, file=out)
-                words = item.words
-                if words[0] == "answer":
-                    pending_query = len(words) > 2 and words[2] == "query"
-                    if not pending_query:
-                        return
-                elif words[0] == "query" and words[2] == "end":
-                    return
+    def show(text: str) -> None:
+        if at_prompt.is_set():  # above the line being typed, which is drawn again
+            import readline
 
-    if token is not None:
-        sock.sendall(encode(("auth", token)))
-        show_until_answer()
-    while True:
-        if prompt:  # input() edits the line and keeps a history, with readline
-            try:
-                line = input(f"{host}:{port}> ") + "\n"
-            except EOFError:
-                break
+            out.write(f"\r\x1b[K{text}\n{prompt_text}{readline.get_line_buffer()}")
+            out.flush()
         else:
-            line = lines.readline()
-            if not line:
-                break
+            print(text, file=out, flush=True)
+
+    def read() -> None:
+        """Print every message as it arrives; tell the prompt when an answer is whole
+        (a query's answer ends with its ``query H end``)."""
+        pending_query = False
         try:
-            words, fields = parse_cli_line(line)
-        except ValueError as error:
-            print(f"error: {error}", file=out)
-            continue
-        if not words:
-            continue
-        if words[0] in ("quit", "exit"):
-            break
-        if words[0] == "help":
-            print(cli_help(words[1] if len(words) > 1 else None), file=out)
-            continue
+            while data := sock.recv(65536):
+                for item in parser.feed(data):
+                    if not isinstance(item, Message):
+                        show(f"(unreadable: {item})")
+                        continue
+                    text = " ".join(item.words)
+                    if item.fields:
+                        text += "  " + "  ".join(f"{k}={v!r}"
+                                                 for k, v in item.fields.items())
+                    show(text)
+                    words = item.words
+                    if words[0] == "answer":
+                        pending_query = len(words) > 2 and words[2] == "query"
+                        if not pending_query:
+                            answered.put(True)
+                    elif pending_query and words[0] == "query" and words[2] == "end":
+                        pending_query = False
+                        answered.put(True)
+        except OSError:
+            pass
+        if not quitting.is_set():
+            show("(the server closed the connection)")
+        answered.put(False)
+
+    reader = threading.Thread(target=read, name="corral-cli-reader", daemon=True)
+    reader.start()
+
+    def send(words: Sequence[str], fields: dict[str, Any] | None = None) -> bool:
+        """Send a command and wait for its whole answer; False if the server is gone."""
+        if not reader.is_alive():
+            return False
         sock.sendall(encode(words, fields))
-        show_until_answer()
-    sock.close()
+        return answered.get()
+
+    try:
+        if token is not None and not send(("auth", token)):
+            return 1
+        while True:
+            if prompt:  # input() edits the line and keeps a history, with readline
+                at_prompt.set()
+                try:
+                    line = input(prompt_text) + "\n"
+                except EOFError:
+                    break
+                finally:
+                    at_prompt.clear()
+            else:
+                line = lines.readline()
+                if not line:
+                    break
+            try:
+                words, fields = parse_cli_line(line)
+            except ValueError as error:
+                print(f"error: {error}", file=out, flush=True)
+                continue
+            if not words:
+                continue
+            if words[0] in ("quit", "exit"):
+                break
+            if words[0] == "help":
+                print(cli_help(words[1] if len(words) > 1 else None), file=out, flush=True)
+                continue
+            if not send(words, fields):
+                return 1
+    finally:
+        quitting.set()
+        sock.close()
+        reader.join(5)
     return 0
 
 
@@ -428,7 +522,8 @@ def _cli(args: argparse.Namespace) -> int:
     interactive = sys.stdin.isatty()
     if interactive:
         import readline  # noqa: F401  (line editing and history for input())
-    return run_cli(args.url, args.token, sys.stdin, sys.stdout, prompt=interactive)
+    return run_cli(args.url, _token(args), sys.stdin, sys.stdout, prompt=interactive,
+                   tls_ca=args.tls_ca)
 
 
 def _redis_check(args: argparse.Namespace) -> int:
@@ -519,8 +614,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     limits = Limits()
     parser = argparse.ArgumentParser(
         prog="corral", description="corral: serve a coordination kernel, inspect one, "
-        "talk to one, audit a Redis for one, or run the demo. COMMAND --help says more.")
-    parser.add_argument("--version", action="version", version=f"corral {_version()}")
+        "talk to one, move a journal's data between versions, audit a Redis for one, or run "
+        "the demo. COMMAND --help says more.")
+    parser.add_argument("--version", action="version", version=f"corral {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser(
@@ -530,13 +626,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--http it serves a live status page and Prometheus metrics. Stops on SIGINT or "
         "SIGTERM.")
     serve.add_argument("--host", default="127.0.0.1",
-                       help="address to bind (default 127.0.0.1; others need --token)")
+                       help="address to bind (default 127.0.0.1; others need a token)")
     serve.add_argument("--port", type=_port, default=DEFAULT_PORT,
                        help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
     serve.add_argument("--log-level", type=str.upper, default="INFO",
                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                        help="what the server logs to stderr (default INFO)")
-    serve.add_argument("--token", help="clients must send 'auth TOKEN' first")
+    _token_options(serve, "clients must send 'auth TOKEN' first, TOKEN being the first "
+                          "line of PATH")
+    serve.add_argument("--tls-cert", metavar="CERT.pem",
+                       help="serve TCP with TLS only (clients use corrals://), with this "
+                            "certificate (chain); needs --tls-key. The status page and "
+                            "ZeroMQ stay plain")
+    serve.add_argument("--tls-key", metavar="KEY.pem",
+                       help="the private key of --tls-cert")
     serve.add_argument("--journal", metavar="DIR",
                        help="keep every container durable in a journal in DIR, replayed "
                             "on start")
@@ -568,8 +671,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     def client_command(name: str, run: Callable[[argparse.Namespace], int], text: str,
                        description: str | None = None) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, description=description or text)
-        sub.add_argument("--url", default=DEFAULT_URL, help=f"server (default {DEFAULT_URL})")
-        sub.add_argument("--token", help="sent as 'auth TOKEN' first")
+        sub.add_argument("--url", default=DEFAULT_URL,
+                         help=f"server (default {DEFAULT_URL}; corrals:// for TLS)")
+        _token_options(sub, "send the first line of PATH as 'auth TOKEN' first")
+        sub.add_argument("--tls-ca", metavar="FILE",
+                         help="for corrals://, trust the server certificates this CA "
+                              "file (or self-signed certificate) signs, instead of the "
+                              "system's (default $CORRAL_TLS_CA)")
         sub.set_defaults(run=run)
         return sub
 
@@ -635,6 +743,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("--json", action="store_true",
                        help="print a JSON list of the findings, for machines")
     check.set_defaults(run=_redis_check)
+
+    export = commands.add_parser(
+        "export", help="write a journal's whole state as one portable JSON file",
+        description="Replay the journal in DIR (its snapshot and the records after it) and "
+        "write the whole state, in the versioned corral-state format that snapshots use, "
+        "to FILE or stdout. DIR is only read, and refused while a server holds it. A "
+        "newer corral imports the file: that is how data moves between versions.")
+    export.add_argument("journal", metavar="DIR", help="the journal directory")
+    export.add_argument("-o", "--output", metavar="FILE",
+                        help="write to FILE instead of stdout")
+    export.set_defaults(run=_export)
+    imports = commands.add_parser(
+        "import", help="make a new journal from an exported state",
+        description="Make a new journal in DIR whose snapshot is the state in FILE (what "
+        "corral export wrote, by this version or an older one, migrated), so that corral "
+        "serve --journal DIR serves it. DIR must be empty or absent.")
+    imports.add_argument("file", metavar="FILE", help="the exported state ('-': stdin)")
+    imports.add_argument("--journal", metavar="DIR", required=True,
+                         help="the new journal's directory")
+    imports.set_defaults(run=_import)
 
     demo = commands.add_parser(
         "demo", help="run Tio's factorial cluster: a producer and consumer threads",

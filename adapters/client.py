@@ -8,7 +8,7 @@ str, bytes, int, float or JSON (a tuple comes back a list).
 Both are thin shells over one sans-IO protocol object
 (``corral.transports.connection.ClientConnection``), which settles every wait, cancel
 and loss by the order of the bytes; the shells only move bytes and wake callers. TCP
-and ZeroMQ are pipes under the same core.
+(plain, or with TLS for ``corrals://``) and ZeroMQ are pipes under the same core.
 
 A lost connection is reconnected, with bounded exponential backoff and jitter
 (``Reconnect``; ``reconnect=None`` makes a loss final). Calls in flight when it broke
@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -41,7 +42,7 @@ from corral.transports.connection import (
     Wait,
     Withdrawn,
 )
-from corral.transports.remote import Wire, open_wire
+from corral.transports.remote import Wire, client_tls, client_token, open_wire
 
 from . import threads
 from ._facade import route_events
@@ -61,8 +62,10 @@ class Client(threads.Facade):
     sharing one client pipeline their calls. Get one from ``connect()``."""
 
     def __init__(self, url: str, *, token: str | None = None, connect_timeout: float = 10.0,
-                 reconnect: Reconnect | None = DEFAULT_RECONNECT) -> None:
+                 reconnect: Reconnect | None = DEFAULT_RECONNECT,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.url = url
+        self._tls = client_tls(url, context=tls)
         self._connect_timeout = connect_timeout
         self._policy = reconnect
         self._core = ClientConnection(token=token)
@@ -85,7 +88,7 @@ class Client(threads.Facade):
         self._closed = False
         self._connected = threading.Event()
         self._last_send = time.monotonic()
-        self._wire: Wire = open_wire(url, connect_timeout)
+        self._wire: Wire = open_wire(url, connect_timeout, self._tls)
         self._up = True  # the wire is live
         self._connected.set()
         threading.Thread(target=self._read_in_background, name="corral-client-reader",
@@ -329,7 +332,7 @@ class Client(threads.Facade):
                 else:
                     done, effects = self._core.connection_lost(reason)
                 wire.unsettled = False
-                if done or effects:
+                if done or effects or self._closed:  # close() waits on any progress
                     self._settled(done, effects)
                 lost, queued = self._core.lost is not None, self._core.has_data
         finally:
@@ -425,7 +428,7 @@ class Client(threads.Facade):
                     self._finalize("gave up reconnecting")
                 return
             try:
-                wire = open_wire(self.url, self._connect_timeout)
+                wire = open_wire(self.url, self._connect_timeout, self._tls)
             except (OSError, Closed):
                 continue
             with self._send_lock:
@@ -446,49 +449,71 @@ class Client(threads.Facade):
 
 
 def connect(url: str = "corral://127.0.0.1:2605", *, token: str | None = None,
-            connect_timeout: float = 10.0, reconnect: Reconnect | None = DEFAULT_RECONNECT
+            connect_timeout: float = 10.0, reconnect: Reconnect | None = DEFAULT_RECONNECT,
+            tls_ca: str | None = None, ssl_context: ssl.SSLContext | None = None
             ) -> Client | RedisCorral:
-    """A blocking, thread-safe client of the server at ``url`` (``corral://host:port``
-    or ``zmq+tcp://host:port``), or the thread facade on Redis: ``redis://host:port/db``,
-    ``rediss://...``, ``unix:///path/to/redis.sock``, a Redis Cluster
-    (``redis+cluster://host:port[,host:port...]``) or the primary that Sentinels name
-    (``redis+sentinel://host:port[,host:port...]/service[/db]``); ``?prefix=`` names the
-    key prefix, a password goes in the URL, and redis-py reconnects by itself.
+    """A blocking, thread-safe client of the server at ``url`` (``corral://host:port``,
+    ``corrals://host:port`` with TLS, or ``zmq+tcp://host:port``), or the thread facade
+    on Redis: ``redis://host:port/db``, ``rediss://...``, ``unix:///path/to/redis.sock``,
+    a Redis Cluster (``redis+cluster://host:port[,host:port...]``) or the primary that
+    Sentinels name (``redis+sentinel://host:port[,host:port...]/service[/db]``);
+    ``?prefix=`` names the key prefix, a password goes in the URL, and redis-py
+    reconnects by itself.
 
-    Raises OSError if the server cannot be reached, ProtocolError if it refuses the
-    token. ``reconnect``: how to come back after a lost connection (None: never).
+    ``token``: sent as ``auth TOKEN`` first; None: the environment's ``CORRAL_TOKEN``, if
+    set (a Redis URL ignores it). ``corrals://`` checks the server's certificate and
+    hostname against the system's trust store, or the CA file ``tls_ca`` (None: the
+    environment's ``CORRAL_TLS_CA``, if set), or uses ``ssl_context`` as given.
+    ``reconnect``: how to come back after a lost connection (None: never).
+
+    Raises OSError if the server cannot be reached (ssl.SSLCertVerificationError, naming
+    it, if its certificate is not trusted), ProtocolError if it refuses the token,
+    InvalidArgument for options the URL does not take.
     """
-    if url.startswith(("redis://", "rediss://", "unix://", "redis+cluster://",
-                       "redis+sentinel://")):
-        if token is not None:
-            raise InvalidArgument("a Redis URL takes no token: put the password in the URL")
+    if _is_redis(url, token, tls_ca, ssl_context):
         from ._redis_client import open_redis  # redis-py is an optional dependency
 
         return open_redis(url, connect_timeout=connect_timeout)
-    return Client(url, token=token, connect_timeout=connect_timeout, reconnect=reconnect)
+    return Client(url, token=client_token(token), connect_timeout=connect_timeout,
+                  reconnect=reconnect, tls=client_tls(url, tls_ca, ssl_context))
+
+
+def _is_redis(url: str, token: str | None, tls_ca: str | None,
+              ssl_context: ssl.SSLContext | None) -> bool:
+    """Whether ``url`` is one of the Redis schemes; InvalidArgument if it is and corral's
+    own connection options came with it."""
+    if not url.lower().startswith(("redis://", "rediss://", "unix://", "redis+cluster://",
+                                   "redis+sentinel://")):
+        return False
+    if token is not None:
+        raise InvalidArgument("a Redis URL takes no token: put the password in the URL")
+    if tls_ca is not None or ssl_context is not None:
+        raise InvalidArgument("a Redis URL takes no tls_ca or ssl_context: use rediss:// "
+                              "and redis-py's ssl_* query options")
+    return True
 
 
 @asynccontextmanager
 async def open_client(url: str = "corral://127.0.0.1:2605", *, token: str | None = None,
                       connect_timeout: float = 10.0,
-                      reconnect: Reconnect | None = DEFAULT_RECONNECT
+                      reconnect: Reconnect | None = DEFAULT_RECONNECT,
+                      tls_ca: str | None = None, ssl_context: ssl.SSLContext | None = None
                       ) -> AsyncIterator[TrioClient | TrioRedisCorral]:
     """The trio facade's surface over a connection to the server at ``url``, closed when
     the block exits; for a Redis URL (as ``connect`` takes them), the trio facade on
     Redis (``TrioRedisCorral``: the thread facade's calls run in worker threads;
-    ``token`` must be None, and redis-py reconnects by itself). Cancelling a waiting call
-    withdraws it; if it was served first, the call returns what served it (an operation
-    that completed is not undone)."""
-    if url.startswith(("redis://", "rediss://", "unix://", "redis+cluster://",
-                       "redis+sentinel://")):  # connect()'s Redis schemes
-        if token is not None:
-            raise InvalidArgument("a Redis URL takes no token: put the password in the URL")
+    ``token`` must be None, and redis-py reconnects by itself). ``token``, ``tls_ca``
+    and ``ssl_context`` are as for ``connect``: None reads ``CORRAL_TOKEN`` and
+    ``CORRAL_TLS_CA``. Cancelling a waiting call withdraws it; if it was served first,
+    the call returns what served it (an operation that completed is not undone)."""
+    if _is_redis(url, token, tls_ca, ssl_context):
         from ._redis_trio import open_trio_redis  # redis-py is an optional dependency
 
         async with open_trio_redis(url, connect_timeout=connect_timeout) as corral:
             yield corral
         return
-    async with open_trio_client(url, token=token, connect_timeout=connect_timeout,
-                                reconnect=reconnect) as client:
+    async with open_trio_client(url, token=client_token(token),
+                                connect_timeout=connect_timeout, reconnect=reconnect,
+                                tls=client_tls(url, tls_ca, ssl_context)) as client:
         yield client
 

@@ -3,7 +3,8 @@
 The producer pushes work items onto ``factorial_cluster/source`` and subscribes to
 ``factorial_cluster/destination``; each consumer loops on ``wait_pop_next``, computes a
 factorial and pushes the result. Whoever asked first is served first, so the load
-balances itself (the original: ../shared/seeds/000_81d18b9c29777820.txt).
+balances itself (the original: Tio's TioAsClusterCoordinator.md,
+https://github.com/rodrigostrauss/tio).
 """
 
 from __future__ import annotations

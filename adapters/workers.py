@@ -38,7 +38,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import attrs
 
@@ -61,6 +61,8 @@ __all__ = [
     "push_task",
     "task_result",
 ]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 log = logging.getLogger("corral.workers")
 
@@ -551,10 +553,16 @@ class Tasks:
     def __init__(self) -> None:
         self.functions: dict[str, Callable[..., Any]] = {}
 
-    def task(self, fn: Callable[..., Any] | None = None, *, name: str | None = None
-             ) -> Any:
-        """Register ``fn`` under ``name`` (its ``__name__`` by default); a decorator."""
-        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @overload
+    def task(self, fn: _F, /) -> _F: ...
+    @overload
+    def task(self, *, name: str | None = None) -> Callable[[_F], _F]: ...
+
+    def task(self, fn: _F | None = None, *, name: str | None = None
+             ) -> _F | Callable[[_F], _F]:
+        """Register ``fn`` under ``name`` (its ``__name__`` by default); a decorator,
+        ``@tasks.task`` or ``@tasks.task(name=...)``, that returns ``fn`` as it was."""
+        def register(fn: _F) -> _F:
             self.functions[name or fn.__name__] = fn
             return fn
         return register(fn) if fn is not None else register

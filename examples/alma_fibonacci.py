@@ -2,19 +2,25 @@
 
 Each client puts its request on the ``fibonacci`` queue and waits for the answer to that
 request; any free executor picks it up, and the answer goes back to the caller that
-asked. Many clients and executors share the one queue. (The original:
-shared/seeds/001, with ``Executor`` and ``ExecutorClient`` over RabbitMQ.)
+asked. Many clients and executors share the one queue. (The original: rpc/README.md in
+https://github.com/amchavan/alma-datapro-workflow-sandbox, with ``Executor`` and
+``ExecutorClient`` over RabbitMQ.)
 
     python examples/alma_fibonacci.py all          # 4 executors, 8 parallel clients
     corral serve --zmq tcp://127.0.0.1:2606 &      # or by hand, over TCP or ZeroMQ:
     python examples/alma_fibonacci.py executor &   # four times
     python examples/alma_fibonacci.py client 34
     python examples/alma_fibonacci.py all --url redis://127.0.0.1:6379   # on Redis
+
+By hand, executors and clients start in either order: a request waits in the queue
+until an executor takes it, and its client waits for the answer up to ``--timeout``
+seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import subprocess
 import sys
@@ -57,10 +63,12 @@ def main() -> int:
     args = parser.parse_args()
     url = args.url or "corral://127.0.0.1:2605"
     if args.role == "executor":
-        Executor(QUEUE, fib, corral=url).run()
+        logging.basicConfig(level=logging.INFO, format="%(message)s")  # says when it waits
+        Executor(QUEUE, fib, corral=url).run()  # until Ctrl-C or SIGTERM
         return 0
     if args.role == "client":
         with ExecutorClient(QUEUE, corral=url) as client:
+            say(f" [x] requesting fib({args.n})")
             result = client.call(args.n, timeout=args.timeout)
         say(f"fib({args.n}) = {result}")
         return 0 if result == _fib(args.n) else 1

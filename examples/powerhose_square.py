@@ -3,19 +3,23 @@
 The worker's target gets the job as a string and returns the square as a string, as
 Powerhose's did; ``WorkerPool`` runs five of them (``{wid}`` is each one's id, as
 Powerhose's ``$WID``) and restarts any that dies; the master waits for a worker, then
-sends jobs and prints each result. (The original: shared/seeds/002, over ZeroMQ with
-Circus.)
+sends jobs and prints each result. (The original: docs/source/index.rst in
+https://github.com/mozilla-services/powerhose, over ZeroMQ with Circus.)
 
     python examples/powerhose_square.py all --jobs 20     # master, pool and server
     corral serve --zmq tcp://127.0.0.1:2606 &             # or by hand:
     python examples/powerhose_square.py workers --url zmq+tcp://127.0.0.1:2606 &
     python examples/powerhose_square.py master --url zmq+tcp://127.0.0.1:2606
     python examples/powerhose_square.py all --url redis://127.0.0.1:6379   # on Redis
+
+By hand, the master and the workers start in either order: the master waits up to a
+minute for a worker to ask for a job.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import random
 import sys
 import time
@@ -75,6 +79,7 @@ def main() -> int:
     args = parser.parse_args()
     url = args.url or "zmq+tcp://127.0.0.1:2606"
     if args.role == "worker":
+        logging.basicConfig(level=logging.INFO, format="%(message)s")  # says when it waits
         Worker(JOBS, square, corral=url, name=f"square-{args.wid}").run()
         return 0
     if args.role == "workers":

@@ -3,7 +3,8 @@
 The master is a corral server; a worker runs the task functions registered below, by
 name; ``push`` queues a call with JSON arguments and, with ``--wait``, prints its
 result. Nothing is unpickled and nothing is imported by path: a worker runs only the
-functions it registered. (The original: shared/seeds/004, with Pyro and Redis.)
+functions it registered. (The original: docs/usage.md in
+https://github.com/papaya-eng/ppyqueue, with Pyro and Redis.)
 
     python examples/ppyqueue_tasks.py all                 # master, 2 workers, 3 tasks
     python examples/ppyqueue_tasks.py master &            # or by hand: corral serve
@@ -11,17 +12,22 @@ functions it registered. (The original: shared/seeds/004, with Pyro and Redis.)
     python examples/ppyqueue_tasks.py push time --wait
     python examples/ppyqueue_tasks.py push add 2 3 --wait
     python examples/ppyqueue_tasks.py all --url redis://127.0.0.1:6379   # on Redis: no master
+
+By hand, once the master runs, workers and pushes come in either order: a pushed task
+waits in the queue for a worker, and ``push --wait`` waits up to 30 s for its result.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
 from contextlib import ExitStack
+from urllib.parse import urlsplit
 
 from corral.adapters.cli import main as corral_main
 from corral.adapters.workers import Tasks, push_task, task_result
@@ -63,13 +69,19 @@ def main() -> int:
     parser.add_argument("task", nargs="?", help="push: the task's name")
     parser.add_argument("args", nargs="*", help="push: JSON arguments")
     parser.add_argument("--url", help="corral://host:port (127.0.0.1:2605 by default) or "
-                        "redis://host:port; all: a server of its own if not given")
+                        "redis://host:port; all: a server of its own if not given; "
+                        "master: where to listen (port 0: any free one, logged)")
     parser.add_argument("--wait", action="store_true", help="push: print the result")
     args = parser.parse_args()
     url = args.url or "corral://127.0.0.1:2605"
     if args.role == "master":
-        return corral_main(["serve"])
+        where = urlsplit(url)
+        if where.scheme != "corral" or where.port is None:
+            parser.error(f"master: --url must be corral://host:port, not {url!r}")
+        return corral_main(["serve", "--host", str(where.hostname),
+                            "--port", str(where.port)])
     if args.role == "worker":
+        logging.basicConfig(level=logging.INFO, format="%(message)s")  # says when it waits
         tasks.worker("tasks", corral=url).run()
         return 0
     if args.role == "push":

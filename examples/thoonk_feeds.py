@@ -1,11 +1,13 @@
 """Thoonk's feeds, queues, sorted feeds and jobs, as its README uses them.
 
-Runs embedded, or against a server or Redis with ``--url``. Every step prints what it did
-and checks what Thoonk promised. (The original: shared/seeds/003, on Redis.)
+Runs embedded, on a server of its own, or against your server or Redis with ``--url``.
+Every step prints what it did and checks what Thoonk promised. (The original: the
+README of https://github.com/andyet/thoonk.py, on Redis.)
 
-    python examples/thoonk_feeds.py
+    python examples/thoonk_feeds.py all                  # on a server in the background
+    python examples/thoonk_feeds.py                      # embedded: no server at all
     python examples/thoonk_feeds.py --url corral://127.0.0.1:2605
-    python examples/thoonk_feeds.py --url redis://127.0.0.1:6379
+    python examples/thoonk_feeds.py all --url redis://127.0.0.1:6379   # on Redis
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from contextlib import ExitStack
 
 from corral.adapters.client import connect
 from corral.adapters.threads import Corral, Facade
 from corral.kernel import JobState
+from corral.transports.background import background_server
 
 HIGH = 10  # Thoonk's queue.HIGH: a higher priority comes out first
 
@@ -82,9 +86,15 @@ def jobs(corral: Facade) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("role", nargs="?", choices=["all"],
+                        help="all: on a server of its own, unless --url is given")
     parser.add_argument("--url", help="a corral server or Redis (embedded if not given)")
     args = parser.parse_args()
-    with connect(args.url) if args.url else Corral() as corral:
+    with ExitStack() as stack:
+        url = args.url
+        if args.role == "all" and url is None:  # a server of our own, for this run
+            url = stack.enter_context(background_server(zmq=False)).tcp
+        corral = stack.enter_context(connect(url) if url else Corral())
         for example in (feeds, sorted_feeds, queues, jobs):
             example(corral)
     print("all of Thoonk's examples ran")

@@ -1,21 +1,28 @@
 """Tio's factorial cluster over TCP: a producer and processor processes.
 
-The producer pushes random ints from 1 to 500 onto ``factorial_cluster/source``, tells
-the processors where results go through a property, and subscribes to the destination;
-each processor loops on ``wait_pop_next`` and pushes ``n!=...`` to the destination.
-Whoever asked first is served first, so the load balances itself. (The original:
-shared/seeds/000, with Tio's ``tioclient``.)
+The producer tells the processors where results go through a property of
+``factorial_cluster/source``, subscribes to the destination, then pushes random ints
+from 1 to 500 onto the source; each processor loops on ``wait_pop_next`` and pushes
+``n!=...`` to the destination. Whoever asked first is served first, so the load
+balances itself. (The original: TioAsClusterCoordinator.md in
+https://github.com/rodrigostrauss/tio, with Tio's ``tioclient``.)
 
     python examples/tio_factorial.py all                      # everything, on its own
     corral serve &                                            # or by hand:
     python examples/tio_factorial.py processor &              # as many as you like
     python examples/tio_factorial.py producer --items 10000
     python examples/tio_factorial.py all --url redis://127.0.0.1:6379   # on Redis
+
+By hand, start the producer and the processors in either order: a processor parks on
+``wait_pop_next`` until the first item comes, and reads the property then (the producer
+sets it before it pushes anything); the producer waits up to ``--timeout`` seconds for
+each result. Processors run until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import random
@@ -31,10 +38,10 @@ from corral.transports.background import background_server
 
 SOURCE = "factorial_cluster/source"
 DESTINATION = "factorial_cluster/destination"
-STOP = "stop"  # one per processor, after the work
+STOP = "stop"  # all: one per processor it started, after the work
 
 
-def producer(url: str, items: int, processors: int, seed: int) -> bool:
+def producer(url: str, items: int, seed: int, timeout: float) -> bool:
     """Push the work, wait for every result; True if each item was done exactly once."""
     rng = random.Random(seed)
     work = [rng.randint(1, 500) for _ in range(items)]
@@ -48,11 +55,9 @@ def producer(url: str, items: int, processors: int, seed: int) -> bool:
         done: list[str] = []
         by: Counter[str] = Counter()
         for _ in range(items):
-            event = results.get(timeout=60)
+            event = results.get(timeout=timeout)
             done.append(event.value)
             by[event.metadata] += 1
-        for _ in range(processors):
-            source.push_back(STOP)
     for line in done[:3]:
         print(f"  {line[:60]}{'...' if len(line) > 60 else ''}")
     for who, count in sorted(by.items()):
@@ -63,19 +68,23 @@ def producer(url: str, items: int, processors: int, seed: int) -> bool:
 
 
 def processor(url: str) -> None:
-    """Take items first come, first served, until told to stop. A server restart is
-    waited out (the client reconnects and logs it); an item handed over just as the
-    connection broke is lost with it, as a list's items are (jobs are the at-least-once
-    tool)."""
+    """Take items first come, first served, until told to stop. The destination is read
+    from the source's property once the first item came, so a processor may start
+    before the producer. A server restart is waited out (the client reconnects and
+    logs it); an item handed over just as the connection broke is lost with it, as a
+    list's items are (jobs are the at-least-once tool)."""
     me = f"processor-{os.getpid()}"
     with connect(url) as tio:
         source = tio.list(SOURCE)
-        destination = tio.list(source.get_property("destination"))
+        destination = None
+        print(f"{me}: waiting for work on {SOURCE}", flush=True)
         while True:
             try:
                 n = source.wait_pop_next()
                 if n == STOP:
                     return
+                if destination is None:
+                    destination = tio.list(source.get_property("destination"))
                 destination.push_back(f"{n}!={math.factorial(n)}", metadata=me)
             except Closed:
                 if not tio.wait_connected():
@@ -88,21 +97,21 @@ def main() -> int:
     parser.add_argument("--url", help="corral://host:port (127.0.0.1:2605 by default) or "
                         "redis://host:port; all: a server of its own if not given")
     parser.add_argument("--items", type=int, default=10_000)
-    parser.add_argument("--processors", type=int, default=4)
+    parser.add_argument("--processors", type=int, default=4, help="all: how many")
     parser.add_argument("--seed", type=int, default=2605)
+    parser.add_argument("--timeout", type=float, default=300.0,
+                        help="producer: seconds to wait for each result (default 300)")
     args = parser.parse_args()
     url = args.url or "corral://127.0.0.1:2605"
     if args.role == "processor":
-        processor(url)
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends a processor
+            processor(url)
         return 0
     if args.role == "producer":
-        return 0 if producer(url, args.items, args.processors, args.seed) else 1
+        return 0 if producer(url, args.items, args.seed, args.timeout) else 1
     with ExitStack() as stack:
         if args.url is None:  # a server of our own, for this run
             url = stack.enter_context(background_server(zmq=False)).tcp
-        # The list exists before the processors ask for its property.
-        with connect(url) as tio:
-            tio.list(SOURCE).set_property("destination", DESTINATION)
         procs = [subprocess.Popen([sys.executable, __file__, "processor", "--url", url])
                  for _ in range(args.processors)]
         try:
@@ -111,7 +120,10 @@ def main() -> int:
                 while source.statistics().waiters < args.processors:
                     assert time.monotonic() < give_up, "the processors did not start"
                     time.sleep(0.05)
-            ok = producer(url, args.items, args.processors, args.seed)
+            ok = producer(url, args.items, args.seed, args.timeout)
+            with connect(url) as tio:
+                for _ in procs:
+                    tio.list(SOURCE).push_back(STOP)
             for proc in procs:
                 proc.wait(60)
         finally:

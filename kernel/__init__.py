@@ -40,6 +40,7 @@ from ._model import (
     WaiterInfo,
     Waiting,
 )
+from ._values import MAX_DEPTH, check_value
 
 __all__ = [
     "GIVEN_BACK",
@@ -64,6 +65,7 @@ __all__ = [
     "Kind",
     "LeaseLost",
     "LimitExceeded",
+    "MAX_DEPTH",
     "NotFound",
     "Notified",
     "Popped",
@@ -74,4 +76,5 @@ __all__ = [
     "WaiterInfo",
     "Waiting",
     "WrongKind",
+    "check_value",
 ]

@@ -49,9 +49,10 @@ cross-index invariant.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from . import _state
 from ._containers import ListContainer, MapContainer, check_int
 from ._core import Core, Session, Subscription
 from ._errors import InvalidArgument, NotFound, WrongKind
@@ -76,6 +77,7 @@ from ._model import (
 )
 from ._queues import QueueContainer
 from ._timers import Timers
+from ._values import check_reason, check_value
 from ._waiters import Waiter
 
 __all__ = ["GIVEN_BACK", "Kernel"]
@@ -331,11 +333,17 @@ class Kernel:
     def set(self, name: str, key: Any, value: Any, metadata: Any = None) -> None:
         """Replace the record at list index ``key`` (NotFound if out of range), or set
         map key ``key`` (insert or replace; serves a waiter on that key)."""
+        value = check_value(value, "set", name)
+        if metadata is not None:
+            metadata = check_value(metadata, "set", name, "metadata")
         self._get(name, "set").set(key, value, metadata)
 
     def insert(self, name: str, key: Any, value: Any, metadata: Any = None) -> None:
         """Insert before list index ``key`` (``count`` appends), or add map key ``key``
         (AlreadyExists if present). Serves waiters."""
+        value = check_value(value, "insert", name)
+        if metadata is not None:
+            metadata = check_value(metadata, "insert", name, "metadata")
         self._get(name, "insert").insert(key, value, metadata)
 
     def delete(self, name: str, key: Any) -> None:
@@ -359,6 +367,9 @@ class Kernel:
 
     def push_back(self, name: str, value: Any, metadata: Any = None) -> None:
         """Append a record to a list; serves the oldest waiter if any."""
+        value = check_value(value, "push_back", name)
+        if metadata is not None:
+            metadata = check_value(metadata, "push_back", name, "metadata")
         try:
             container = self._containers.get(name)
         except TypeError:  # an unhashable name
@@ -369,6 +380,9 @@ class Kernel:
 
     def push_front(self, name: str, value: Any, metadata: Any = None) -> None:
         """Prepend a record to a list; serves the oldest waiter if any."""
+        value = check_value(value, "push_front", name)
+        if metadata is not None:
+            metadata = check_value(metadata, "push_front", name, "metadata")
         self._list(name, "push_front").push_front(value, metadata)
 
     def pop_front(self, name: str) -> Record:
@@ -419,6 +433,7 @@ class Kernel:
         Publishing an existing id edits it and moves it to the end. With max_length, the
         oldest others are retracted first so the feed keeps at most max_length items.
         """
+        item = check_value(item, "publish", name, "item")
         return self._of(FeedContainer, name, "publish").publish(item, id)
 
     def retract(self, name: str, id: Any) -> None:
@@ -448,24 +463,29 @@ class Kernel:
 
     def append(self, name: str, item: Any) -> int:
         """Add ``item`` at the end of a sorted feed; returns its new id."""
+        item = check_value(item, "append", name, "item")
         return self._of(SortedFeedContainer, name, "append").append(item)
 
     def prepend(self, name: str, item: Any) -> int:
         """Add ``item`` at the start of a sorted feed; returns its new id."""
+        item = check_value(item, "prepend", name, "item")
         return self._of(SortedFeedContainer, name, "prepend").prepend(item)
 
     def insert_before(self, name: str, rel_id: int, item: Any) -> int:
         """Add ``item`` just before ``rel_id`` (NotFound if absent); returns its id."""
+        item = check_value(item, "insert_before", name, "item")
         return self._of(SortedFeedContainer, name, "insert_before").insert_before(rel_id,
                                                                                   item)
 
     def insert_after(self, name: str, rel_id: int, item: Any) -> int:
         """Add ``item`` just after ``rel_id`` (NotFound if absent); returns its id."""
+        item = check_value(item, "insert_after", name, "item")
         return self._of(SortedFeedContainer, name, "insert_after").insert_after(rel_id,
                                                                                 item)
 
     def edit(self, name: str, id: int, item: Any) -> None:
         """Replace item ``id`` of a sorted feed in place. Raises NotFound."""
+        item = check_value(item, "edit", name, "item")
         self._of(SortedFeedContainer, name, "edit").edit(id, item)
 
     def move_before(self, name: str, rel_id: int, id: int) -> None:
@@ -495,6 +515,7 @@ class Kernel:
         otherwise the put parks (``Waiting``) until a get makes room, and a timeout
         cancels it with LimitExceeded. A waiting getter receives the item at once.
         """
+        item = check_value(item, "queue_put", name, "item")
         return self._of(QueueContainer, name, "put").put(session, item, priority, timeout,
                                                         now)
 
@@ -517,6 +538,7 @@ class Kernel:
         It is ready at once, or after ``delay`` seconds; claims take the highest
         priority first, then the oldest. A waiting claimer is served at once.
         """
+        item = check_value(item, "put", name, "item")
         return self._of(JobsContainer, name, "put").put(item, priority, delay, id, now)
 
     def claim(self, session: int, name: str, *, timeout: float | None = None,
@@ -534,6 +556,7 @@ class Kernel:
                  delay: float = 0.0, now: float = 0.0) -> list[str]:
         """Add a job for each of ``items`` (a list), in order, with fresh ids; returns
         the ids. All or none: every argument is checked before the first goes in."""
+        items = check_value(items, "put_many", name, "items")
         return self._of(JobsContainer, name, "put_many").put_many(items, priority, delay,
                                                                   now)
 
@@ -554,6 +577,7 @@ class Kernel:
         finish stands). Raises LeaseLost (nothing done) if the claim is stale, and
         Empty (nothing done, not even the finish) if ``timeout`` is 0 and no job is
         ready."""
+        result = check_value(result, "finish_claim", name, "result")
         return self._of(JobsContainer, name, "finish_claim").finish_claim(
             session, job, result, result_ttl, timeout, lease, now)
 
@@ -562,6 +586,7 @@ class Kernel:
         """Finish a claimed job with ``result``, kept for ``result_ttl`` seconds (the
         queue's default if None) and handed to ``result`` readers. Raises LeaseLost if
         the claim is stale."""
+        result = check_value(result, "finish", name, "result")
         self._of(JobsContainer, name, "finish").finish(job, result, result_ttl, now)
 
     def cancel(self, name: str, job: Job, *, delay: float | None = None,
@@ -570,10 +595,12 @@ class Kernel:
         ``MAX_ERROR`` characters): ready again after ``delay`` seconds (None: the
         queue's backoff), or stalled once max_attempts claims have failed. Raises
         LeaseLost if the claim is stale."""
+        check_reason(reason, "cancel", name)
         self._of(JobsContainer, name, "cancel").cancel(job, delay, reason, now)
 
     def stall(self, name: str, job: Job, reason: str | None = None) -> None:
         """Park a claimed job until someone retries it. Raises LeaseLost if stale."""
+        check_reason(reason, "stall", name)
         self._of(JobsContainer, name, "stall").stall(job, reason)
 
     def retry(self, name: str, id: str, *, now: float = 0.0) -> None:
@@ -718,6 +745,26 @@ class Kernel:
         taken = effects.copy()
         effects.clear()
         return taken
+
+    # -- the whole state --------------------------------------------------------------
+
+    def dump_state(self, encode: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+        """The kernel's whole state as plain data in the versioned ``corral-state``
+        format (docs/state-format.md), for snapshots and moving data between versions:
+        a kernel given it by ``load_state`` behaves exactly as this one. The values
+        callers stored (items, metadata, results) go through ``encode`` (None: as they
+        are); the rest is JSON's types already. Pending effects are not included."""
+        return _state.dump(self._core, self._containers, encode)
+
+    def load_state(self, data: Any, decode: Callable[[Any], Any] | None = None) -> None:
+        """Replace this kernel's whole state with ``data``, a ``dump_state`` of this
+        format version or an older one (each migrated as it loads: there is none yet);
+        ``decode`` undoes the dump's ``encode``.
+        Pending effects are dropped. Raises InvalidArgument, leaving the kernel as it
+        was, for data that is not a corral state, is of a newer version or does not
+        hold together."""
+        core, self._containers = _state.load(data, decode)
+        self._core, self.effects, self.timers = core, core.effects, core.timers
 
     # -- invariants -------------------------------------------------------------------
 

@@ -68,7 +68,11 @@ TERMINAL_STATES = frozenset({JobState.FINISHED, JobState.RETRACTED})
 class Job:
     """A claim on a job: the lease token a claimer passes back to finish, cancel, stall
     or touch it. ``attempt`` counts the claims since the job was put (or retried), so
-    the first claim is attempt 1; a token from an older attempt is stale."""
+    the first claim is attempt 1; a token from an older attempt is stale.
+
+    This is the kernel's plain record. A facade's ``claim`` returns its subclass with
+    the calls on it, ``job.finish(...)`` and so on: annotate with ``corral.Job`` (the
+    thread facade's and the clients') or ``corral.adapters.trio.Job``."""
 
     id: str
     item: Any

@@ -11,6 +11,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -89,6 +91,29 @@ def test_cli_speaks_the_protocol_for_humans() -> None:
     assert "error: value:int=abc: not int" in text  # one line, and the cli goes on
     assert "  finish_claim" in text and "claim HANDLE lease=... timeout=... tag=T" in text
     assert "answer ok data  key=2  value='two words'" in text
+
+
+def test_cli_prints_an_event_as_it_arrives() -> None:
+    """An event that comes while the cli waits for the next line (here a parked wait
+    timing out) is printed when it comes, not after the next command."""
+    read_fd, write_fd = os.pipe()
+    out = io.StringIO()
+    with server_thread() as port, os.fdopen(read_fd) as lines, \
+            os.fdopen(write_fd, "w") as typed:
+        cli = threading.Thread(target=run_cli, args=(f"corral://127.0.0.1:{port}", None,
+                                                     lines, out), kwargs={"prompt": False})
+        cli.start()
+        typed.write("create work volatile_list\nwnp_next 1 timeout=0.2 tag=t\n")
+        typed.flush()
+        give_up = time.monotonic() + 10  # no next line is typed until the event shows
+        while "event 1 cancelled tag=t empty" not in out.getvalue():
+            assert time.monotonic() < give_up, out.getvalue()
+            time.sleep(0.01)
+        typed.write("quit\n")
+        typed.flush()
+        cli.join(10)
+        assert not cli.is_alive()
+    assert "answer ok handle 1 volatile_list" in out.getvalue()
 
 
 def test_cli_line_parsing() -> None:

@@ -9,6 +9,7 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import given
 
+from corral.kernel import InvalidArgument
 from corral.transports.codec import (
     Broken,
     Malformed,
@@ -83,13 +84,14 @@ def test_trailing_garbage_never_spoils_what_came_before(message: Any, garbage: b
 
 
 def test_values_keep_their_types() -> None:
-    """string, raw, int (unbounded), double (round-trips) and json."""
-    for value in ("héllo\r\n", b"\x00\xff", 10**40, -7, 3.1415926535, 0.1, [1, {"a": None}],
-                  True, None):
+    """string, raw, int (unbounded), double (round-trips) and json (a lone surrogate
+    too)."""
+    for value in ("héllo\r\n", "\ud800", b"\x00\xff", 10**40, -7, 3.1415926535, 0.1,
+                  [1, {"a": None}], True, None):
         kind, data = encode_value(value)
         assert value == decode_value(kind, data)
     assert ("double", b"3.1415926535") == encode_value(3.1415926535)
-    with pytest.raises(ProtocolError, match="cannot send"):
+    with pytest.raises(InvalidArgument, match="cannot send"):
         encode_value(object())
 
 

@@ -93,6 +93,7 @@ def test_the_journal_records_the_mutating_methods(tmp_path: Path) -> None:
         "next_deadline": [()], "take_effects": [()],
         "metrics": [(k.value,) for k in Kind], "peek": [(k.value,) for k in Kind],
         "waiters": [(k.value,) for k in Kind], "session_info": [(session,)],
+        "dump_state": [()], "load_state": [(kernel.dump_state(),)],
     }
     read_only = {c.kernel for c in COMMANDS if c.kernel and not c.mutates} | {
         name for name, mutates in KERNEL_ONLY.items() if not mutates}

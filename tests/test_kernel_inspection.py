@@ -694,7 +694,7 @@ def test_peek_rejects_unknown_containers_and_non_int_bounds(k: Kernel) -> None:
 
 def test_inspection_changes_nothing(tmp_path: Path) -> None:
     """metrics, peek, waiters, session_info and statistics leave the kernel's whole
-    state (its pickled snapshot) as it was, and journal nothing."""
+    state (its snapshot) as it was, and journal nothing."""
     with Journal(tmp_path) as journal:
         kernel = JournaledKernel(journal)
         for name, kind in (("l", Kind.LIST), ("m", Kind.MAP), ("f", Kind.FEED),
@@ -944,8 +944,8 @@ def test_a_replayed_journal_reports_the_same_metrics(tmp_path: Path) -> None:
 
 
 def test_a_snapshot_keeps_the_metrics(tmp_path: Path) -> None:
-    """A kernel restored from a snapshot (the pickled state, then the records after
-    it) reports the same metrics too."""
+    """A kernel restored from a snapshot (the state, then the records after it) reports
+    the same metrics too."""
     journal = Journal(tmp_path, snapshot_size=1)  # snapshot as soon as it grows
     live = JournaledKernel(journal, autocommit=True)
     exercise(live)

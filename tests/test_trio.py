@@ -237,6 +237,6 @@ def test_factorial_cluster_with_tasks() -> None:
             got = [(await results.get()).value for _ in range(200)]
             for _ in range(4):
                 await source.push_back(None)
-        assert [(n, n * 2) for n in range(200)] == sorted(got)
+        assert [[n, n * 2] for n in range(200)] == sorted(got)
 
     run(test)

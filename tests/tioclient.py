@@ -1,14 +1,15 @@
 """Tio's classic Python client (tioclient.py, 2010-2011), ported to Python 3 for tests.
 
-Written from ../shared/tio-protocol.md §3.1, keeping the classic client's behaviour
-where a server could tell: one blocking socket (not thread-safe); answers read line by
+Written from the classic client (https://github.com/rodrigostrauss/tio), keeping its
+behaviour where a server could tell: one blocking socket (not thread-safe); answers read line by
 line, with every ``event`` line met on the way queued per handle; sinks run only from
 ``Dispatch*`` and ``RunLoop``; one-shot wait-and-pop callbacks kept per handle and
 popped last-in first-out; ``str`` sent as string, ``int`` as int and ``float`` as
 double; any ``answer error`` raised as ``Exception('<line> - "<command>"')``. The
 handle and count answers are read by position, as the classic client reads them.
 
-Only what corral promises to serve is here: no diff, permissions or field records.
+Only what corral promises to serve is here, and the diff and permission calls that it
+refuses; no field records.
 """
 
 from __future__ import annotations
@@ -253,6 +254,17 @@ class TioServerConnection:
 
     def ping(self) -> Any:
         return self.SendCommand("ping")
+
+    def DiffStart(self, handle: str) -> Any:  # noqa: N802
+        return self.SendCommand("diff_start", handle)
+
+    def Diff(self, diff: str) -> Any:  # noqa: N802
+        return self.SendCommand("diff", diff)
+
+    def SetPermission(self, type: str, name: str, command: str, allow: str,  # noqa: N802
+                      user: str = "") -> None:
+        self.SendCommand("set_permission", type, name, command, allow,
+                         *([user] if user else []))
 
     def close(self) -> None:
         self.file.close()

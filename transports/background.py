@@ -13,7 +13,7 @@ import attrs
 import trio
 
 from .server import Server
-from .tcp import serve_tcp
+from .tcp import serve_tcp, server_tls
 
 __all__ = ["Urls", "background_server"]
 
@@ -22,7 +22,7 @@ __all__ = ["Urls", "background_server"]
 class Urls:
     """Where a background server listens."""
 
-    tcp: str  # corral://127.0.0.1:PORT
+    tcp: str  # corral://127.0.0.1:PORT, or corrals:// with TLS
     zmq: str  # zmq+tcp://127.0.0.1:PORT, or "" when not served
     port: int  # the TCP port
     http: str = ""  # the status page's http://127.0.0.1:PORT, or "" when not served
@@ -30,12 +30,15 @@ class Urls:
 
 @contextmanager
 def background_server(*, zmq: bool = True, zmq_options: dict[str, Any] | None = None,
-                      http: dict[str, Any] | None = None, **server: Any) -> Iterator[Urls]:
-    """Serve one kernel on 127.0.0.1, on ports the system picks: TCP, ZeroMQ too
-    unless ``zmq`` is false, and with ``http`` (``serve_http``'s options, such as
-    ``{}``) the status page (``corral[web]``). The server runs on a thread with its
-    own trio loop and stops when the block exits. ``zmq_options`` go to ``serve_zmq``, the rest to
-    ``Server`` (``token``, ``limits``, ``kernel``)."""
+                      http: dict[str, Any] | None = None, tls_cert: str | None = None,
+                      tls_key: str | None = None, **server: Any) -> Iterator[Urls]:
+    """Serve one kernel on 127.0.0.1, on ports the system picks: TCP (TLS only, given
+    ``tls_cert`` and ``tls_key`` as for ``server_tls``), ZeroMQ too unless ``zmq`` is
+    false, and with ``http`` (``serve_http``'s options, such as ``{}``) the status page
+    (``corral[web]``). The server runs on a thread with its own trio loop and stops
+    when the block exits. ``zmq_options`` go to ``serve_zmq``, the rest to ``Server``
+    (``token``, ``limits``, ``kernel``)."""
+    tls = server_tls(tls_cert, tls_key)
     started = threading.Event()
     box: dict[str, Any] = {}
 
@@ -44,7 +47,8 @@ def background_server(*, zmq: bool = True, zmq_options: dict[str, Any] | None = 
             try:
                 async with trio.open_nursery() as nursery:
                     shared = Server(**server)
-                    listeners = await nursery.start(serve_tcp, shared, "127.0.0.1", 0)
+                    listeners = await nursery.start(partial(serve_tcp, shared, "127.0.0.1",
+                                                            0, tls=tls))
                     port = listeners[0].socket.getsockname()[1]
                     endpoint = ""
                     if zmq:
@@ -58,7 +62,8 @@ def background_server(*, zmq: bool = True, zmq_options: dict[str, Any] | None = 
 
                         page = await nursery.start(partial(serve_http, shared,
                                                            "127.0.0.1", 0, **http))
-                    box["urls"] = Urls(f"corral://127.0.0.1:{port}",
+                    scheme = "corral" if tls is None else "corrals"
+                    box["urls"] = Urls(f"{scheme}://127.0.0.1:{port}",
                                        f"zmq+{endpoint}" if endpoint else "", port, page)
                     box["stop"] = nursery.cancel_scope.cancel
                     box["token"] = trio.lowlevel.current_trio_token()

@@ -9,6 +9,8 @@ followed, for each spec in order, by exactly ``size`` payload bytes and two trai
 Types: ``string`` (UTF-8 text), ``raw`` (bytes), ``int`` (decimal, as many digits as
 Python reads), ``double`` (a float, printed so that it reads back the same) and ``json``
 (UTF-8 JSON text, nested at most ``MAX_JSON_DEPTH`` deep, without NaN or Infinity).
+Together they carry every value (``corral.kernel.check_value``): a str that UTF-8
+cannot hold (a lone surrogate) goes as json, whose escapes can.
 
 Where a line's specs start depends on what the line is, so the parser is told:
 ``data_offset(words)`` returns the index of the first spec, or None for a plain line.
@@ -33,7 +35,7 @@ from typing import Any, NoReturn
 
 import attrs
 
-from corral.kernel import CorralError
+from corral.kernel import MAX_DEPTH, CorralError, InvalidArgument
 
 __all__ = [
     "FIELDS",
@@ -63,10 +65,12 @@ DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024
 MAX_SIZE_DIGITS = 12
 _SIZE = re.compile(f"[0-9]{{1,{MAX_SIZE_DIGITS}}}")
 _DIGITS = re.compile(r"[0-9]+")
-# Arrays and objects nest at most this deep in a json value. Decoding, encoding and
-# journaling a value recurse once per level: an unbounded depth would let a stored value
-# exhaust the interpreter's recursion limit wherever it is later read.
-MAX_JSON_DEPTH = 64
+# Arrays and objects nest at most this deep in a json payload: a value's own depth
+# (MAX_DEPTH), and two levels for the answers that carry values inside a list or dict
+# (claim_many's [[id, item, attempt], ...], info's metadata). Decoding and encoding
+# recurse once per level: an unbounded depth would let a peer exhaust the interpreter's
+# recursion limit.
+MAX_JSON_DEPTH = MAX_DEPTH + 2
 
 
 class ProtocolError(CorralError):
@@ -102,9 +106,14 @@ Parsed = Message | Malformed | Broken
 
 
 def encode_value(value: Any) -> tuple[str, bytes]:
-    """The wire type and bytes of a Python value."""
+    """The wire type and bytes of a Python value. Raises InvalidArgument for one that
+    is not a value (the client checks values before they get here; what the server
+    sends, its kernel has checked)."""
     if isinstance(value, str):
-        return "string", value.encode()
+        try:
+            return "string", value.encode()
+        except UnicodeEncodeError:  # a lone surrogate: JSON escapes it
+            return "json", json.dumps(value).encode()
     if isinstance(value, (bytes, bytearray, memoryview)):
         return "raw", bytes(value)
     if isinstance(value, bool) or value is None:
@@ -114,14 +123,9 @@ def encode_value(value: Any) -> tuple[str, bytes]:
     if isinstance(value, float):
         return "double", repr(value).encode()
     try:
-        # The values a server sends are values its clients sent: decode_value has bounded
-        # their depth (MAX_JSON_DEPTH), so this never recurses deep, and has refused what
-        # this could not send back (NaN, infinities, lone surrogates). A program that
-        # shares its own kernel with a server is trusted to store what it can send.
         return "json", json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
-    except (TypeError, ValueError) as error:
-        raise ProtocolError(f"cannot send {type(value).__name__} {value!r}: "
-                            f"not str, bytes, int, float or JSON ({error})") from None
+    except (TypeError, ValueError, RecursionError) as error:
+        raise InvalidArgument(f"cannot send {type(value).__name__}: {error}") from None
 
 
 def decode_value(kind: str, data: bytes | bytearray) -> Any:
@@ -178,16 +182,11 @@ def _may_overflow(data: bytes | bytearray) -> bool:
 def _decode_json(data: bytes | bytearray) -> Any:
     """A json payload's value, or ValueError: not UTF-8 JSON text (json.loads would
     guess UTF-16 and UTF-32 too, which the depth scan cannot read), nested too deep, or
-    holding what the encoder could not send back."""
+    holding what the encoder could not send back (NaN, infinities)."""
     text = data.decode()
     if len(data) > 2 * MAX_JSON_DEPTH:  # shorter, it cannot nest too deep and be JSON
         _check_nesting(data)
-    value = (_decode_in_range if _may_overflow(data) else _decode)(text)
-    if isinstance(value, str) and data.find(b"\\u") >= 0:
-        # A lone surrogate escape: sent back as a string it would not encode (nested in
-        # an array or object it would, escaped again).
-        value.encode()
-    return value
+    return (_decode_in_range if _may_overflow(data) else _decode)(text)
 
 
 def _check_nesting(data: bytes | bytearray) -> None:

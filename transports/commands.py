@@ -16,6 +16,7 @@ on a queue handle and ``queue_put``/``queue_get`` everywhere else.
 
 from __future__ import annotations
 
+import base64
 import enum
 import math
 from collections.abc import Callable, Iterator
@@ -23,10 +24,10 @@ from typing import Any
 
 import attrs
 
-from corral.kernel import InvalidArgument, JobInfo, JobState
+from corral.kernel import InvalidArgument, Job, JobInfo, JobState
 
-__all__ = ["ANSWERS", "COMMANDS", "KERNEL_ONLY", "Arg", "Command", "by_kernel", "by_wire",
-           "info_fields", "info_of", "journaled"]
+__all__ = ["ANSWERS", "COMMANDS", "KERNEL_ONLY", "NOT_SUPPORTED", "Arg", "Command", "by_kernel",
+           "by_wire", "info_fields", "info_of", "journaled"]
 
 REQUIRED: Any = attrs.make_class("Required", {}, repr=False)()  # a field that must be sent
 
@@ -177,7 +178,9 @@ COMMANDS: tuple[Command, ...] = (
     _cmd("get_property", _key, kernel="get_property", answer="property", classic=True),
     _cmd("set_property", _key, _value, mutates=True, classic=True),
     _cmd("subscribe", kernel="subscribe", special=True, classic=True, mutates=True,
-         summary="`subscribe H [START]`: its events, as `event H NAME ...`"),
+         summary="`subscribe H [START|__none__]`: its events, as `event H NAME ...`; "
+                 "the records from START first (a map without START: all of them, as "
+                 "Tio's classic server did)"),
     _cmd("unsubscribe", special=True, classic=True, mutates=True),
     _cmd("unwait", kernel="cancel_wait", special=True, mutates=True,
          summary="`unwait H [tag=T]`: withdraw a parked wait: data value 1, or 0 if "
@@ -254,6 +257,16 @@ COMMANDS: tuple[Command, ...] = (
     _cmd("info", _id, answer="info"),
 )
 
+# Tio's commands that corral refuses, and why: each is answered ``invalid_argument
+# not supported: ...``, not ``invalid_command``, so that a classic client learns what
+# to use instead.
+NOT_SUPPORTED: dict[str, str] = {
+    "diff_start": "corral has no diffs; use subscribe",
+    "diff": "corral has no diffs; use subscribe",
+    "set_permission": "corral has no per-user permissions; serve --token guards the "
+                      "whole server",
+}
+
 # The kernel's methods that are no command of their own, and whether each changes
 # state (and so is journaled).
 KERNEL_ONLY: dict[str, bool] = {
@@ -262,22 +275,42 @@ KERNEL_ONLY: dict[str, bool] = {
     "take_effects": False,
     # for inspection (the status page): no command of their own
     "metrics": False, "peek": False, "waiters": False, "session_info": False,
+    # the whole state: what a journal's snapshot holds and starts from, never a record
+    "dump_state": False, "load_state": False,
 }
 
 
 def info_fields(info: JobInfo) -> dict[str, Any]:
     """A ``JobInfo`` as an answer's fields: the id in key, the item in value (any wire
-    type), the rest as JSON in metadata. ``info_of`` reads it back."""
+    type), the rest as JSON in metadata, a bytes result base64'd (and ``raw_result``
+    saying so). ``info_of`` reads it back."""
     rest = attrs.asdict(info, recurse=False)
     del rest["id"], rest["item"]
     rest["state"] = info.state.value
+    if type(info.result) is bytes:
+        rest["result"], rest["raw_result"] = base64.b64encode(info.result).decode(), True
     return {"key": info.id, "value": info.item, "metadata": rest}
 
 
 def info_of(fields: dict[str, Any]) -> JobInfo:
     rest = dict(fields["metadata"])
     rest["state"] = JobState(rest["state"])
+    if rest.pop("raw_result", False):
+        rest["result"] = base64.b64decode(rest["result"])
     return JobInfo(id=fields["key"], item=fields.get("value"), **rest)
+
+
+def job_rows(jobs: list[Job]) -> list[list[Any]]:
+    """``claim_many``'s jobs as its answer's JSON value: ``[id, item, attempt]`` each, a
+    bytes item base64'd with a fourth element, ``"raw"``, saying so. ``jobs_of`` reads
+    them back."""
+    return [[job.id, base64.b64encode(job.item).decode(), job.attempt, "raw"]
+            if type(job.item) is bytes else [job.id, job.item, job.attempt] for job in jobs]
+
+
+def jobs_of(rows: list[list[Any]]) -> list[Job]:
+    return [Job(id, base64.b64decode(item) if raw else item, attempt)
+            for id, item, attempt, *raw in rows]
 
 
 def by_wire() -> dict[str, Command]:

@@ -57,7 +57,7 @@ from corral.kernel import (
 )
 
 from .codec import FIELDS, Broken, Malformed, Message, Parser, ProtocolError, encode, present
-from .commands import COMMANDS, by_kernel, option_text
+from .commands import COMMANDS, by_kernel, jobs_of, option_text
 from .errors import error_of
 from .requests import (
     DECODE,
@@ -242,7 +242,7 @@ class ClientConnection:
                        Request(then=self._unbind_on_error(handle, keeps=False)))
         for handle, name in list(self._subscriptions.items()):
             self._send(("open", name, f"handle={handle}"), None, Request())
-            self._send(("subscribe", str(handle)), None,
+            self._send(("subscribe", str(handle), "__none__"), None,
                        Request(then=self._unsubscribed_on_error(handle)))
             self._effects.append(Notified(SESSION, handle, Event(name, RECONNECTED)))
 
@@ -354,8 +354,8 @@ class ClientConnection:
         if fields is None or self.lost is not None:
             return
         deliveries = [fields] if "key" in fields or wait.of != "claimed" else [
-            {"key": id, "value": item, "metadata": attempt}  # claim_many's, each
-            for id, item, attempt in fields["value"]]
+            {"key": job.id, "value": job.item, "metadata": job.attempt}  # claim_many's
+            for job in jobs_of(fields["value"])]
         for delivery in deliveries:
             self._send(("give_back", str(wait.handle), f"of={wait.of}"),
                        {**present(key=delivery.get("key"),
@@ -575,7 +575,8 @@ class ClientConnection:
         handle = self._last_handle
         opening = self._send(("open", name, f"handle={handle}"), None, Request())
         self._subscriptions[handle] = name
-        words = ["subscribe", str(handle)] + ([str(start)] if start is not None else [])
+        # __none__: no records first, for a map too (where Tio's classic rule sends all)
+        words = ["subscribe", str(handle), "__none__" if start is None else str(start)]
         return self._send(words, None, Request(
             value=handle, decode=lambda m, r: handle, after=opening,
             then=self._unsubscribed_on_error(handle)))

@@ -7,26 +7,44 @@ answer. No I/O happens here.
 
 from __future__ import annotations
 
+import hmac
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from corral.kernel import GIVEN_BACK, Event, InvalidArgument, Job, Kind, NotFound, Waiting
+from corral.kernel import (
+    GIVEN_BACK,
+    Event,
+    InvalidArgument,
+    Job,
+    Kind,
+    NotFound,
+    Waiting,
+    WrongKind,
+)
 
 from .codec import encode, present
-from .commands import COMMANDS, REQUIRED, Command, boolean, info_fields, number
+from .commands import COMMANDS, REQUIRED, Command, boolean, info_fields, job_rows, number
 from .errors import ACCESS_DENIED
 
 if TYPE_CHECKING:
     from .protocol import Connection
     from .server import Server
 
-__all__ = ["HANDLERS", "OK", "VERSION", "Parked"]
+log = logging.getLogger("corral.server")
+
+__all__ = ["HANDLERS", "META", "OK", "VERSION", "Parked", "on_meta"]
 
 VERSION = "0.1"
 
+# Tio's list of the server's containers: a read-only volatile_map, name -> type, served
+# from ``Kernel.containers``. Every other ``meta/`` name is reserved.
+META = "meta/containers"
+
 OK = b"answer ok \r\n"  # the answer of a command that returns nothing (Tio's form)
+SUBSCRIBED = b"answer ok\r\n"  # subscribe's, after the records it sends first
 
 
 @attrs.define(eq=False)
@@ -218,8 +236,7 @@ def _waiting(command: Command) -> Handler:
             conn.answer("data", fields={"key": result.id, "value": result.item,
                                         "metadata": result.attempt})
         elif served_by == "claimed":  # claim_many's jobs
-            conn.answer("data", fields={"value": [[j.id, j.item, j.attempt]
-                                                  for j in result]})
+            conn.answer("data", fields={"value": job_rows(result)})
         elif command.classic:  # wnp: the record's key, (Tio, untagged) as an event
             value, metadata = result
             popped = {**present(key=args[0] if args else 0, metadata=metadata),
@@ -252,11 +269,12 @@ def _auth(server: Server, conn: Connection, words: tuple[str, ...], fields: dict
     """``auth TOKEN``, or Tio's classic ``auth USER clean PASSWORD`` with the token as
     the password."""
     given = words[1] if len(words) == 2 else words[3] if (
-        len(words) == 4 and words[2] == "clean") else None
-    if server.token is None or given == server.token:
+        len(words) == 4 and words[2] == "clean") else ""
+    if server.token is None or hmac.compare_digest(given.encode(), server.token.encode()):
         conn.authenticated = True
         conn.send(OK)
-    else:
+    else:  # in constant time; logged, for whoever watches for guessing
+        log.warning("%s: wrong token", conn.peer)
         conn.fail(ACCESS_DENIED, "wrong token")
 
 
@@ -303,7 +321,18 @@ def _new_handle(conn: Connection, name: str, kind: Kind, handle: int | None) -> 
             conn.last_handle += 1
         handle = conn.last_handle
     conn.handles[handle] = name
+    if name == META:
+        conn.meta.setdefault(handle, False)
     conn.answer("handle", handle, kind.value)
+
+
+def _open_meta(conn: Connection, words: tuple[str, ...], handle: int | None) -> None:
+    """``open``/``create meta/containers [volatile_map]``: a handle on the view."""
+    if len(words) > 3:
+        raise InvalidArgument(f"{words[0]}: {META} takes no options")
+    if len(words) == 3 and words[2] != Kind.MAP.value:
+        raise WrongKind(f"{words[0]}: {META!r} is a volatile_map, not a {words[2]}")
+    _new_handle(conn, META, Kind.MAP, handle)
 
 
 def _create(server: Server, conn: Connection, words: tuple[str, ...],
@@ -311,16 +340,23 @@ def _create(server: Server, conn: Connection, words: tuple[str, ...],
     if len(words) < 3:
         raise InvalidArgument("create NAME TYPE [option=value ...] [handle=N]")
     name = words[1]
-    if name.startswith("__"):
-        raise InvalidArgument(f"create: names starting with __ are reserved ({name!r})")
+    if name.startswith("__") or name.startswith("meta/") and name != META:
+        raise InvalidArgument(f"create: names starting with __ or meta/ are reserved "
+                              f"({name!r})")
     handle, words = _chosen_handle(server, conn, name, words, 3)
+    if name == META:
+        _open_meta(conn, words, handle)
+        return
     kind_name = words[2]
     if kind_name in ("persistent_list", "persistent_map"):  # Tio's durable kinds
         if server.journal is None:
             raise InvalidArgument(f"create: {kind_name} needs a journal (corral serve "
                                   "--journal DIR), which this server does not have")
         kind_name = kind_name.replace("persistent", "volatile")
+    new = bool(server.watchers) and not _exists(server, name)
     kind = server.kernel.create(name, kind_name, **_options(words, 3, _KIND_OPTIONS))
+    if new:
+        _announce(server, "set", {"key": name, "value": kind.value})
     _new_handle(conn, name, kind, handle)
 
 
@@ -330,6 +366,9 @@ def _open(server: Server, conn: Connection, words: tuple[str, ...], fields: dict
                                    words, 2)
     if len(words) not in (2, 3):
         raise InvalidArgument("open NAME [TYPE] [handle=N]")
+    if words[1] == META:
+        _open_meta(conn, words, handle)
+        return
     kind = server.kernel.open(words[1])
     if len(words) == 3 and Kind(words[2]) is not kind:
         raise NotFound(f"open: {words[1]!r} is a {kind.value}, not a {words[2]}")
@@ -348,11 +387,30 @@ def _delete_container(server: Server, conn: Connection, words: tuple[str, ...],
                       fields: dict[str, Any]) -> None:
     if len(words) not in (2, 3):
         raise InvalidArgument("delete_container [TYPE] NAME")
+    if words[-1] == META:
+        raise InvalidArgument(f"delete_container: {META} is read-only")
     if len(words) == 3 and server.kernel.open(words[2]) is not Kind(words[1]):
         raise NotFound(f"delete_container: {words[2]!r} is not a {words[1]}")
     server.kernel.delete_container(words[-1])
     server.route()
+    _announce(server, "delete", {"key": words[-1]})
     conn.send(OK)
+
+
+def _start(words: tuple[str, ...], is_map: Callable[[], bool]) -> int | None:
+    """``subscribe H [START]``'s start: an int (negative from the end); ``__none__``
+    for none; none given, the whole of a map (Tio's classic rule, which classic
+    clients mirroring a map rely on) and none for any other kind."""
+    if len(words) > 3:
+        raise InvalidArgument("subscribe H [START|__none__]")
+    if len(words) == 2:
+        return 0 if is_map() else None
+    if words[2] == "__none__":
+        return None
+    try:
+        return int(words[2])
+    except ValueError:
+        raise InvalidArgument(f"subscribe: invalid start index {words[2]!r}") from None
 
 
 def _subscribe(server: Server, conn: Connection, words: tuple[str, ...],
@@ -360,16 +418,11 @@ def _subscribe(server: Server, conn: Connection, words: tuple[str, ...],
     handle, name = _handle(conn, words)
     if handle in conn.subscriptions:
         raise InvalidArgument(f"subscribe: handle {handle} is already subscribed")
-    start = None
-    if len(words) > 2 and words[2] != "__none__":
-        try:
-            start = int(words[2])
-        except ValueError:
-            raise InvalidArgument(f"subscribe: invalid start index {words[2]!r}") from None
+    start = _start(words, lambda: _exists(server, name) is Kind.MAP)
     sid = server.kernel.subscribe(conn.session, name, start=start)
     conn.subscriptions[handle], conn.sub_handles[sid] = sid, handle
     server.route()  # a snapshot's events go before the answer
-    conn.send(b"answer ok\r\n")
+    conn.send(SUBSCRIBED)
 
 
 def _unsubscribe_handle(server: Server, conn: Connection, handle: int) -> None:
@@ -389,9 +442,13 @@ def _unsubscribe(server: Server, conn: Connection, words: tuple[str, ...],
 def _query(server: Server, conn: Connection, words: tuple[str, ...], fields: dict[str, Any]
            ) -> None:
     _, name = _handle(conn, words)
+    _ANSWERS["records"](server, conn, server.kernel.query(name, *_range(words)), [])
+
+
+def _range(words: tuple[str, ...]) -> tuple[int, int | None]:
+    """``query H [START [END]]``'s START and END (Tio: END 0 is to the end)."""
     start = int(words[2]) if len(words) > 2 else 0
-    end = int(words[3]) if len(words) > 3 and words[3] != "0" else None  # Tio: 0 = to end
-    _ANSWERS["records"](server, conn, server.kernel.query(name, start, end), [])
+    return start, int(words[3]) if len(words) > 3 and words[3] != "0" else None
 
 
 def _unwait(server: Server, conn: Connection, words: tuple[str, ...],
@@ -444,6 +501,115 @@ def _stats(server: Server, conn: Connection, words: tuple[str, ...], fields: dic
         "containers": {name: kind.value
                        for name, kind in server.kernel.containers().items()},
     }})
+
+
+# -- meta/containers: Tio's list of containers, read-only ------------------------------
+
+
+def _exists(server: Server, name: str) -> Kind | None:
+    try:
+        return server.kernel.open(name)
+    except NotFound:
+        return None
+
+
+def _announce(server: Server, event: str, fields: dict[str, Any]) -> None:
+    """A container was created or deleted: tell the subscribers of meta/containers."""
+    for conn in server.watchers:
+        for handle, subscribed in conn.meta.items():
+            if subscribed:
+                conn.send(encode(("event", str(handle), event), fields))
+
+
+def _listing(server: Server) -> list[dict[str, Any]]:
+    """meta/containers' records, in key order as a map's: the names and their types."""
+    return [{"key": name, "value": kind.value}
+            for name, kind in sorted(server.kernel.containers().items())]
+
+
+def _meta_get_count(server: Server, conn: Connection, words: tuple[str, ...],
+                    fields: dict[str, Any]) -> None:
+    conn.answer("count", len(server.kernel.containers()))
+
+
+def _meta_get(server: Server, conn: Connection, words: tuple[str, ...],
+              fields: dict[str, Any]) -> None:
+    """By name, or (as a map's get) by int position in key order."""
+    (key,) = _required(fields, "key", op="get")
+    if isinstance(key, int):
+        listing = _listing(server)
+        if not -len(listing) <= key < len(listing):
+            raise NotFound(f"get on {META!r}: position {key} is out of range for "
+                           f"{len(listing)} records")
+        conn.answer("data", fields=listing[key])
+        return
+    kind = _exists(server, key) if isinstance(key, str) else None
+    if kind is None:
+        raise NotFound(f"get on {META!r}: no key {key!r}")
+    conn.answer("data", fields={"key": key, "value": kind.value})
+
+
+def _meta_query(server: Server, conn: Connection, words: tuple[str, ...],
+                fields: dict[str, Any]) -> None:
+    start, end = _range(words)
+    _send_query(server, conn, _listing(server)[start:end])
+
+
+def _meta_keys(server: Server, conn: Connection, words: tuple[str, ...],
+               fields: dict[str, Any]) -> None:
+    _send_query(server, conn, [{"key": record["key"]} for record in _listing(server)])
+
+
+def _meta_subscribe(server: Server, conn: Connection, words: tuple[str, ...],
+                    fields: dict[str, Any]) -> None:
+    handle, _ = _handle(conn, words)
+    if conn.meta[handle]:
+        raise InvalidArgument(f"subscribe: handle {handle} is already subscribed")
+    start = _start(words, lambda: True)
+    if start is not None:
+        for record in _listing(server)[start:]:
+            conn.send(encode(("event", str(handle), "set"), record))
+    conn.meta[handle] = True
+    server.watchers[conn] = None
+    conn.send(SUBSCRIBED)
+
+
+def _meta_unsubscribe(server: Server, conn: Connection, words: tuple[str, ...],
+                      fields: dict[str, Any]) -> None:
+    handle, _ = _handle(conn, words)
+    if words[0] == "close":
+        del conn.meta[handle], conn.handles[handle]
+    else:
+        conn.meta[handle] = False
+    if not any(conn.meta.values()):
+        server.watchers.pop(conn, None)
+    conn.send(OK)
+
+
+_META: dict[str, Handler] = {
+    "get_count": _meta_get_count, "get": _meta_get, "query": _meta_query,
+    "keys": _meta_keys, "subscribe": _meta_subscribe, "unsubscribe": _meta_unsubscribe,
+    "close": _meta_unsubscribe,
+}
+
+
+def _read_only(server: Server, conn: Connection, words: tuple[str, ...],
+               fields: dict[str, Any]) -> None:
+    raise InvalidArgument(f"{words[0]}: {META} is read-only (it serves {', '.join(_META)})")
+
+
+# The commands that take no handle.
+_NAMED = frozenset({"ping", "ver", "auth", "create", "open", "delete_container", "stats"})
+
+
+def on_meta(conn: Connection, words: tuple[str, ...], handler: Handler) -> Handler:
+    """The handler of ``words`` for a connection with a handle on meta/containers:
+    that view's if the command is on such a handle, else ``handler``."""
+    try:
+        on = words[0] not in _NAMED and conn.handles[int(words[1])] == META
+    except (IndexError, ValueError, KeyError):
+        on = False  # no handle: the handler says so
+    return _META.get(words[0], _read_only) if on else handler
 
 
 _SPECIAL: dict[str, Handler] = {

@@ -34,7 +34,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import gc
 import importlib.metadata
+import inspect
+import io
 import json
 import logging
 import os
@@ -43,18 +46,19 @@ import re
 import struct
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from corral.kernel import CorralError, Event, InvalidArgument, Job, Kernel, Kind
+from corral.kernel import CorralError, Event, InvalidArgument, Job, Kernel, Kind, check_value
+from corral.kernel._values import VALUE_ARGUMENTS
 
 from .commands import journaled
 
 __all__ = ["FSYNC_POLICIES", "HEADROOM", "CorruptJournal", "Journal", "JournalFailed",
-           "JournaledKernel"]
+           "JournaledKernel", "export_state", "import_state"]
 
 log = logging.getLogger("corral.journal")
 
@@ -85,7 +89,7 @@ class CorruptJournal(CorralError):
 def _wrap(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if isinstance(value, (bytes, bytearray)):
+    if isinstance(value, (bytes, bytearray, memoryview)):
         return {"b": base64.b64encode(value).decode()}
     if isinstance(value, Kind):
         return value.value
@@ -96,8 +100,7 @@ def _wrap(value: Any) -> Any:
                           _wrap(value.value), _wrap(value.metadata)]}
     if isinstance(value, (list, tuple, dict)):
         return {"j": value}
-    raise InvalidArgument(f"a journaled server keeps only str, bytes, int, float and JSON "
-                          f"values, not {type(value).__name__}")
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def _unwrap(value: Any) -> Any:
@@ -114,12 +117,22 @@ def _unwrap(value: Any) -> Any:
 
 
 def encode_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
-    """A call's record payload. Raises InvalidArgument for values JSON cannot hold."""
+    """A call's record payload. Raises InvalidArgument for an argument JSON cannot
+    hold: the kernel's own error if it is a value the kernel would refuse (a value
+    the kernel keeps always can be held)."""
     try:
         return json.dumps([name, [_wrap(a) for a in args],
                            {k: _wrap(v) for k, v in kwargs.items()}],
                           separators=(",", ":")).encode()
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, RecursionError) as error:
+        try:
+            call = inspect.signature(getattr(Kernel, name)).bind(None, *args, **kwargs)
+        except TypeError:  # not the kernel's arguments: the kernel would say so
+            call = None
+        arguments = call.arguments if call else {}
+        for role, value in arguments.items():
+            if role in VALUE_ARGUMENTS:
+                check_value(value, name, arguments.get("name"), role)
         raise InvalidArgument(f"{name}: not journalable: {error}") from None
 
 
@@ -179,7 +192,10 @@ def frame(payload: bytes) -> bytes:
 # -- the file ---------------------------------------------------------------------------------
 
 
-SNAPSHOT_MAGIC = b"corral-snapshot-1\n"  # then the writer's version and a newline
+# Then the writer's corral version and a newline, the header and the state.
+SNAPSHOT_MAGIC = b"corral-snapshot-2\n"  # the JSON state format (docs/state-format.md)
+PICKLED_MAGIC = b"corral-snapshot-1\n"  # up to commit b6eaba1: pickled kernel objects
+SNAPSHOT_FORMATS = {2: SNAPSHOT_MAGIC, 1: PICKLED_MAGIC}  # the snapshot file's versions
 SNAPSHOT_HEADER = struct.Struct("<QI")  # length, CRC-32 of the state
 
 
@@ -202,30 +218,45 @@ class Journal:
 
     One process at a time: a second one opening the same directory fails. Appending is
     buffered; ``write()`` puts the buffer in the file and ``sync()`` makes it durable.
+    ``readonly`` opens it to read only (for ``export_state``): nothing there changes,
+    not even a torn tail, and it fails while a server holds the directory.
     """
 
     def __init__(self, directory: str | os.PathLike[str], *, fsync: str = "always",
-                 repair: bool = False, snapshot_size: int = 64 << 20) -> None:
+                 repair: bool = False, snapshot_size: int = 64 << 20,
+                 readonly: bool = False) -> None:
         if fsync not in FSYNC_POLICIES:
             raise InvalidArgument(f"fsync policy must be one of {', '.join(FSYNC_POLICIES)}, "
                                   f"not {fsync!r}")
         self.fsync = fsync
         self.snapshot_size = snapshot_size  # start one when a generation is this big
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.directory / "lock", "a")  # noqa: SIM115 (held until close)
+        self.readonly = readonly
+        if readonly:
+            if not (self._gens("snapshot") or self._gens("journal")):
+                raise JournalFailed(f"{self.directory} holds no journal")
+            # Shared: a server holds it exclusively. With no lock file no one ever did.
+            lock = self.directory / "lock"
+            self._lock = open(lock if lock.exists() else os.devnull)  # noqa: SIM115
+        else:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._lock = open(self.directory / "lock", "a")  # noqa: SIM115 (held until close)
         try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._lock, (fcntl.LOCK_SH if readonly else fcntl.LOCK_EX)
+                        | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock.close()
             raise JournalFailed(f"{self.directory} is in use by another process") from None
+        self.snapshot_path: Path | None = None  # the snapshot loaded
+        self.snapshot_format = 2  # the loaded snapshot's file format (SNAPSHOT_FORMATS)
         try:
             self.snapshot, self.gen = self._load_snapshot()
             self.records: list[bytes] = []
             gens = [g for g in self._gens("journal") if g >= self.gen] or [self.gen]
             for g in gens:
                 self.gen = g
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                self._fd = os.open(self.path, os.O_RDONLY if readonly
+                                   else os.O_RDWR | os.O_CREAT, 0o644)
                 records, self.end = self._read(repair, last=g == gens[-1])
                 self.records += records
                 if g != gens[-1]:
@@ -234,6 +265,8 @@ class Journal:
             self._lock.close()
             raise
         self.snapshot_bytes = len(self.snapshot or b"")
+        # A pickled snapshot is replaced at the first chance, so that it is read once.
+        self.replace_snapshot = self.snapshot_format == 1 and not readonly
         self.reserved = max(os.fstat(self._fd).st_size, self.end)  # bytes allocated
         self._buffer = bytearray()
         self.appended = len(self.records)  # records appended, replayed ones included
@@ -252,21 +285,22 @@ class Journal:
         return sorted(int(m.group(1)) for m in found if m)
 
     def _load_snapshot(self) -> tuple[bytes | None, int]:
-        """The newest snapshot and its generation (None and the oldest journal's
-        generation, or 1, when there is none)."""
+        """The newest snapshot's state, checked against its CRC, and its generation
+        (None and the oldest journal's generation, or 1, when there is none). Sets
+        ``snapshot_format``: 2, the JSON state format, or 1, the pickled kernel objects
+        of corral up to commit b6eaba1, for ``JournaledKernel`` to bring over once."""
         for gen in reversed(self._gens("snapshot")):
-            path = self.directory / f"snapshot-{gen:08d}.bin"
+            path = self.snapshot_path = self.directory / f"snapshot-{gen:08d}.bin"
             data = path.read_bytes()
-            version, _, rest = data.removeprefix(SNAPSHOT_MAGIC).partition(b"\n")
-            if data.startswith(SNAPSHOT_MAGIC) and len(rest) >= SNAPSHOT_HEADER.size:
+            format = next((f for f, magic in SNAPSHOT_FORMATS.items()
+                           if data.startswith(magic)), 0)
+            # After the magic: the writer's version, a newline, the header and the state.
+            _, _, rest = data[len(SNAPSHOT_FORMATS.get(format, b"")):].partition(b"\n")
+            if format and len(rest) >= SNAPSHOT_HEADER.size:
                 size, crc = SNAPSHOT_HEADER.unpack_from(rest)
                 state = rest[SNAPSHOT_HEADER.size:]
                 if len(state) == size and zlib.crc32(state) == crc:
-                    if version.decode(errors="replace") != _version():
-                        raise CorruptJournal(
-                            f"{path} was written by corral {version.decode()}, and a "
-                            f"snapshot holds the kernel's own objects: open it with that "
-                            f"version (this is {_version()})")
+                    self.snapshot_format = format
                     return state, gen
             raise CorruptJournal(f"{path}: the snapshot is damaged; move it away to start "
                                  "from the previous one, if its journal is still there")
@@ -300,7 +334,7 @@ class Journal:
                                          "; start with --repair to keep the good ones and "
                                          "drop the rest" if last else ""))
             break
-        if offset < len(data) and data[offset:].strip(b"\0"):
+        if offset < len(data) and data[offset:].strip(b"\0") and not self.readonly:
             os.ftruncate(self._fd, offset)
             os.fsync(self._fd)
         return records, offset
@@ -371,7 +405,8 @@ class Journal:
         """Whether this generation has grown enough for a snapshot to pay: past
         ``snapshot_size`` and twice the last snapshot."""
         size = self.end + len(self._buffer)
-        return not self.rotating and size > max(self.snapshot_size, 2 * self.snapshot_bytes)
+        return not self.rotating and (self.replace_snapshot or size > max(
+            self.snapshot_size, 2 * self.snapshot_bytes))
 
     def rotate(self) -> Rotation:
         """Start a new generation, whose snapshot must be the kernel's state now, with
@@ -414,6 +449,7 @@ class Journal:
                 if gen < rotation.gen:
                     (self.directory / f"{kind}-{gen:08d}.{suffix}").unlink()
         self.snapshot_bytes = size
+        self.replace_snapshot = False
         self.rotating = False
         log.info("snapshot of generation %d: %d bytes", rotation.gen, size)
 
@@ -424,6 +460,7 @@ class Journal:
             _fdatasync(rotation.old_fd)
         os.close(rotation.old_fd)
         self.snapshot_bytes = self.end  # wait for as much growth again
+        self.replace_snapshot = False
         self.rotating = False
 
     def close(self) -> None:
@@ -458,7 +495,14 @@ class JournaledKernel(Kernel):
         super().__init__()
         self.autocommit = autocommit
         if journal.snapshot is not None:
-            self.__dict__.update(pickle.loads(journal.snapshot))
+            state = journal.snapshot
+            if journal.snapshot_format == 1:
+                state = _from_pickle(state, journal.snapshot_path)
+            try:
+                with _no_gc():
+                    self.load_state(json.loads(state), _unwrap)
+            except (ValueError, InvalidArgument) as error:  # not JSON, or not a state
+                raise CorruptJournal(f"{journal.snapshot_path}: {error}") from None
             journal.snapshot = None
         self.journal = journal
         for index, payload in enumerate(journal.records):
@@ -486,9 +530,108 @@ class JournaledKernel(Kernel):
     def snapshot(self) -> bytes:
         """The kernel's whole state, for ``Journal.write_snapshot`` (waiters, timers and
         sessions included: the records after it may refer to them)."""
-        return pickle.dumps({k: v for k, v in self.__dict__.items()
-                             if k not in ("journal", "autocommit")},
-                            protocol=pickle.HIGHEST_PROTOCOL)
+        return encode_state(self)
+
+
+def encode_state(kernel: Kernel) -> bytes:
+    """``kernel``'s whole state as JSON in the corral-state format, values wrapped as
+    records wrap them (docs/state-format.md)."""
+    with _no_gc():
+        return json.dumps(kernel.dump_state(_wrap), separators=(",", ":")).encode()
+
+
+# -- the bridge from pickled snapshots ---------------------------------------------------------
+
+
+class _KernelUnpickler(pickle.Unpickler):
+    """Unpickles the kernel objects of a pickled snapshot, and nothing else: anything
+    but the kernel's classes and the containers they are built of is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _PICKLED_GLOBALS:
+            return super().find_class(module, name)
+        if module.startswith("corral.kernel."):
+            found = super().find_class(module, name)
+            if isinstance(found, type) and found.__module__ == module:
+                return found
+        raise pickle.UnpicklingError(f"{module}.{name} is not a kernel class")
+
+
+_PICKLED_GLOBALS = {("collections", "OrderedDict"), ("collections", "deque"),
+                    ("sortedcontainers.sorteddict", "SortedDict")}
+_PICKLED_KERNEL = {"_core", "_containers", "effects", "timers"}  # b6eaba1's Kernel.__dict__
+
+
+def _from_pickle(data: bytes, path: Path | None) -> bytes:
+    """The state, in the JSON state format, of a pickled snapshot
+    (``corral-snapshot-1``): the kernel objects of corral up to commit b6eaba1, whose
+    classes and attributes are the current ones (a test opens a journal b6eaba1
+    wrote). It is as if that corral had written the JSON format: ``load_state`` then
+    checks it as any other. Unpickling can run what the file says, so it is done only
+    for the snapshot in a journal's own directory, which only a corral server writes,
+    and only the kernel's classes are let in. Raises CorruptJournal for a snapshot of
+    an older kernel, whose objects are not these.
+
+    Snapshots were pickled from commit 787816f to b6eaba1; the kernel's objects took
+    the shape they still have in f9157be (a priority FIFO, a timer heap)."""
+    kernel = Kernel()
+    try:
+        with _no_gc():
+            objects = _KernelUnpickler(io.BytesIO(data)).load()
+            if not isinstance(objects, dict) or objects.keys() != _PICKLED_KERNEL:
+                raise TypeError("not the attributes of b6eaba1's Kernel")
+            kernel._core, kernel._containers = objects["_core"], objects["_containers"]
+            return encode_state(kernel)
+    except Exception as error:
+        raise CorruptJournal(
+            f"{path}: a pickled snapshot whose objects are not the kernel's of corral "
+            f"commits f9157be to b6eaba1, the only pickled ones this corral ({_version()}) "
+            f"reads ({type(error).__name__}: {error}): an older corral wrote it; open the "
+            "directory with that one") from None
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Without the cycle collector: a state's millions of new objects would make it
+    go over all the kernel's again and again (a job queue's dump then takes 3 times as
+    long), and in a snapshot's child copy every page it touches."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def export_state(directory: str | os.PathLike[str]) -> bytes:
+    """The state of the journal in ``directory``, its snapshot and records replayed,
+    as ``encode_state`` writes it; nothing in the directory changes. Raises
+    JournalFailed if a server holds the directory or it holds no journal, and
+    CorruptJournal if the journal is damaged."""
+    with Journal(directory, readonly=True) as journal:
+        return encode_state(JournaledKernel(journal))
+
+
+def import_state(directory: str | os.PathLike[str], state: bytes) -> Kernel:
+    """Make a new journal in ``directory`` (absent or empty) whose snapshot is
+    ``state``, a corral state of this version or an older one: it is loaded first, so
+    what is written is checked and in this version's format. Returns the kernel it
+    holds. Raises InvalidArgument for a state this corral cannot load or a directory
+    that is not empty."""
+    try:
+        data = json.loads(state)
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise InvalidArgument(f"not a corral state: not JSON: {error}") from None
+    kernel = Kernel()
+    with _no_gc():
+        kernel.load_state(data, _unwrap)
+    path = Path(directory)
+    if path.exists() and any(path.iterdir()):
+        raise InvalidArgument(f"{path} is not empty: an import makes a new journal")
+    with Journal(path) as journal:
+        journal.write_snapshot(journal.gen, encode_state(kernel))
+    return kernel
 
 
 def _journaled(name: str) -> Callable[..., Any]:

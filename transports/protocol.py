@@ -33,20 +33,22 @@ from corral.kernel import (
     Delivered,
     Effect,
     Event,
+    InvalidArgument,
     Job,
     Notified,
     Unsubscribed,
 )
 
 from .codec import Broken, Malformed, Message, Parser, encode, fields_start, present, trailing_specs
-from .commands import data_commands
+from .commands import NOT_SUPPORTED, data_commands
 from .errors import ACCESS_DENIED, DETAILED, INVALID_COMMAND, code_of
-from .handlers import HANDLERS, VERSION, Parked
+from .handlers import HANDLERS, VERSION, Parked, on_meta
 
 if TYPE_CHECKING:
     from .server import Server
 
-__all__ = ["VERSION", "Connection", "Drop", "Limits", "data_offset", "dispatch"]
+__all__ = ["VERSION", "Connection", "Drop", "Limits", "check_token", "data_offset",
+           "dispatch"]
 
 DATA_COMMANDS = data_commands()
 
@@ -79,6 +81,15 @@ class Limits:
     stall_timeout: float = 30.0
 
 
+def check_token(token: str | None) -> str | None:
+    """``token`` if it can be sent as ``auth TOKEN``: one word, non-empty (None: no
+    token). Raises InvalidArgument otherwise, so that a server never starts with a
+    token no client could send, nor a client send one no server could hold."""
+    if token is not None and token.split() != [token]:
+        raise InvalidArgument("a token is one word: no spaces or other blanks, not empty")
+    return token
+
+
 class Drop(Exception):
     """Close this connection (the reason is logged)."""
 
@@ -101,6 +112,7 @@ class Connection:
         self.sub_handles: dict[int, int] = {}  # kernel subscription -> handle
         self.waits: dict[int, Parked] = {}  # kernel waiter -> who asked
         self.tagged: dict[tuple[int, str], int] = {}  # (handle, tag) -> kernel waiter
+        self.meta: dict[int, bool] = {}  # handle on meta/containers -> subscribed
         self.outbound = bytearray()
         self.held: deque[tuple[int, bytes]] = deque()  # (journal record, output) to sync
         self.dropped: str | None = None
@@ -199,6 +211,7 @@ class Connection:
         server = self.server
         del server.connections[self.session]
         server.dirty.pop(self, None)
+        server.watchers.pop(self, None)
         server.kernel.close_session(self.session, now=server.now())
         server.route()
         server.flush()
@@ -219,7 +232,10 @@ def dispatch(server: Server, conn: Connection, message: Message) -> None:
     name = words[0]
     handler = HANDLERS.get(name)
     if handler is None:
-        conn.fail(INVALID_COMMAND, f"{name!r} is not a command")
+        if name in NOT_SUPPORTED:
+            conn.fail("invalid_argument", f"not supported: {name} ({NOT_SUPPORTED[name]})")
+        else:
+            conn.fail(INVALID_COMMAND, f"{name!r} is not a command")
         return
     if not conn.authenticated and name not in ("auth", "ping"):
         conn.fail(ACCESS_DENIED, "send auth TOKEN first")
@@ -227,6 +243,8 @@ def dispatch(server: Server, conn: Connection, message: Message) -> None:
     if message.fields and name not in DATA_COMMANDS:  # drained, not ignored
         conn.fail("invalid_argument", f"{name} takes no fields")
         return
+    if conn.meta:
+        handler = on_meta(conn, words, handler)
     try:
         handler(server, conn, words, message.fields)
     except CorralError as error:

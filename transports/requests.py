@@ -19,10 +19,12 @@ from corral.kernel import (
     JobStatistics,
     Kind,
     Record,
+    check_value,
 )
+from corral.kernel._values import VALUE_ARGUMENTS
 
 from .codec import FIELDS, Message, ProtocolError, trailing_specs
-from .commands import REQUIRED, Command, info_of, option_text
+from .commands import REQUIRED, Command, info_of, jobs_of, option_text
 from .errors import DETAILED
 
 __all__ = ["DECODE", "Decode", "Request", "Wait", "WaitState", "Withdrawn",
@@ -113,7 +115,7 @@ class Wait(Request):
 def served_value(of: str, fields: dict[str, Any]) -> Any:
     if of == "claimed":
         if "key" not in fields:  # claim_many's jobs
-            return [Job(id, item, attempt) for id, item, attempt in fields["value"]]
+            return jobs_of(fields["value"])
         return Job(fields["key"], fields.get("value"), fields["metadata"])
     if of == "put":
         return None
@@ -157,7 +159,7 @@ def client_method(command: Command) -> Callable[..., Request]:
     taken and ignored: the server keeps the time), each argument placed on the wire as
     the table says; it returns a Request, or a Wait for a command that may park."""
     assert command.kernel is not None
-    names: dict[str, Any] = {"option_text": option_text,
+    names: dict[str, Any] = {"option_text": option_text, "check_value": check_value,
                              "decode": DECODE.get(command.answer, nothing)}
     params, keywords, body = ["self", "name"], list[str](), list[str]()
     fields = [a for a in command.args if a.field]
@@ -174,6 +176,9 @@ def client_method(command: Command) -> Callable[..., Request]:
     listed = options or command.waits or any(a.wire == "job" for a in fields)
     body.append("options = []" if listed else "options = ()")
     for arg in fields:
+        if arg.name in VALUE_ARGUMENTS:  # refused here as the kernel would refuse it
+            body.append(f"{arg.name} = check_value({arg.name}, {command.kernel!r}, name, "
+                        f"{arg.name!r})")
         if arg.wire == "job":
             body += [f"fields['key'] = {arg.name}.id",
                      f"options.append('attempt=' + str({arg.name}.attempt))"]

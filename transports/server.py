@@ -24,7 +24,7 @@ from corral.kernel import InvalidArgument, Kernel
 from .alarm import Alarm
 from .durability import Durability
 from .journal import Journal, JournaledKernel
-from .protocol import VERSION, Connection, Drop, Limits
+from .protocol import VERSION, Connection, Drop, Limits, check_token
 
 __all__ = ["VERSION", "Connection", "Drop", "Limits", "Server"]
 
@@ -44,7 +44,7 @@ class Server:
         self.kernel = kernel or Kernel()
         self.journal = journal
         self.durability = Durability(self, journal) if journal is not None else None
-        self.token = token
+        self.token = check_token(token)
         self.limits = limits or Limits()
         self.connections: dict[int, Connection] = {}  # by session
         self.queries = 0
@@ -52,6 +52,7 @@ class Server:
         self.started: float | None = None  # when the first transport started serving
         self.commands = 0
         self.dirty: dict[Connection, None] = {}  # connections with output to flush
+        self.watchers: dict[Connection, None] = {}  # subscribed to meta/containers
         self.offset = 0.0  # kernel time minus trio time
 
     def now(self) -> float:

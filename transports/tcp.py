@@ -9,6 +9,12 @@ No input stops the server: a connection whose input raises anything unexpected (
 its bytes found, in the parser or a command) is dropped with the error logged, and one
 that stops sending in the middle of a message for ``Limits.stall_timeout`` seconds is
 told so and closed. Between messages a connection may idle for as long as it likes.
+
+With an SSL context (``server_tls``) the listener speaks TLS only. The handshake is
+bounded by the same stall timeout, and one that fails, such as a plain-text client's,
+drops that connection with the reason logged; a plain-text client is told, in plain
+text, first. A plain listener closes at once a connection that opens with a TLS
+handshake, so that the client says what went wrong rather than wait.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import logging
 import math
 import os
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from functools import partial
 
@@ -25,9 +32,11 @@ import trio
 
 from corral.kernel import InvalidArgument
 
+from .codec import encode
 from .server import Connection, Drop, Limits, Server
 
-__all__ = ["DEFAULT_PORT", "Limits", "Server", "check_bind", "is_loopback", "serve_tcp"]
+__all__ = ["DEFAULT_PORT", "Limits", "Server", "check_bind", "is_loopback", "serve_tcp",
+           "server_tls"]
 
 log = logging.getLogger("corral.server")
 
@@ -72,9 +81,22 @@ class TcpConnection(Connection):
                     self.scope.cancel()
 
 
-async def handle_stream(server: Server, stream: trio.abc.Stream) -> None:
-    """Serve one connection until it closes, breaks, stalls or is dropped."""
+_TLS_HANDSHAKE = 0x16  # the first byte a TLS client sends; no command starts with it
+# What a plain-text client of a TLS port is told before it is dropped.
+_TLS_ONLY = encode(("answer", "error", "protocol", "this", "server", "speaks", "TLS",
+                    "only:", "connect", "with", "corrals://"))
+
+
+async def handle_stream(server: Server, stream: trio.abc.Stream,
+                        tls: ssl.SSLContext | None = None) -> None:
+    """Serve one connection until it closes, breaks, stalls or is dropped; with ``tls``,
+    once its TLS handshake is done."""
     peer = _peer_name(stream)
+    if tls is not None:
+        secure = await _accept_tls(stream, tls, peer, server.limits.stall_timeout)
+        if secure is None:
+            return
+        stream = secure
     conn = TcpConnection(server, stream, peer)
     log.debug("connection from %s (session %d)", peer, conn.session)
     stall = server.limits.stall_timeout
@@ -84,6 +106,7 @@ async def handle_stream(server: Server, stream: trio.abc.Stream) -> None:
             nursery.start_soon(_write, conn, nursery.cancel_scope)
             try:
                 receive = _receiver(conn)
+                first = tls is None  # its first bytes are checked for a TLS handshake
                 while conn.dropped is None:
                     # Only a message left half sent has a deadline.
                     data = await receive(trio.current_time() + stall
@@ -94,6 +117,11 @@ async def handle_stream(server: Server, stream: trio.abc.Stream) -> None:
                         raise Drop(f"stalled for {stall:g} s in the middle of a message")
                     if not data:
                         break
+                    if first:
+                        first = False
+                        if data[0] == _TLS_HANDSHAKE:
+                            raise Drop("a TLS handshake on a plain TCP port: it serves "
+                                       "corral://, not corrals://")
                     try:
                         conn.receive(data)
                     except Drop:
@@ -118,6 +146,35 @@ async def handle_stream(server: Server, stream: trio.abc.Stream) -> None:
         with trio.move_on_after(1) as cleanup:
             cleanup.shield = True
             await trio.aclose_forcefully(stream)
+
+
+async def _accept_tls(stream: trio.abc.Stream, context: ssl.SSLContext, peer: str,
+                      stall: float) -> trio.SSLStream[trio.abc.Stream] | None:
+    """The connection as a TLS stream once its handshake is done; None, with the stream
+    closed and the reason logged, if it does not begin with one or fails or takes
+    longer than ``stall`` seconds."""
+    reason = f"no TLS handshake in {stall:g} s"
+    with trio.move_on_after(stall):
+        try:
+            first = await stream.socket.recv(1, socket.MSG_PEEK)  # type: ignore[attr-defined]
+            if first and first[0] != _TLS_HANDSHAKE:
+                reason = "plain text on a TLS port"
+                await stream.send_all(_TLS_ONLY)
+            elif first:
+                secure = trio.SSLStream(stream, context, server_side=True)
+                await secure.do_handshake()
+                return secure
+            else:
+                reason = "closed before the TLS handshake"
+        except (trio.BrokenResourceError, OSError) as error:
+            reason = f"TLS handshake failed: {error.__cause__ or error}"
+        except Exception as error:  # no input stops the server
+            reason = f"TLS handshake failed: {error!r}"
+    log.warning("dropped %s: %s", peer, reason)
+    with trio.move_on_after(1) as cleanup:
+        cleanup.shield = True
+        await trio.aclose_forcefully(stream)
+    return None
 
 
 Receive = Callable[[float], Awaitable[bytes | bytearray | None]]
@@ -219,16 +276,41 @@ def is_loopback(host: str) -> bool:
 
 
 def check_bind(host: str, token: str | None) -> None:
-    """Refuse to listen beyond loopback without a token."""
+    """Refuse to listen beyond loopback without a token (TLS or not)."""
     if not is_loopback(host) and not token:
-        raise InvalidArgument(f"binding to {host} needs --token: only loopback is "
-                              "served without one")
+        raise InvalidArgument(f"binding to {host} needs --token (or --token-file, or "
+                              "CORRAL_TOKEN): only loopback is served without one")
+
+
+def server_tls(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """The server's TLS context from a certificate (chain) file and its private key
+    file, both PEM; None without either. Raises InvalidArgument for one without the
+    other, or files that do not load."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise InvalidArgument("TLS needs both a certificate and its key (--tls-cert and "
+                              "--tls-key)")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+
+    def no_passphrase() -> str:  # else OpenSSL would prompt on the terminal
+        raise InvalidArgument(f"the TLS key {key} is encrypted: give the server a key "
+                              "without a passphrase (readable by its user only)")
+
+    try:
+        context.load_cert_chain(cert, key, password=no_passphrase)
+    except OSError as error:  # ssl.SSLError too: not PEM, or the key does not match
+        raise InvalidArgument(f"cannot load the TLS certificate {cert} and key {key}: "
+                              f"{error}") from None
+    return context
 
 
 async def serve_tcp(server: Server, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,
+                    tls: ssl.SSLContext | None = None,
                     task_status: trio.TaskStatus[list[trio.SocketListener]]
                     = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve ``server`` on ``host:port`` (port 0: any free port) until cancelled.
+    """Serve ``server`` on ``host:port`` (port 0: any free port) until cancelled; with
+    ``tls`` (``server_tls``), TLS only.
 
     ``task_status.started`` receives the listeners (their sockets say the real port).
     Raises InvalidArgument for a non-loopback host without a token.
@@ -236,6 +318,6 @@ async def serve_tcp(server: Server, host: str = "127.0.0.1", port: int = DEFAULT
     check_bind(host, server.token)
     async with trio.open_nursery() as nursery:
         server.start(nursery)
-        listeners = await nursery.start(partial(trio.serve_tcp, partial(handle_stream, server),
-                                                port, host=host))
+        listeners = await nursery.start(partial(
+            trio.serve_tcp, partial(handle_stream, server, tls=tls), port, host=host))
         task_status.started(listeners)

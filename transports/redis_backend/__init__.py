@@ -22,6 +22,7 @@ facade.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import math
@@ -60,14 +61,16 @@ from corral.kernel import (
     Unsubscribed,
     Waiting,
     WrongKind,
+    check_value,
 )
 from corral.kernel._containers import check_int
 from corral.kernel._core import check_timeout
 from corral.kernel._jobs import bounded_error, check_seconds, claimed_token
+from corral.kernel._values import check_reason
 
 from . import _library
 
-__all__ = ["NotReplicated", "RedisKernel", "mailbox_key"]
+__all__ = ["NotReplicated", "RedisKernel", "mailbox_key", "unpack"]
 
 # The corral library: its sources in order, one Lua chunk (each file's locals serve the
 # files after it). lib.lua starts it with the library's header.
@@ -119,11 +122,17 @@ def mailbox_key(prefix: str, name: str, session: int) -> str:
     return f"{prefix}:{{{_escape(name)}}}:mb:{session}"
 
 
-def _pack(value: Any, metadata: Any) -> str:
-    try:
-        return json.dumps([value, metadata], separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as error:
-        raise InvalidArgument(f"a value kept in Redis is JSON: {error}") from None
+def _pack(op: str, name: str, value: Any, metadata: Any = None, role: str = "item"
+          ) -> str:
+    """The ``role`` argument of ``op`` on ``name`` and its metadata, checked as the kernel
+    checks them (``check_value``), as Redis keeps them: the JSON pair, then (if any) the
+    places in it that hold bytes, base64'd, since JSON has none."""
+    pair = [check_value(value, op, name, role),
+            None if metadata is None else check_value(metadata, op, name, "metadata")]
+    raw = [i for i in (0, 1) if type(pair[i]) is bytes]
+    for i in raw:
+        pair[i] = base64.b64encode(pair[i]).decode()
+    return json.dumps([*pair, raw] if raw else pair, separators=(",", ":"))
 
 
 def _option_text(value: Any) -> str:
@@ -142,12 +151,15 @@ def _seconds(value: float) -> str:
 
 def _reason(reason: str | None) -> str:
     """A failure's text for the wire: "" for none, else "=" and the text, bounded."""
-    return "" if reason is None else "=" + (bounded_error(str(reason)) or "")
+    return "" if reason is None else "=" + (bounded_error(reason) or "")
 
 
-def _unpack(packed: bytes | str) -> tuple[Any, Any]:
-    value, metadata = json.loads(packed)
-    return value, metadata
+def unpack(packed: bytes | str) -> tuple[Any, Any]:
+    """A value and its metadata as ``_pack`` kept them."""
+    pair = json.loads(packed)
+    for i in pair[2] if len(pair) > 2 else ():
+        pair[i] = base64.b64decode(pair[i])
+    return pair[0], pair[1]
 
 
 class RedisKernel:
@@ -264,21 +276,21 @@ class RedisKernel:
             else:
                 priority, packed = rest.split("|", 1)
                 order = None
-            item, _ = _unpack(packed)
+            item, _ = unpack(packed)
             self.effects.append(Delivered(session, waiter, Event(
                 name, "get" if kind == "G" else "put", int(priority), item, order)))
         elif kind == "J":  # a job claimed: its attempt, its item, then its id
             attempt, _, rest = rest.partition("|")
             packed, _, id = rest.partition("\n")
             self._served_keys.pop(waiter)
-            job = Job(id, _unpack(packed)[0], int(attempt))
+            job = Job(id, unpack(packed)[0], int(attempt))
             self.effects.append(Delivered(session, waiter, Event(
                 name, "claimed", id, job, None)))
         elif kind == "R":  # a job's result
             self.effects.append(Delivered(session, waiter, Event(
-                name, "finished", self._served_keys.pop(waiter), _unpack(rest)[0], None)))
+                name, "finished", self._served_keys.pop(waiter), unpack(rest)[0], None)))
         elif kind == "D":
-            value, metadata = _unpack(rest)
+            value, metadata = unpack(rest)
             key = self._served_keys.pop(waiter)
             self.effects.append(Delivered(session, waiter, Event(
                 name, "wnp_next" if key is None else "wnp_key", 0 if key is None else key,
@@ -372,15 +384,15 @@ class RedisKernel:
         return int(self._call(name, "count"))
 
     def push_back(self, name: str, value: Any, metadata: Any = None) -> None:
-        self._call(name, "push_back", _pack(value, metadata))
+        self._call(name, "push_back", _pack("push_back", name, value, metadata, "value"))
 
     def push_front(self, name: str, value: Any, metadata: Any = None) -> None:
-        self._call(name, "push_front", _pack(value, metadata))
+        self._call(name, "push_front", _pack("push_front", name, value, metadata, "value"))
 
     @staticmethod
     def _record(answer: Sequence[Any], int_key: bool = False) -> Record:
         key, packed = answer
-        value, metadata = _unpack(packed)
+        value, metadata = unpack(packed)
         if isinstance(key, bytes) and not int_key:
             return Record(key.decode(), value, metadata)
         return Record(int(key), value, metadata)
@@ -419,10 +431,12 @@ class RedisKernel:
         return self._record(self._call(name, "get", self._index("get", name, key)))
 
     def set(self, name: str, key: Any, value: Any, metadata: Any = None) -> None:
-        self._call(name, "set", self._key("set", name, key), _pack(value, metadata))
+        packed = _pack("set", name, value, metadata, "value")
+        self._call(name, "set", self._key("set", name, key), packed)
 
     def insert(self, name: str, key: Any, value: Any, metadata: Any = None) -> None:
-        self._call(name, "insert", self._key("insert", name, key), _pack(value, metadata))
+        packed = _pack("insert", name, value, metadata, "value")
+        self._call(name, "insert", self._key("insert", name, key), packed)
 
     def delete(self, name: str, key: Any) -> None:
         self._call(name, "delete", self._key("delete", name, key))
@@ -451,10 +465,11 @@ class RedisKernel:
     # -- feeds --------------------------------------------------------------------------
 
     def publish(self, name: str, item: Any, id: str | None = None) -> str:
+        packed = _pack("publish", name, item)
         if id is not None and (not isinstance(id, str) or not id):
             raise InvalidArgument(f"publish on {name!r}: an id is a non-empty str, not "
                                   f"{id!r}")
-        return str(self._call(name, "publish", _pack(item, None), id or "").decode())
+        return str(self._call(name, "publish", packed, id or "").decode())
 
     def retract(self, name: str, id: Any) -> None:
         if self._kind(name) is Kind.SORTED_FEED:
@@ -487,7 +502,7 @@ class RedisKernel:
     def items(self, name: str) -> list[tuple[Any, Any]]:
         flat = self._call(name, "items")
         cast = int if self._kind(name) is Kind.SORTED_FEED else bytes.decode
-        return [(cast(flat[i]), _unpack(flat[i + 1])[0]) for i in range(0, len(flat), 2)]
+        return [(cast(flat[i]), unpack(flat[i + 1])[0]) for i in range(0, len(flat), 2)]
 
     # -- sorted feeds -------------------------------------------------------------------
 
@@ -499,23 +514,26 @@ class RedisKernel:
             raise NotFound(f"{op} on {name!r}: no item {id!r}")
         return str(id)
 
-    def _new(self, name: str, place: str, rel: str, item: Any) -> int:
-        return int(self._call(name, "publish_at", place, rel, _pack(item, None)))
+    def _new(self, op: str, name: str, place: str, rel_id: Any, item: Any) -> int:
+        packed = _pack(op, name, item)
+        rel = "" if rel_id is None else self._id(op, name, rel_id)
+        return int(self._call(name, "publish_at", place, rel, packed))
 
     def append(self, name: str, item: Any) -> int:
-        return self._new(name, "append", "", item)
+        return self._new("append", name, "append", None, item)
 
     def prepend(self, name: str, item: Any) -> int:
-        return self._new(name, "prepend", "", item)
+        return self._new("prepend", name, "prepend", None, item)
 
     def insert_before(self, name: str, rel_id: int, item: Any) -> int:
-        return self._new(name, "before", self._id("insert_before", name, rel_id), item)
+        return self._new("insert_before", name, "before", rel_id, item)
 
     def insert_after(self, name: str, rel_id: int, item: Any) -> int:
-        return self._new(name, "after", self._id("insert_after", name, rel_id), item)
+        return self._new("insert_after", name, "after", rel_id, item)
 
     def edit(self, name: str, id: int, item: Any) -> None:
-        self._call(name, "edit", self._id("edit", name, id), _pack(item, None))
+        packed = _pack("edit", name, item)
+        self._call(name, "edit", self._id("edit", name, id), packed)
 
     def _move(self, op: str, name: str, id: Any, rel_id: Any = None) -> None:
         rel = "" if op in ("move_first", "move_last") else self._id(op, name, rel_id)
@@ -537,9 +555,9 @@ class RedisKernel:
 
     def queue_put(self, session: int, name: str, item: Any, *, priority: int = 0,
                   timeout: float | None = 0.0, now: float = 0.0) -> Waiting | None:
+        packed = _pack("queue_put", name, item)
         check_int("put", name, "priority", priority)
-        answer = self._wait("queue_put", session, name, timeout, now, priority,
-                            _pack(item, None))
+        answer = self._wait("queue_put", session, name, timeout, now, priority, packed)
         return answer if isinstance(answer, Waiting) else None
 
     def queue_get(self, session: int, name: str, *, timeout: float | None = None,
@@ -557,14 +575,14 @@ class RedisKernel:
         if op == "claim":
             return self._jobs(answer)[0]  # type: ignore[return-value]
         if op == "result":
-            return _unpack(answer[1])[0], None
+            return unpack(answer[1])[0], None
         if op == "queue_put":
             return None  # type: ignore[return-value]  # in at once: queue_put says None
         if op == "queue_get":
             priority, seq, packed = answer
-            item, _ = _unpack(packed)
+            item, _ = unpack(packed)
             return item, (int(priority), int(seq)) if receipt else None
-        return _unpack(answer[1])
+        return unpack(answer[1])
 
     def _parking(self, op: str, session: int, name: str, timeout: float | None,
                  now: float, *args: Any) -> Any:
@@ -586,7 +604,7 @@ class RedisKernel:
     @staticmethod
     def _jobs(answer: Sequence[Any]) -> list[Job]:
         """Claimed jobs, from ``["job", id, attempt, packed item, id, ...]``."""
-        return [Job(answer[i].decode(), _unpack(answer[i + 2])[0], int(answer[i + 1]))
+        return [Job(answer[i].decode(), unpack(answer[i + 2])[0], int(answer[i + 1]))
                 for i in range(1, len(answer), 3)]
 
     def give_back(self, session: int, name: str, delivery: Event, *, now: float = 0.0
@@ -597,17 +615,19 @@ class RedisKernel:
         if session not in self._sessions:
             raise NotFound(f"no open session {session!r}")
         if delivery.name == "wnp_next":
-            self._call(name, "give_back", _pack(delivery.value, delivery.metadata))
+            self._call(name, "give_back", _pack("give_back", name, delivery.value,
+                                                delivery.metadata, "value"))
         elif delivery.name == "wnp_key":
             self._call(name, "give_back", self._key("give_back", name, delivery.key),
-                       _pack(delivery.value, delivery.metadata))
+                       _pack("give_back", name, delivery.value, delivery.metadata, "value"))
         elif delivery.name == "get":
             order = delivery.metadata
             if not (isinstance(order, (tuple, list)) and len(order) == 2
                     and all(type(n) is int for n in order)):
                 raise InvalidArgument(f"give_back on {name!r}: a get delivery's metadata is "
                                       f"its order key (priority, seq), not {order!r}")
-            self._call(name, "give_back", order[0], order[1], _pack(delivery.value, None))
+            self._call(name, "give_back", order[0], order[1],
+                       _pack("give_back", name, delivery.value))
         elif delivery.name == "claimed":
             job = claimed_token(name, delivery)
             self._call(name, "give_back", session, job.id, str(job.attempt), now=now)
@@ -633,12 +653,13 @@ class RedisKernel:
 
     def put(self, name: str, item: Any, *, priority: int = 0, delay: float = 0.0,
             id: str | None = None, now: float = 0.0) -> str:
+        packed = _pack("put", name, item)
         check_int("put", name, "priority", priority)
         delay = check_seconds(f"put on {name!r}", "delay", delay, positive=False)
         if id is not None and (not isinstance(id, str) or not id):
             raise InvalidArgument(f"put on {name!r}: a job id is a non-empty str, not "
                                   f"{id!r}")
-        return str(self._call(name, "put", _pack(item, None), priority, _seconds(delay),
+        return str(self._call(name, "put", packed, priority, _seconds(delay),
                               id or "", now=now).decode())
 
     def claim(self, session: int, name: str, *, timeout: float | None = None,
@@ -657,12 +678,13 @@ class RedisKernel:
     def put_many(self, name: str, items: Sequence[Any], *, priority: int = 0,
                  delay: float = 0.0, now: float = 0.0) -> list[str]:
         """As ``Kernel.put_many``, in one call: all or none."""
-        if not isinstance(items, (list, tuple)):
+        items = check_value(items, "put_many", name, "items")
+        if not isinstance(items, list):
             raise InvalidArgument(f"put_many on {name!r}: items must be a list, not "
                                   f"{type(items).__name__}")
         check_int("put_many", name, "priority", priority)
         delay = check_seconds(f"put_many on {name!r}", "delay", delay, positive=False)
-        packed = [_pack(item, None) for item in items]
+        packed = [_pack("put_many", name, item) for item in items]
         return [id.decode() for id in self._call(name, "put_many", priority, _seconds(delay),
                                                   *packed, now=now)]
 
@@ -688,7 +710,7 @@ class RedisKernel:
                      ) -> Job | Waiting:
         """As ``Kernel.finish_claim``, in one call; ``owner`` as ``claim`` takes it."""
         id, attempt = self._token("finish", name, job)
-        packed = _pack(result, None)
+        packed = _pack("finish_claim", name, result, role="result")
         ttl = length = problem = ""
         try:  # what is wrong is said after the lease check, in the kernel's order
             check_timeout("finish_claim", name, timeout)
@@ -756,17 +778,20 @@ class RedisKernel:
 
     def finish(self, name: str, job: Job, result: Any = None, *,
                result_ttl: float | None = None, now: float = 0.0) -> None:
-        self._call(name, "finish", *self._token("finish", name, job), _pack(result, None),
+        packed = _pack("finish", name, result, role="result")
+        self._call(name, "finish", *self._token("finish", name, job), packed,
                    self._deferred("finish", name, "result_ttl", result_ttl, positive=False),
                    now=now)
 
     def cancel(self, name: str, job: Job, *, delay: float | None = None,
                reason: str | None = None, now: float = 0.0) -> None:
+        check_reason(reason, "cancel", name)
         self._call(name, "cancel", *self._token("cancel", name, job),
                    self._deferred("cancel", name, "delay", delay, positive=False),
                    _reason(reason), now=now)
 
     def stall(self, name: str, job: Job, reason: str | None = None) -> None:
+        check_reason(reason, "stall", name)
         self._call(name, "stall", *self._token("stall", name, job), _reason(reason))
 
     def touch(self, name: str, job: Job, *, lease: float | None = None,
@@ -806,13 +831,13 @@ class RedisKernel:
             return float(fields[field]) if field in fields else None
 
         return JobInfo(
-            id=id, item=_unpack(fields["item"])[0], state=state,
+            id=id, item=unpack(fields["item"])[0], state=state,
             attempt=int(fields["attempt"]), priority=int(fields["priority"]),
             created=float(fields["created"]), claimed=time("claimed"), ended=time("ended"),
             deadline=time("deadline") if state in (JobState.CLAIMED, JobState.DELAYED)
             else None,
             error=fields.get("reason"),
-            result=_unpack(fields["result"])[0] if "result" in fields else None)
+            result=unpack(fields["result"])[0] if "result" in fields else None)
 
     def delete_container(self, name: str) -> None:
         """As ``Kernel.delete_container``: its waiters end with NotFound, its
@@ -839,7 +864,7 @@ class RedisKernel:
         if start is not None:
             event_name = _SNAPSHOT_EVENTS[kind]
             cast = int if kind in (Kind.LIST, Kind.SORTED_FEED, Kind.QUEUE) else bytes.decode
-            pairs = [(cast(flat[i]), _unpack(flat[i + 1])) for i in range(0, len(flat), 2)]
+            pairs = [(cast(flat[i]), unpack(flat[i + 1])) for i in range(0, len(flat), 2)]
             for key, (value, metadata) in pairs[start:]:
                 self.effects.append(Notified(session, sid, Event(
                     name, event_name, key, value, metadata)))
@@ -902,7 +927,7 @@ class RedisKernel:
                                             reason="lagged"))
                 break
             sub.last_id, sub.last_n = stream_id, n
-            value, metadata = _unpack(fields[b"v"])
+            value, metadata = unpack(fields[b"v"])
             effects.append(Notified(sub.session, subscription, Event(
                 sub.container, fields[b"e"].decode(), json.loads(fields[b"k"]), value,
                 metadata)))
