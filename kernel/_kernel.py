@@ -333,17 +333,13 @@ class Kernel:
     def set(self, name: str, key: Any, value: Any, metadata: Any = None) -> None:
         """Replace the record at list index ``key`` (NotFound if out of range), or set
         map key ``key`` (insert or replace; serves a waiter on that key)."""
-        value = check_value(value, "set", name)
-        if metadata is not None:
-            metadata = check_value(metadata, "set", name, "metadata")
+        value, metadata = _record(value, metadata, "set", name)
         self._get(name, "set").set(key, value, metadata)
 
     def insert(self, name: str, key: Any, value: Any, metadata: Any = None) -> None:
         """Insert before list index ``key`` (``count`` appends), or add map key ``key``
         (AlreadyExists if present). Serves waiters."""
-        value = check_value(value, "insert", name)
-        if metadata is not None:
-            metadata = check_value(metadata, "insert", name, "metadata")
+        value, metadata = _record(value, metadata, "insert", name)
         self._get(name, "insert").insert(key, value, metadata)
 
     def delete(self, name: str, key: Any) -> None:
@@ -367,9 +363,7 @@ class Kernel:
 
     def push_back(self, name: str, value: Any, metadata: Any = None) -> None:
         """Append a record to a list; serves the oldest waiter if any."""
-        value = check_value(value, "push_back", name)
-        if metadata is not None:
-            metadata = check_value(metadata, "push_back", name, "metadata")
+        value, metadata = _record(value, metadata, "push_back", name)
         try:
             container = self._containers.get(name)
         except TypeError:  # an unhashable name
@@ -380,9 +374,7 @@ class Kernel:
 
     def push_front(self, name: str, value: Any, metadata: Any = None) -> None:
         """Prepend a record to a list; serves the oldest waiter if any."""
-        value = check_value(value, "push_front", name)
-        if metadata is not None:
-            metadata = check_value(metadata, "push_front", name, "metadata")
+        value, metadata = _record(value, metadata, "push_front", name)
         self._list(name, "push_front").push_front(value, metadata)
 
     def pop_front(self, name: str) -> Record:
@@ -808,3 +800,9 @@ class Kernel:
                 jobs = self._containers[name]
                 assert isinstance(jobs, JobsContainer)
                 assert jobs.jobs[job_id].owner == session_id
+
+
+def _record(value: Any, metadata: Any, op: str, name: str) -> tuple[Any, Any]:
+    """A record's value and metadata as kept (``check_value``); None metadata is none."""
+    return (check_value(value, op, name),
+            None if metadata is None else check_value(metadata, op, name, "metadata"))
