@@ -77,7 +77,7 @@ from ._model import (
 )
 from ._queues import QueueContainer
 from ._timers import Timers
-from ._values import check_reason, check_value
+from ._values import check_items, check_reason, check_value
 from ._waiters import Waiter
 
 __all__ = ["GIVEN_BACK", "Kernel"]
@@ -548,7 +548,7 @@ class Kernel:
                  delay: float = 0.0, now: float = 0.0) -> list[str]:
         """Add a job for each of ``items`` (a list), in order, with fresh ids; returns
         the ids. All or none: every argument is checked before the first goes in."""
-        items = check_value(items, "put_many", name, "items")
+        items = check_items(items, "put_many", name)
         return self._of(JobsContainer, name, "put_many").put_many(items, priority, delay,
                                                                   now)
 
@@ -667,6 +667,14 @@ class Kernel:
             raise InvalidArgument(f"give_back on {name!r}: the delivery is from "
                                   f"{delivery.container!r}")
         self._core.session(session)
+        # A record comes back from the caller, so it is held to the rule for values
+        # (a job's item never left the kernel; a queue's metadata is its order key).
+        if kind is Kind.QUEUE:
+            delivery = Event(name, delivery.name, delivery.key,
+                             check_value(delivery.value, "give_back", name), delivery.metadata)
+        elif kind is not Kind.JOBS:
+            delivery = Event(name, delivery.name, delivery.key,
+                             *_record(delivery.value, delivery.metadata, "give_back", name))
         container.give_back(session, delivery, now)
 
     def cancel_wait(self, session: int, waiter: int) -> bool:

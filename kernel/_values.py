@@ -3,7 +3,8 @@
 A value (a record's value and metadata, an item of a feed, queue or job queue, a job's
 result) is None, a bool, an int, a finite float, a str, bytes, or a list, tuple or dict
 (with str keys) of values, nested at most ``MAX_DEPTH`` deep, with bytes only as a
-whole value, not inside a list or dict. That is what every backend can carry: JSON
+whole value, not inside a list or dict (each of ``put_many``'s items is a whole
+value). That is what every backend can carry: JSON
 (over the wire, in the journal, in Redis) has no tuples, sets, bytes, non-str keys or
 NaN, and readers recurse once per level; the wire and Redis carry bytes on their own.
 
@@ -21,13 +22,13 @@ from typing import Any
 
 from ._errors import InvalidArgument
 
-__all__ = ["MAX_DEPTH", "VALUE_ARGUMENTS", "check_reason", "check_value"]
+__all__ = ["MAX_DEPTH", "VALUE_ARGUMENTS", "check_items", "check_reason", "check_value"]
 
 #: How deep lists and dicts may nest in a value (a list of lists is 2 deep).
 MAX_DEPTH = 64
-#: The kernel's arguments that are values, by name (``items``: put_many's list, one
-#: value), for the transports that check values before the kernel sees them.
-VALUE_ARGUMENTS = frozenset({"value", "metadata", "item", "items", "result"})
+#: The kernel's arguments that are values, by name, for the transports that check
+#: values before the kernel sees them (put_many's ``items``: ``check_items``).
+VALUE_ARGUMENTS = frozenset({"value", "metadata", "item", "result"})
 # Python prints (and so JSON and the wire carry) ints of at most this many digits, by
 # default (sys.int_info.default_max_str_digits).
 _DIGITS = 4300
@@ -105,6 +106,15 @@ def _kept(value: Any, depth: int, inside: bool) -> Any:
     if isinstance(value, float):
         return _kept(float.__float__(value), depth, inside)
     raise _Refused(f"{kind.__name__} is none of {_KINDS}")
+
+
+def check_items(items: Any, op: str, name: Any) -> list[Any]:
+    """``put_many``'s items: a list (or tuple) of values, each one whole (so each may be
+    bytes), kept as ``check_value`` keeps it. Raises InvalidArgument, naming them."""
+    if not isinstance(items, (list, tuple)):
+        raise InvalidArgument(f"{op} on {name!r}: items must be a list, not "
+                              f"{type(items).__name__}")
+    return [check_value(item, op, name, "item") for item in items]
 
 
 def check_reason(reason: object, op: str, name: str) -> None:

@@ -313,6 +313,19 @@ def test_a_list_record_goes_back_to_the_front_unseen(k: Kernel) -> None:
     assert [("a", "meta"), ("b", None)] == [(r.value, r.metadata) for r in k.query("l")]
 
 
+def test_what_is_given_back_is_held_to_the_rule_for_values(k: Kernel) -> None:
+    """A caller builds the delivery it gives back, so its value is checked as any value
+    coming in: kept by the rule (a tuple as a list), or refused with nothing changed."""
+    s = k.open_session()
+    k.push_back("l", "a")
+    k.wait_pop_next(s, "l")
+    with pytest.raises(InvalidArgument, match="cannot be kept"):
+        k.give_back(s, "l", Event("l", "wnp_next", 0, float("nan"), None))
+    assert 0 == k.count("l")
+    k.give_back(s, "l", Event("l", "wnp_next", 0, ("a", 1), {"m": (2,)}))
+    assert [(["a", 1], {"m": [2]})] == [(r.value, r.metadata) for r in k.query("l")]
+
+
 def test_a_parked_waiter_is_served_what_is_given_back(k: Kernel) -> None:
     """A waiter that parked after the delivery is served the record at once."""
     s, other = k.open_session(), k.open_session()

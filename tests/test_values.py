@@ -230,14 +230,15 @@ def test_check_value_names_the_call() -> None:
             "not inside a list or dict") == str(caught.value)
 
 
-def test_claim_many_hands_out_every_kind_of_value(backend: Callable[[], Any]) -> None:
-    """claim_many's jobs come as they are kept, bytes items too (over the wire each row
-    says which items are raw), and a job claimed so can be finished."""
+def test_put_many_and_claim_many_carry_every_kind_of_value(
+        backend: Callable[[], Any]) -> None:
+    """Each of put_many's items is a whole value, bytes too (over the wire the field
+    lists which items are raw, and so does each row of claim_many's answer), and a job
+    claimed so can be finished."""
     with backend() as corral:
         jobs = corral.jobs("many")
         items = [b"\x00raw\r\n", (1, 2), "text", None]
-        for item in items:
-            jobs.put(item)
+        assert 4 == len(jobs.put_many(items))
         claimed = jobs.claim_many(len(items), timeout=0)
         assert [b"\x00raw\r\n", [1, 2], "text", None] == [job.item for job in claimed]
         for job in claimed:
@@ -258,3 +259,24 @@ def test_a_reason_that_is_not_text_is_refused_and_the_claim_stands(
                 call()
         job.finish("done")
         assert "done" == jobs.result("1")
+
+
+def test_put_many_of_bytes_is_journaled_and_replayed(tmp_path: Path) -> None:
+    """A journal record of put_many wraps each bytes item; a reopened corral has them."""
+    with Corral(journal=tmp_path) as corral:
+        corral.jobs("j").put_many([b"\xffraw", "text", [1, 2]])
+    with Corral(journal=tmp_path) as corral:
+        assert [b"\xffraw", "text", [1, 2]] == [
+            job.item for job in corral.jobs("j").claim_many(3, timeout=0)]
+
+
+def test_put_many_field_lists_its_raw_items_and_refuses_bad_indexes() -> None:
+    """The field round-trips; a raw index that names no base64 item is refused."""
+    from corral.transports.commands import items_field, items_of
+
+    items = [b"\x00", "text", {"items": [1]}, b""]
+    assert items == items_of(items_field(items))
+    assert ["plain", 1] == items_field(["plain", 1]) == items_of(["plain", 1])
+    for bad in ([5], [1], [-1], ["0"]):
+        with pytest.raises(InvalidArgument, match="raw index"):
+            items_of({"items": ["QQ==", 2], "raw": bad})

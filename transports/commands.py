@@ -80,6 +80,9 @@ class Arg:
     default: Any = REQUIRED
     parse: Callable[[str], Any] = str
     keyword: bool = False  # keyword-only in the kernel's signature
+    # For a field: the argument as the field carries it, and back (None: as it is).
+    pack: Callable[[Any], Any] | None = None
+    unpack: Callable[[Any], Any] | None = None
 
     @property
     def field(self) -> bool:
@@ -152,6 +155,28 @@ def _wait(wire: str, kernel: str, waits: str, *args: Arg, timeout_default: Any =
     wait_for = Arg("timeout", "option", timeout_default, timeout, True)
     return Command(wire, kernel, (*args, wait_for), waits=waits, mutates=True,
                    clock=True, answer="served", **kw)
+
+
+def items_field(items: list[Any]) -> Any:
+    """``put_many``'s items as its value field: the JSON list, or, when some items are
+    bytes (which JSON cannot hold), ``{"items": [...], "raw": [i, ...]}`` with those
+    items base64'd and their indexes listed. ``items_of`` reads either back."""
+    raw = [i for i, item in enumerate(items) if type(item) is bytes]
+    if not raw:
+        return items
+    return {"items": [base64.b64encode(item).decode() if type(item) is bytes else item
+                      for item in items], "raw": raw}
+
+
+def items_of(field: Any) -> Any:
+    if not (isinstance(field, dict) and isinstance(field.get("items"), list)):
+        return field  # a plain list, or not a list at all: the kernel says so
+    items = list(field["items"])
+    for i in field.get("raw", []):
+        if not (type(i) is int and 0 <= i < len(items) and isinstance(items[i], str)):
+            raise InvalidArgument(f"put_many: raw index {i!r} names no base64 item")
+        items[i] = base64.b64decode(items[i])
+    return items
 
 
 _key, _value = Arg("key", "key"), Arg("value", "value")
@@ -229,9 +254,11 @@ COMMANDS: tuple[Command, ...] = (
          Arg("delay", "option", 0.0, number, True), Arg("id", "key", None, keyword=True),
          answer="key", mutates=True, clock=True),
     _wait("claim", "claim", "claimed", Arg("lease", "option", None, number, True)),
-    _cmd("put_many", Arg("items", "value"), Arg("priority", "option", 0, int, True),
+    _cmd("put_many", Arg("items", "value", pack=items_field, unpack=items_of),
+         Arg("priority", "option", 0, int, True),
          Arg("delay", "option", 0.0, number, True), answer="value", mutates=True,
-         clock=True, summary="`put_many H` with the items as a list in value: data value "
+         clock=True, summary="`put_many H` with the items as a list in value (bytes items: "
+                             "{\"items\": [...], \"raw\": [i, ...]}, base64): data value "
                              "(their ids)"),
     _wait("claim_many", "claim_many", "claimed", Arg("n", "option", 1, int),
           Arg("lease", "option", None, number, True),

@@ -106,7 +106,7 @@ def _reader(command: Command) -> Reader:
     """What reads a command's arguments from its words and fields, as its table entry
     places them: positional, keyword, and a wait's tag."""
     allowed, wire = command.options, command.wire
-    plan = [(a.name, a.wire, a.default, a.keyword) for a in command.args]
+    plan = [(a.name, a.wire, a.default, a.keyword, a.unpack) for a in command.args]
     job = any(a.wire == "job" for a in command.args)
 
     def read(words: tuple[str, ...], fields: dict[str, Any]
@@ -117,7 +117,7 @@ def _reader(command: Command) -> Reader:
                                if job else words, 2, allowed)
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
-        for name, place, default, keyword in plan:
+        for name, place, default, keyword, unpack in plan:
             if place == "option":
                 if name not in options:
                     continue  # the kernel's default
@@ -125,7 +125,7 @@ def _reader(command: Command) -> Reader:
             elif place == "job":
                 value = _job_token(fields, words, wire)
             elif place in fields:
-                value = fields[place]
+                value = fields[place] if unpack is None else unpack(fields[place])
             elif default is REQUIRED:
                 raise InvalidArgument(f"{wire}: missing field {place}")
             else:

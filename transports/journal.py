@@ -53,7 +53,7 @@ from typing import Any
 import attrs
 
 from corral.kernel import CorralError, Event, InvalidArgument, Job, Kernel, Kind, check_value
-from corral.kernel._values import VALUE_ARGUMENTS
+from corral.kernel._values import VALUE_ARGUMENTS, check_items
 
 from .commands import journaled
 
@@ -98,6 +98,8 @@ def _wrap(value: Any) -> Any:
     if isinstance(value, Event):  # give_back's receipt: its fields, each wrapped
         return {"event": [_wrap(value.container), _wrap(value.name), _wrap(value.key),
                           _wrap(value.value), _wrap(value.metadata)]}
+    if isinstance(value, (list, tuple)) and bytes in map(type, value):  # put_many's items
+        return {"l": [_wrap(item) for item in value]}
     if isinstance(value, (list, tuple, dict)):
         return {"j": value}
     raise TypeError(f"{type(value).__name__} is not JSON")
@@ -113,6 +115,8 @@ def _unwrap(value: Any) -> Any:
         return Job(_unwrap(id), _unwrap(item), attempt)
     if "event" in value:
         return Event(*map(_unwrap, value["event"]))
+    if "l" in value:
+        return [_unwrap(item) for item in value["l"]]
     return value["j"]
 
 
@@ -133,6 +137,8 @@ def encode_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> byt
         for role, value in arguments.items():
             if role in VALUE_ARGUMENTS:
                 check_value(value, name, arguments.get("name"), role)
+            elif role == "items":
+                check_items(value, name, arguments.get("name"))
         raise InvalidArgument(f"{name}: not journalable: {error}") from None
 
 

@@ -21,7 +21,7 @@ from corral.kernel import (
     Record,
     check_value,
 )
-from corral.kernel._values import VALUE_ARGUMENTS
+from corral.kernel._values import VALUE_ARGUMENTS, check_items
 
 from .codec import FIELDS, Message, ProtocolError, trailing_specs
 from .commands import REQUIRED, Command, info_of, jobs_of, option_text
@@ -160,6 +160,7 @@ def client_method(command: Command) -> Callable[..., Request]:
     the table says; it returns a Request, or a Wait for a command that may park."""
     assert command.kernel is not None
     names: dict[str, Any] = {"option_text": option_text, "check_value": check_value,
+                             "check_items": check_items,
                              "decode": DECODE.get(command.answer, nothing)}
     params, keywords, body = ["self", "name"], list[str](), list[str]()
     fields = [a for a in command.args if a.field]
@@ -179,6 +180,11 @@ def client_method(command: Command) -> Callable[..., Request]:
         if arg.name in VALUE_ARGUMENTS:  # refused here as the kernel would refuse it
             body.append(f"{arg.name} = check_value({arg.name}, {command.kernel!r}, name, "
                         f"{arg.name!r})")
+        elif arg.name == "items":
+            body.append(f"items = check_items(items, {command.kernel!r}, name)")
+        if arg.pack is not None:
+            names[f"pack_{arg.name}"] = arg.pack
+            body.append(f"{arg.name} = pack_{arg.name}({arg.name})")
         if arg.wire == "job":
             body += [f"fields['key'] = {arg.name}.id",
                      f"options.append('attempt=' + str({arg.name}.attempt))"]

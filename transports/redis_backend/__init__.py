@@ -66,7 +66,7 @@ from corral.kernel import (
 from corral.kernel._containers import check_int
 from corral.kernel._core import check_timeout
 from corral.kernel._jobs import bounded_error, check_seconds, claimed_token
-from corral.kernel._values import check_reason
+from corral.kernel._values import check_items, check_reason
 
 from . import _library
 
@@ -678,10 +678,7 @@ class RedisKernel:
     def put_many(self, name: str, items: Sequence[Any], *, priority: int = 0,
                  delay: float = 0.0, now: float = 0.0) -> list[str]:
         """As ``Kernel.put_many``, in one call: all or none."""
-        items = check_value(items, "put_many", name, "items")
-        if not isinstance(items, list):
-            raise InvalidArgument(f"put_many on {name!r}: items must be a list, not "
-                                  f"{type(items).__name__}")
+        items = check_items(items, "put_many", name)
         check_int("put_many", name, "priority", priority)
         delay = check_seconds(f"put_many on {name!r}", "delay", delay, positive=False)
         packed = [_pack("put_many", name, item) for item in items]
