@@ -62,7 +62,7 @@ def dump(core: Core, containers: dict[str, Any], encode: Codec | None) -> dict[s
     return {
         "format": FORMAT, "version": VERSION,
         "now": core.now, "last_id": core._last_id, "random": core._rng,
-        "timer_seq": core.timers._seq,
+        "timer_seq": core.timers.seq,
         "sessions": [{"id": s.id, "leases": [list(lease) for lease in s.leases]}
                      for s in core.sessions.values()],
         "waiters": [_dump_waiter(w, enc) for w in core.waiters.values()],
@@ -291,16 +291,7 @@ def _load(data: dict[str, Any], dec: Codec) -> tuple[Core, dict[str, Any]]:
         if sub.id in subscribers:
             raise ValueError(f"subscription {sub.id} appears twice")
         subscribers[sub.id] = core.sessions[sub.session].subscriptions[sub.id] = sub
-    timers = core.timers
-    timers._heap = sorted(key for key, _ in loading.timed)  # a sorted list is a heap
-    timers._armed = {key[1]: payload for key, payload in loading.timed}
-    if len(timers._armed) != len(loading.timed):
-        raise ValueError("two timers have the same seq")
-    timers._seq = _int(data["timer_seq"], "timer_seq")
-    if timers._armed and max(timers._armed) > timers._seq:
-        raise ValueError(f"a timer's seq {max(timers._armed)} is past timer_seq "
-                         f"{timers._seq}")
-    timers.first = timers._heap[0][0] if timers._heap else None
+    core.timers.restore(loading.timed, _int(data["timer_seq"], "timer_seq"))
     return core, containers
 
 

@@ -76,6 +76,24 @@ class Timers(Generic[T]):
             return payload
         return None
 
+    @property
+    def seq(self) -> int:
+        """The last sequence number handed out (the next timer gets the one after)."""
+        return self._seq
+
+    def restore(self, armed: list[tuple[TimerKey, T]], seq: int) -> None:
+        """Replace every timer with ``armed`` (key and payload each), the last sequence
+        number being ``seq``: a saved state loaded. Raises ValueError if two keys share
+        a sequence number or one is past ``seq``."""
+        by_seq = {key[1]: payload for key, payload in armed}
+        if len(by_seq) != len(armed):
+            raise ValueError("two timers have the same seq")
+        if by_seq and max(by_seq) > seq:
+            raise ValueError(f"a timer's seq {max(by_seq)} is past timer_seq {seq}")
+        self._heap = sorted(key for key, _ in armed)  # a sorted list is a heap
+        self._armed, self._seq = by_seq, seq
+        self.first = self._heap[0][0] if self._heap else None
+
     def items(self) -> list[tuple[TimerKey, T]]:
         """Every armed timer in firing order (for invariant checks)."""
         return sorted((key, self._armed[key[1]]) for key in self._heap

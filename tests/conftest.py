@@ -56,15 +56,18 @@ def is_remote(corral: Any) -> bool:
     return isinstance(corral, Client)
 
 
-def wait_until(predicate: Callable[[], bool], limit: float = 10.0) -> None:
-    """Block until ``predicate()`` holds, for tests that must order real threads.
+def wait_until(predicate: Callable[[], bool], limit: float = 10.0,
+               said: Callable[[], object] = lambda: "condition not reached") -> None:
+    """Block until ``predicate()`` holds, for tests that must order real threads or
+    processes.
 
-    Bounded: fails the test after ``limit`` seconds instead of hanging.
+    Bounded: fails the test after ``limit`` seconds instead of hanging, with ``said()``
+    as the failure's message (what was seen meanwhile).
     """
     give_up = time.monotonic() + limit
     while not predicate():
         if time.monotonic() > give_up:
-            raise AssertionError("condition not reached")
+            raise AssertionError(said())
         time.sleep(0.001)
 
 

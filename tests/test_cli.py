@@ -12,14 +12,13 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import attrs
 import pytest
-from conftest import server_thread
+from conftest import server_thread, wait_until
 
 from corral.adapters.cli import main, parse_cli_line, run_cli
 from corral.adapters.client import connect
@@ -105,10 +104,9 @@ def test_cli_prints_an_event_as_it_arrives() -> None:
         cli.start()
         typed.write("create work volatile_list\nwnp_next 1 timeout=0.2 tag=t\n")
         typed.flush()
-        give_up = time.monotonic() + 10  # no next line is typed until the event shows
-        while "event 1 cancelled tag=t empty" not in out.getvalue():
-            assert time.monotonic() < give_up, out.getvalue()
-            time.sleep(0.01)
+        # no next line is typed until the event shows
+        wait_until(lambda: "event 1 cancelled tag=t empty" in out.getvalue(),
+                   said=out.getvalue)
         typed.write("quit\n")
         typed.flush()
         cli.join(10)

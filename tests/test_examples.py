@@ -13,11 +13,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import pytest
+from conftest import wait_until
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 CORRAL = pathlib.Path(sys.executable).with_name("corral")  # the installed command
@@ -59,14 +59,16 @@ class Process:
         return self.log.read_text()
 
     def says(self, pattern: str) -> re.Match[str]:
-        """Wait, a minute at most, until its output matches ``pattern``."""
-        give_up = time.monotonic() + 60
-        while True:
-            ended = self.proc.poll() is not None
-            if match := re.search(pattern, self.output(), re.M):
-                return match
-            assert not ended and time.monotonic() < give_up, (pattern, self.output())
-            time.sleep(0.01)
+        """Wait, a minute at most, until its output matches ``pattern``; fails at once
+        if it exits without."""
+        def seen() -> bool:
+            ended = self.proc.poll() is not None  # before reading: no output after it
+            return bool(re.search(pattern, self.output(), re.M)) or ended
+
+        wait_until(seen, 60, said=lambda: (pattern, self.output()))
+        match = re.search(pattern, self.output(), re.M)
+        assert match, (pattern, self.output())
+        return match
 
     def ends(self) -> str:
         """Wait, two minutes at most, for it to exit 0; its output."""
